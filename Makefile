@@ -1,0 +1,108 @@
+# SPDX-License-Identifier: MIT
+# ktls-sidecar build, tests and demo. `make demo` and `make check` install the
+# Debian packages they need first (the lists below are the only place they live).
+
+# ---- Debian packages (the one list) -------------------------------------------
+PKGS_BUILD := build-essential pkg-config liburing-dev libssl-dev libnl-3-dev
+PKGS_RUN   := postgresql-15 postgresql-client-15 pgbouncer openssl procps iproute2
+PKGS_TEST  := perl jq python3 qemu-system-x86 busybox-static cpio
+PKGS_DEMO  := $(PKGS_BUILD) $(PKGS_RUN)
+PKGS_CHECK := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST)
+
+# ---- build --------------------------------------------------------------------
+CC      ?= cc
+PKGCONF ?= pkg-config
+LIBS    := liburing openssl libnl-3.0
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
+
+OPT      ?= -O2
+CFLAGS   ?= $(OPT) -g
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
+CPPFLAGS += -D_GNU_SOURCE -DKS_VERSION='"$(VERSION)"' -Isidecar -Ihandshake -Iktls -Iadmin
+ALL_CFLAGS = -std=gnu11 $(WARN) -pthread -MMD -MP $(CFLAGS) $(shell $(PKGCONF) --cflags $(LIBS) 2>/dev/null)
+LDLIBS  += $(shell $(PKGCONF) --libs $(LIBS) 2>/dev/null) -pthread
+
+ifeq ($(SANITIZE),1)
+BUILD   ?= build/asan
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else
+BUILD   ?= build
+endif
+
+SRCS  := $(wildcard sidecar/*.c handshake/*.c ktls/*.c admin/*.c)
+OBJS  := $(SRCS:%.c=$(BUILD)/obj/%.o)
+LIBOBJS := $(filter-out $(BUILD)/obj/sidecar/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard tests/unit/*.c)
+UNITS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%.t)
+BIN   := $(BUILD)/ktls-sidecar
+
+.PHONY: all unit clean deps deps-demo deps-check demo check check-unit check-integration check-asan check-vm help
+all: $(BIN) $(UNITS)
+
+$(BIN): $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%.t: tests/unit/%.c $(LIBOBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+-include $(OBJS:.o=.d)
+
+clean:
+	rm -rf build
+
+help:
+	@echo "make demo   - throwaway PostgreSQL + PgBouncer behind the sidecar, psql over TLS"
+	@echo "make check  - install test deps, build, run unit, integration, sanitizer and VM suites"
+	@echo "make        - build $(BIN)"
+
+# ---- Debian dependencies ----------------------------------------------------------
+# Install whatever is missing from a list, with one apt-get update first.
+define apt_install
+	@missing=""; for p in $(1); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run as root, or install them)"; exit 1; fi; \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+deps-demo:
+	$(call apt_install,$(PKGS_DEMO))
+
+deps-check:
+	$(call apt_install,$(PKGS_CHECK))
+
+# ---- the two commands ---------------------------------------------------------------
+demo: deps-demo
+	$(MAKE) --no-print-directory all
+	tests/demo.sh
+
+PROVE ?= prove
+check: deps-check
+	$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory check-unit
+	$(MAKE) --no-print-directory check-integration
+	$(MAKE) --no-print-directory check-asan
+	$(MAKE) --no-print-directory check-vm
+
+check-unit: $(UNITS)
+	$(PROVE) --exec '' $(UNITS)
+
+check-integration: $(BIN)
+	KTLS_SIDECAR=$(abspath $(BIN)) $(PROVE) -v tests/t/*.t
+
+check-asan:
+	$(MAKE) --no-print-directory SANITIZE=1 all
+	$(PROVE) --exec '' $(patsubst build/%,build/asan/%,$(UNITS))
+	KTLS_SIDECAR=$(abspath build/asan/ktls-sidecar) TEST_SANITIZE=1 $(PROVE) -v $(ASAN_TESTS)
+
+check-vm: $(BIN)
+	$(PROVE) -v tests/vm/*.t

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+// TLS termination in user space with OpenSSL over memory BIOs: the caller moves
+// ciphertext between the socket and this module, so no call here ever blocks.
+// This is the only module that includes OpenSSL headers.
+#ifndef KS_HANDSHAKE_H
+#define KS_HANDSHAKE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct hs_ctx;
+struct hs_conn;
+
+struct hs_settings {
+	const char *cert, *key, *client_ca;
+	int verify;                 /* 0 none, 1 optional, 2 require */
+	char *const *allow_cn;
+	size_t n_allow_cn;
+	char *const *allow_dns;
+	size_t n_allow_dns;
+	char *const *allow_uri;
+	size_t n_allow_uri;
+	int min_tls13;              /* 1: TLS 1.3 only */
+	const char *ciphers, *ciphersuites;
+};
+
+/* Build a server context from s. 0 or -errno with a reason in err. */
+int hs_ctx_load(const struct hs_settings *s, struct hs_ctx **out, char *err, size_t errlen);
+/* Drop a reference; the context lives while connections use it. */
+void hs_ctx_put(struct hs_ctx *ctx);
+/* "subject=... notAfter=..." of the loaded certificate, for logs and show info. */
+const char *hs_ctx_describe(const struct hs_ctx *ctx);
+/* OpenSSL version string. */
+const char *hs_openssl_version(void);
+
+/* New server-side connection. direct: PostgreSQL 17 direct TLS (ALPN required). 0 or -ENOMEM. */
+int hs_conn_new(struct hs_ctx *ctx, int direct, struct hs_conn **out);
+void hs_conn_free(struct hs_conn *c);
+/* Queue ciphertext received from the client. 0 or -ENOMEM. */
+int hs_conn_feed(struct hs_conn *c, const void *buf, size_t len);
+/* Advance the handshake: 1 done, 0 wants more input, -EPROTO failed (see hs_conn_reason). */
+int hs_conn_handshake(struct hs_conn *c);
+/* Decrypt up to cap bytes: >0 bytes, 0 wants more input, -EPIPE close_notify, -EPROTO fatal. */
+int hs_conn_read(struct hs_conn *c, void *buf, size_t cap);
+/* Encrypt len bytes into the output queue. 0 or -EPROTO. */
+int hs_conn_write(struct hs_conn *c, const void *buf, size_t len);
+/* Queue a close_notify alert. */
+void hs_conn_close_notify(struct hs_conn *c);
+/* Bytes of ciphertext waiting to be sent. */
+size_t hs_conn_pending_out(const struct hs_conn *c);
+/* Move up to cap bytes of ciphertext to buf; returns the count. */
+size_t hs_conn_drain(struct hs_conn *c, void *buf, size_t cap);
+/* Free OpenSSL's record buffers while the connection is idle. */
+void hs_conn_idle(struct hs_conn *c);
+
+/* Why the handshake or a read failed ("" if it did not). */
+const char *hs_conn_reason(const struct hs_conn *c);
+/* "TLSv1.3", cipher name, SNI (or ""), ALPN (or ""), client identity (or ""). */
+const char *hs_conn_version(const struct hs_conn *c);
+const char *hs_conn_cipher(const struct hs_conn *c);
+const char *hs_conn_sni(const struct hs_conn *c);
+const char *hs_conn_alpn(const struct hs_conn *c);
+const char *hs_conn_peer(const struct hs_conn *c);
+
+/* Allow-list matching (pure, in allow.c). */
+/* DNS name against "name" or "*.suffix" (one label), case-insensitive. 1 match, 0 not. */
+int allow_match_dns(const char *pattern, const char *name);
+/* URI against a glob: '*' matches within one path segment, a trailing '*' any rest. */
+int allow_match_uri(const char *pattern, const char *uri);
+/* 1 if any rule matches (or there are no rules), else 0. */
+int allow_check(const struct hs_settings *s, const char *cn, const char *const *dns, size_t ndns,
+		const char *const *uris, size_t nuris);
+
+#endif

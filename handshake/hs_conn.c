@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: MIT
+// One TLS server connection over memory BIOs. The caller feeds whole records
+// during the handshake (never more), so nothing beyond the client Finished is
+// buffered here when keys later move to the kernel.
+#include "hs_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+void hs_conn_set_reason(struct hs_conn *c, const char *r)
+{
+	if (!c->reason[0])
+		snprintf(c->reason, sizeof(c->reason), "%.*s", (int)sizeof(c->reason) - 1, r);
+}
+
+int hs_conn_new(struct hs_ctx *ctx, int direct, struct hs_conn **out)
+{
+	struct hs_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->ssl = SSL_new(ctx->ssl);
+	c->rbio = BIO_new(BIO_s_mem());
+	c->wbio = BIO_new(BIO_s_mem());
+	if (!c->ssl || !c->rbio || !c->wbio) {
+		BIO_free(c->rbio);
+		BIO_free(c->wbio);
+		SSL_free(c->ssl);
+		free(c);
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	/* an empty input BIO means "retry later", not EOF */
+	BIO_set_mem_eof_return(c->rbio, -1);
+	SSL_set_bio(c->ssl, c->rbio, c->wbio);
+	SSL_set_accept_state(c->ssl);
+	SSL_set_ex_data(c->ssl, hs_ssl_index, c);
+	hs_ctx_get(ctx);
+	c->ctx = ctx;
+	c->direct = direct;
+	*out = c;
+	return 0;
+}
+
+void hs_conn_free(struct hs_conn *c)
+{
+	if (!c)
+		return;
+	SSL_free(c->ssl); /* frees both BIOs */
+	hs_ctx_put(c->ctx);
+	free(c);
+}
+
+int hs_conn_feed(struct hs_conn *c, const void *buf, size_t len)
+{
+	if (len && BIO_write(c->rbio, buf, (int)len) != (int)len) {
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Map an SSL_* failure to our errno contract and remember why. */
+static int ssl_fail(struct hs_conn *c, int ret)
+{
+	int e = SSL_get_error(c->ssl, ret);
+	char ossl[256];
+	switch (e) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		return -EPIPE;
+	default:
+		hs_err_drain(ossl, sizeof(ossl));
+		hs_conn_set_reason(c, ossl[0] ? ossl : "TLS protocol error");
+		return -EPROTO;
+	}
+}
+
+int hs_conn_handshake(struct hs_conn *c)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1)
+		return 1;
+	r = ssl_fail(c, r);
+	return r == -EPIPE ? -EPROTO : r;
+}
+
+int hs_conn_read(struct hs_conn *c, void *buf, size_t cap)
+{
+	size_t n = 0;
+	ERR_clear_error();
+	if (SSL_read_ex(c->ssl, buf, cap, &n))
+		return (int)n;
+	return ssl_fail(c, 0);
+}
+
+int hs_conn_write(struct hs_conn *c, const void *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		size_t n = 0;
+		ERR_clear_error();
+		/* memory BIOs never push back, so a write completes unless fatal */
+		if (!SSL_write_ex(c->ssl, (const char *)buf + done, len - done, &n))
+		{
+			ssl_fail(c, 0);
+			return -EPROTO;
+		}
+		done += n;
+	}
+	return 0;
+}
+
+void hs_conn_close_notify(struct hs_conn *c)
+{
+	ERR_clear_error();
+	if (SSL_is_init_finished(c->ssl))
+		SSL_shutdown(c->ssl);
+	ERR_clear_error();
+}
+
+size_t hs_conn_pending_out(const struct hs_conn *c) { return BIO_ctrl_pending(c->wbio); }
+
+size_t hs_conn_drain(struct hs_conn *c, void *buf, size_t cap)
+{
+	int n = BIO_read(c->wbio, buf, (int)cap);
+	return n > 0 ? (size_t)n : 0;
+}
+
+void hs_conn_idle(struct hs_conn *c)
+{
+	if (!SSL_has_pending(c->ssl))
+		SSL_free_buffers(c->ssl);
+}
+
+const char *hs_conn_reason(const struct hs_conn *c) { return c->reason; }
+const char *hs_conn_version(const struct hs_conn *c) { return SSL_get_version(c->ssl); }
+
+const char *hs_conn_cipher(const struct hs_conn *c)
+{
+	const char *n = SSL_get_cipher_name(c->ssl);
+	return n ? n : "";
+}
+
+const char *hs_conn_sni(const struct hs_conn *c)
+{
+	const char *n = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+	return n ? n : "";
+}
+
+const char *hs_conn_alpn(const struct hs_conn *c)
+{
+	const unsigned char *p;
+	unsigned n;
+	SSL_get0_alpn_selected(c->ssl, &p, &n);
+	return n == 10 ? "postgresql" : "";
+}
+
+const char *hs_conn_peer(const struct hs_conn *c) { return c->peer; }

@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: MIT
+// Server SSL_CTX: certificate and key, protocol floor, kTLS-offloadable cipher
+// defaults, ALPN "postgresql", and client-certificate verification with
+// allow-lists. Contexts are refcounted so a reload never pulls one from under
+// a live handshake.
+#include "hs_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+int hs_ssl_index = -1;
+
+const char *hs_openssl_version(void) { return OpenSSL_version(OPENSSL_VERSION); }
+
+/* Drain the whole OpenSSL error queue into buf (joined with "; "). */
+void hs_err_drain(char *buf, size_t len)
+{
+	unsigned long e;
+	size_t off = 0;
+	if (len)
+		buf[0] = 0;
+	while ((e = ERR_get_error()) != 0) {
+		if (off + 2 >= len)
+			continue;
+		if (off)
+			off += (size_t)snprintf(buf + off, len - off, "; ");
+		if (off < len)
+			ERR_error_string_n(e, buf + off, len - off);
+		off = strlen(buf);
+	}
+}
+
+static int ctx_fail(char *err, size_t errlen, const char *what, const char *path)
+{
+	char ossl[512];
+	hs_err_drain(ossl, sizeof(ossl));
+	snprintf(err, errlen, "%s%s%s: %s", what, path ? " " : "", path ? path : "",
+		 ossl[0] ? ossl : "failed");
+	return -EINVAL;
+}
+
+static int copy_list(char ***dst, size_t *dn, char *const *src, size_t n)
+{
+	*dn = 0;
+	*dst = calloc(n ? n : 1, sizeof(char *));
+	if (!*dst)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (!((*dst)[i] = strdup(src[i])))
+			return -ENOMEM;
+		*dn = i + 1;
+	}
+	return 0;
+}
+
+static void free_list(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* ALPN: select "postgresql" or refuse with no_application_protocol. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+		       unsigned int inlen, void *arg)
+{
+	(void)arg;
+	struct hs_conn *c = SSL_get_ex_data(ssl, hs_ssl_index);
+	for (unsigned i = 0; i < inlen;) {
+		unsigned n = in[i];
+		if (i + 1 + n > inlen)
+			break;
+		if (n == 10 && memcmp(in + i + 1, "postgresql", 10) == 0) {
+			*out = in + i + 1;
+			*outlen = (unsigned char)n;
+			return SSL_TLSEXT_ERR_OK;
+		}
+		i += 1 + n;
+	}
+	if (c)
+		hs_conn_set_reason(c, "client ALPN list lacks \"postgresql\"");
+	return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+/* Direct TLS must carry ALPN; checked before any handshake work is done. */
+static int client_hello(SSL *ssl, int *al, void *arg)
+{
+	(void)arg;
+	struct hs_conn *c = SSL_get_ex_data(ssl, hs_ssl_index);
+	const unsigned char *ext;
+	size_t extlen;
+	if (c && c->direct &&
+	    !SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext, &extlen)) {
+		hs_conn_set_reason(c, "direct TLS without ALPN \"postgresql\"");
+		*al = SSL_AD_NO_APPLICATION_PROTOCOL;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
+	return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Collect CN, DNS and URI SANs of cert and apply the allow-lists. */
+static int check_identity(struct hs_ctx *ctx, struct hs_conn *c, X509 *cert)
+{
+	char cn[256] = "";
+	X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
+	const char *dns[16], *uris[16];
+	size_t ndns = 0, nuris = 0;
+	GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		const ASN1_IA5STRING *s = NULL;
+		if (g->type == GEN_DNS)
+			s = g->d.dNSName;
+		else if (g->type == GEN_URI)
+			s = g->d.uniformResourceIdentifier;
+		/* reject embedded NULs: they would shorten the name we compare */
+		if (!s || (size_t)s->length != strlen((const char *)s->data))
+			continue;
+		if (g->type == GEN_DNS && ndns < 16)
+			dns[ndns++] = (const char *)s->data;
+		else if (g->type == GEN_URI && nuris < 16)
+			uris[nuris++] = (const char *)s->data;
+	}
+	if (c) {
+		if (nuris)
+			snprintf(c->peer, sizeof(c->peer), "%s", uris[0]);
+		else
+			snprintf(c->peer, sizeof(c->peer), "CN=%s", cn);
+	}
+	int ok = allow_check(&ctx->s, cn, dns, ndns, uris, nuris);
+	GENERAL_NAMES_free(gens);
+	if (!ok && c)
+		hs_conn_set_reason(c, "client certificate not in allow-list");
+	return ok;
+}
+
+static int verify_cb(int preverify_ok, X509_STORE_CTX *xs)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct hs_conn *c = ssl ? SSL_get_ex_data(ssl, hs_ssl_index) : NULL;
+	int depth = X509_STORE_CTX_get_error_depth(xs);
+	if (!preverify_ok) {
+		if (c) {
+			char r[160];
+			snprintf(r, sizeof(r), "client certificate rejected at depth %d: %s", depth,
+				 X509_verify_cert_error_string(X509_STORE_CTX_get_error(xs)));
+			hs_conn_set_reason(c, r);
+		}
+		return 0;
+	}
+	if (depth == 0 && c && !check_identity(c->ctx, c, X509_STORE_CTX_get_current_cert(xs))) {
+		X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+		return 0;
+	}
+	return 1;
+}
+
+static void describe_cert(struct hs_ctx *ctx)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx->ssl);
+	char subj[256] = "?", after[64] = "?";
+	if (x) {
+		X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+		BIO *b = BIO_new(BIO_s_mem());
+		if (b && ASN1_TIME_print(b, X509_get0_notAfter(x))) {
+			int n = BIO_read(b, after, sizeof(after) - 1);
+			after[n > 0 ? n : 0] = 0;
+		}
+		BIO_free(b);
+	}
+	snprintf(ctx->desc, sizeof(ctx->desc), "subject=\"%s\" not_after=\"%s\"", subj, after);
+}
+
+static int ctx_configure(struct hs_ctx *ctx, const struct hs_settings *s, char *err, size_t errlen)
+{
+	SSL_CTX *sc = ctx->ssl;
+	SSL_CTX_set_min_proto_version(sc, s->min_tls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+	/* renegotiation and compression cannot coexist with kTLS; tickets are
+	 * useless to libpq, which never resumes sessions */
+	SSL_CTX_set_options(sc, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+					SSL_OP_NO_TICKET);
+	SSL_CTX_set_num_tickets(sc, 0);
+	SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_mode(sc, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE);
+	SSL_CTX_set_read_ahead(sc, 0);
+	if (!SSL_CTX_set_cipher_list(sc, s->ciphers))
+		return ctx_fail(err, errlen, "ciphers", s->ciphers);
+	if (!SSL_CTX_set_ciphersuites(sc, s->ciphersuites))
+		return ctx_fail(err, errlen, "ciphersuites", s->ciphersuites);
+	if (!SSL_CTX_use_certificate_chain_file(sc, s->cert))
+		return ctx_fail(err, errlen, "cannot load certificate", s->cert);
+	if (!SSL_CTX_use_PrivateKey_file(sc, s->key, SSL_FILETYPE_PEM))
+		return ctx_fail(err, errlen, "cannot load private key", s->key);
+	if (!SSL_CTX_check_private_key(sc))
+		return ctx_fail(err, errlen, "private key does not match certificate", s->key);
+	SSL_CTX_set_alpn_select_cb(sc, alpn_select, NULL);
+	SSL_CTX_set_client_hello_cb(sc, client_hello, NULL);
+	if (s->verify) {
+		if (!SSL_CTX_load_verify_locations(sc, s->client_ca, NULL))
+			return ctx_fail(err, errlen, "cannot load client CA", s->client_ca);
+		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(s->client_ca);
+		if (names)
+			SSL_CTX_set_client_CA_list(sc, names);
+		int mode = SSL_VERIFY_PEER | (s->verify == 2 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+		SSL_CTX_set_verify(sc, mode, verify_cb);
+		SSL_CTX_set_verify_depth(sc, 8);
+	}
+	describe_cert(ctx);
+	return 0;
+}
+
+int hs_ctx_load(const struct hs_settings *s, struct hs_ctx **out, char *err, size_t errlen)
+{
+	if (hs_ssl_index < 0)
+		hs_ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	ERR_clear_error();
+	struct hs_ctx *ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return -ENOMEM;
+	atomic_init(&ctx->refs, 1);
+	ctx->s = *s;
+	int rc = -ENOMEM;
+	if (copy_list(&ctx->cn, &ctx->s.n_allow_cn, s->allow_cn, s->n_allow_cn) ||
+	    copy_list(&ctx->dns, &ctx->s.n_allow_dns, s->allow_dns, s->n_allow_dns) ||
+	    copy_list(&ctx->uri, &ctx->s.n_allow_uri, s->allow_uri, s->n_allow_uri))
+		goto err_ctx;
+	ctx->s.allow_cn = ctx->cn;
+	ctx->s.allow_dns = ctx->dns;
+	ctx->s.allow_uri = ctx->uri;
+	ctx->ssl = SSL_CTX_new(TLS_server_method());
+	if (!ctx->ssl) {
+		rc = ctx_fail(err, errlen, "SSL_CTX_new", NULL);
+		goto err_ctx;
+	}
+	if ((rc = ctx_configure(ctx, s, err, errlen)))
+		goto err_ctx;
+	*out = ctx;
+	return 0;
+err_ctx:
+	if (rc == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	ctx->refs = 1;
+	hs_ctx_put(ctx);
+	return rc;
+}
+
+void hs_ctx_get(struct hs_ctx *ctx) { atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed); }
+
+void hs_ctx_put(struct hs_ctx *ctx)
+{
+	if (!ctx || atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	SSL_CTX_free(ctx->ssl);
+	free_list(ctx->cn, ctx->s.n_allow_cn);
+	free_list(ctx->dns, ctx->s.n_allow_dns);
+	free_list(ctx->uri, ctx->s.n_allow_uri);
+	free(ctx);
+}
+
+const char *hs_ctx_describe(const struct hs_ctx *ctx) { return ctx->desc; }

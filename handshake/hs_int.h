@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: MIT
+// Private to handshake/: the context and connection structs.
+#ifndef KS_HS_INT_H
+#define KS_HS_INT_H
+
+#include "handshake.h"
+
+#include <stdatomic.h>
+#include <openssl/ssl.h>
+
+struct hs_ctx {
+	SSL_CTX *ssl;
+	atomic_int refs;
+	struct hs_settings s;      /* allow-lists point at the copies below */
+	char **cn, **dns, **uri;
+	char desc[384];
+};
+
+struct hs_conn {
+	SSL *ssl;
+	BIO *rbio, *wbio;          /* memory BIOs: ciphertext in / out */
+	struct hs_ctx *ctx;
+	int direct;
+	char reason[192];
+	char peer[192];
+};
+
+extern int hs_ssl_index;
+void hs_err_drain(char *buf, size_t len);
+void hs_conn_set_reason(struct hs_conn *c, const char *r);
+void hs_ctx_get(struct hs_ctx *ctx);
+
+#endif

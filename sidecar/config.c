@@ -1,0 +1,499 @@
+// SPDX-License-Identifier: MIT
+// Option table and parsers for the file, environment and flags. Precedence is
+// file < environment < flags: each source raises c->level, and list options
+// filled at a lower level are replaced rather than appended to.
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_CIPHERS                                                       \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"          \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"          \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define DEFAULT_CIPHERSUITES \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+enum opt_type { T_STR, T_INT, T_BOOL, T_DUR, T_ENUM, T_LIST };
+
+struct opt {
+	const char *name;
+	enum opt_type type;
+	size_t off;
+	const char *def;
+	const char *const *choices; /* T_ENUM: index = stored value */
+	int min, max;               /* T_INT / T_DUR (ms) bounds */
+	const char *help;
+};
+
+static const char *const io_choices[] = { "auto", "uring", "epoll", NULL };
+static const char *const verify_choices[] = { "none", "optional", "require", NULL };
+static const char *const ktls_choices[] = { "auto", "on", "off", NULL };
+static const char *const relay_choices[] = { "auto", "splice", "copy", NULL };
+
+#define O(f) offsetof(struct config, f)
+static const struct opt opts[] = {
+	{ "listen", T_STR, O(listen), "0.0.0.0:5433", NULL, 0, 0,
+	  "address:port to accept PostgreSQL clients on ([::]:5433 for IPv6)" },
+	{ "backend", T_STR, O(backend), "127.0.0.1:6432", NULL, 0, 0,
+	  "pooler address: host:port or unix:/path/.s.PGSQL.6432" },
+	{ "cert", T_STR, O(cert), NULL, NULL, 0, 0, "server certificate chain (PEM, RSA or ECDSA)" },
+	{ "key", T_STR, O(key), NULL, NULL, 0, 0, "server private key (PEM)" },
+	{ "client-ca", T_STR, O(client_ca), NULL, NULL, 0, 0, "CA bundle for client certificates (mTLS)" },
+	{ "verify", T_ENUM, O(verify), "none", verify_choices, 0, 0,
+	  "client certificate policy: none|optional|require" },
+	{ "allow-cn", T_LIST, O(allow_cn), NULL, NULL, 0, 0, "allowed client subject CN (repeatable)" },
+	{ "allow-dns", T_LIST, O(allow_dns), NULL, NULL, 0, 0,
+	  "allowed client DNS SAN, '*.example.com' wildcards (repeatable)" },
+	{ "allow-uri", T_LIST, O(allow_uri), NULL, NULL, 0, 0,
+	  "allowed client URI SAN, e.g. spiffe://td/ns/app/* (repeatable)" },
+	{ "min-tls-version", T_STR, O(min_tls), "1.2", NULL, 0, 0, "minimum TLS version: 1.2 or 1.3" },
+	{ "ciphers", T_STR, O(ciphers), DEFAULT_CIPHERS, NULL, 0, 0,
+	  "TLS 1.2 cipher list (OpenSSL syntax); default: the kTLS-offloadable ECDHE AEADs" },
+	{ "ciphersuites", T_STR, O(ciphersuites), DEFAULT_CIPHERSUITES, NULL, 0, 0, "TLS 1.3 cipher suites" },
+	{ "workers", T_INT, O(workers), "0", NULL, 0, 1024, "worker threads (0 = number of CPUs)" },
+	{ "pin-cpus", T_BOOL, O(pin_cpus), "false", NULL, 0, 0, "pin worker N to CPU N" },
+	{ "handshake-timeout", T_DUR, O(handshake_timeout_ms), "10s", NULL, 1, 3600000,
+	  "limit for startup negotiation + TLS handshake (e.g. 10s, 500ms)" },
+	{ "connect-timeout", T_DUR, O(connect_timeout_ms), "5s", NULL, 1, 3600000, "backend connect limit" },
+	{ "idle-timeout", T_DUR, O(idle_timeout_ms), "0", NULL, 0, INT_MAX,
+	  "close connections idle this long (0 = never)" },
+	{ "max-conns", T_INT, O(max_conns), "10000", NULL, 1, 1000000,
+	  "client connections per process; more are refused at once" },
+	{ "io", T_ENUM, O(io), "auto", io_choices, 0, 0,
+	  "event engine: auto (io_uring, else epoll) | uring | epoll" },
+	{ "ktls", T_ENUM, O(ktls), "auto", ktls_choices, 0, 0,
+	  "kernel TLS: auto (use when available) | on (required) | off" },
+	{ "relay", T_ENUM, O(relay), "auto", relay_choices, 0, 0,
+	  "kTLS relay: auto | splice (pipes, zero copy) | copy (recv/send)" },
+	{ "allow-plaintext", T_BOOL, O(allow_plaintext), "false", NULL, 0, 0,
+	  "relay clients that start without TLS (default: refuse with SQLSTATE 28000)" },
+	{ "plain-cancel", T_BOOL, O(plain_cancel), "true", NULL, 0, 0,
+	  "forward CancelRequests sent before TLS (legacy libpq PQcancel)" },
+	{ "admin-socket", T_STR, O(admin_socket), "/run/ktls-sidecar/admin.sock", NULL, 0, 0,
+	  "admin unix socket path (\"\" disables)" },
+	{ "log-level", T_STR, O(log_level), "info", NULL, 0, 0, "error|warn|info|debug" },
+	{ "log-format", T_STR, O(log_format), "logfmt", NULL, 0, 0, "logfmt|json" },
+	{ "config", T_STR, O(config_file), NULL, NULL, 0, 0, "config file (key = value lines)" },
+};
+#undef O
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (err && errlen)
+		vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static const struct opt *opt_find(const char *name, size_t len)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0)
+			return &opts[i];
+	return NULL;
+}
+
+static void strlist_clear(struct strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+static int strlist_add(struct strlist *l, const char *s)
+{
+	char **nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
+	if (!nv)
+		return -ENOMEM;
+	l->v = nv;
+	if (!(l->v[l->n] = strdup(s)))
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+int config_parse_duration(const char *s, int *ms)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (end == s || errno || v < 0 || v != v)
+		return -EINVAL;
+	double mult = 1000.0;
+	if (strcmp(end, "ms") == 0)
+		mult = 1.0;
+	else if (strcmp(end, "s") == 0 || *end == 0)
+		mult = 1000.0;
+	else if (strcmp(end, "m") == 0)
+		mult = 60000.0;
+	else
+		return -EINVAL;
+	double r = v * mult;
+	if (r > INT_MAX)
+		return -EINVAL;
+	*ms = (int)r;
+	return 0;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+	static const char *const t[] = { "1", "true", "yes", "on" }, *const f[] = { "0", "false", "no", "off" };
+	for (unsigned i = 0; i < 4; i++) {
+		if (strcasecmp(s, t[i]) == 0)
+			return *out = 1, 0;
+		if (strcasecmp(s, f[i]) == 0)
+			return *out = 0, 0;
+	}
+	return -EINVAL;
+}
+
+static int parse_int(const char *s, int min, int max, int *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (end == s || *end || errno || v < min || v > max)
+		return -EINVAL;
+	*out = (int)v;
+	return 0;
+}
+
+static int set_opt(struct config *c, const struct opt *o, const char *val, char *err, size_t errlen)
+{
+	void *p = (char *)c + o->off;
+	int rc = 0;
+	switch (o->type) {
+	case T_STR: {
+		char *dup = strdup(val);
+		if (!dup)
+			return fail(err, errlen, -ENOMEM, "out of memory");
+		free(*(char **)p);
+		*(char **)p = dup;
+		return 0;
+	}
+	case T_INT:
+		rc = parse_int(val, o->min, o->max, p);
+		if (rc)
+			return fail(err, errlen, rc, "%s: '%s' is not an integer in [%d, %d]", o->name, val,
+				    o->min, o->max);
+		return 0;
+	case T_BOOL:
+		if (parse_bool(val, p))
+			return fail(err, errlen, -EINVAL, "%s: '%s' is not a boolean (true/false)", o->name, val);
+		return 0;
+	case T_DUR: {
+		int ms;
+		if (config_parse_duration(val, &ms) || ms < o->min || ms > o->max)
+			return fail(err, errlen, -EINVAL, "%s: '%s' is not a duration (e.g. 10s, 500ms)", o->name,
+				    val);
+		*(int *)p = ms;
+		return 0;
+	}
+	case T_ENUM:
+		for (int i = 0; o->choices[i]; i++) {
+			if (strcmp(val, o->choices[i]) == 0) {
+				*(int *)p = i;
+				return 0;
+			}
+		}
+		return fail(err, errlen, -EINVAL, "%s: '%s' is not one of the allowed values", o->name, val);
+	case T_LIST: {
+		struct strlist *l = p;
+		if (l->level < c->level) {
+			strlist_clear(l);
+			l->level = c->level;
+		}
+		if (!*val)
+			return fail(err, errlen, -EINVAL, "%s: empty value", o->name);
+		if (strlist_add(l, val))
+			return fail(err, errlen, -ENOMEM, "out of memory");
+		return 0;
+	}
+	}
+	return -EINVAL;
+}
+
+int config_set(struct config *c, const char *key, const char *val, char *err, size_t errlen)
+{
+	const struct opt *o = opt_find(key, strlen(key));
+	if (!o)
+		return fail(err, errlen, -ENOENT, "unknown option '%s'", key);
+	return set_opt(c, o, val, err, errlen);
+}
+
+void config_init(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < NOPTS; i++)
+		if (opts[i].def)
+			set_opt(c, &opts[i], opts[i].def, NULL, 0);
+}
+
+void config_free(struct config *c)
+{
+	for (size_t i = 0; i < NOPTS; i++) {
+		void *p = (char *)c + opts[i].off;
+		if (opts[i].type == T_STR)
+			free(*(char **)p);
+		else if (opts[i].type == T_LIST)
+			strlist_clear(p);
+	}
+	memset(c, 0, sizeof(*c));
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t n = strlen(s);
+	while (n && isspace((unsigned char)s[n - 1]))
+		s[--n] = 0;
+	return s;
+}
+
+int config_line(struct config *c, const char *line, char *err, size_t errlen)
+{
+	char buf[4096];
+	if (strlen(line) >= sizeof(buf))
+		return fail(err, errlen, -E2BIG, "line too long");
+	strcpy(buf, line);
+	char *s = trim(buf);
+	if (!*s || *s == '#')
+		return 0;
+	char *eq = strchr(s, '=');
+	if (!eq)
+		return fail(err, errlen, -EINVAL, "expected 'key = value'");
+	*eq = 0;
+	char *key = trim(s), *val = trim(eq + 1);
+	size_t vn = strlen(val);
+	if (vn >= 2 && val[0] == '"' && val[vn - 1] == '"') {
+		val[vn - 1] = 0;
+		val++;
+	}
+	if (strcmp(key, "config") == 0)
+		return fail(err, errlen, -EINVAL, "'config' cannot be set from a config file");
+	return config_set(c, key, val, err, errlen);
+}
+
+int config_finish(struct config *c, char *err, size_t errlen)
+{
+	char host[256];
+	unsigned port;
+	if (config_split_hostport(c->listen, host, sizeof(host), &port) || port == 0)
+		return fail(err, errlen, -EINVAL, "listen: '%s' is not ADDR:PORT", c->listen);
+	if (strncmp(c->backend, "unix:", 5) == 0) {
+		if (c->backend[5] != '/' || strlen(c->backend + 5) >= 108)
+			return fail(err, errlen, -EINVAL, "backend: unix socket path must be absolute and < 108 bytes");
+	} else if (config_split_hostport(c->backend, host, sizeof(host), &port) || port == 0 || !host[0]) {
+		return fail(err, errlen, -EINVAL, "backend: '%s' is not HOST:PORT or unix:PATH", c->backend);
+	}
+	if (!c->cert || !*c->cert)
+		return fail(err, errlen, -EINVAL, "cert: a server certificate is required (--cert FILE)");
+	if (!c->key || !*c->key)
+		return fail(err, errlen, -EINVAL, "key: a private key is required (--key FILE)");
+	if (strcmp(c->min_tls, "1.2") && strcmp(c->min_tls, "1.3"))
+		return fail(err, errlen, -EINVAL, "min-tls-version: '%s' must be 1.2 or 1.3", c->min_tls);
+	if (c->verify != VERIFY_NONE && (!c->client_ca || !*c->client_ca))
+		return fail(err, errlen, -EINVAL, "verify: client certificates need --client-ca FILE");
+	if ((c->allow_cn.n || c->allow_dns.n || c->allow_uri.n) && c->verify == VERIFY_NONE)
+		return fail(err, errlen, -EINVAL, "allow-*: allow-lists need --verify optional|require");
+	enum { L_ERR, L_WARN, L_INFO, L_DEBUG };
+	static const char *const levels[] = { "error", "warn", "info", "debug" };
+	int ok = 0;
+	for (unsigned i = 0; i < 4; i++)
+		ok |= strcmp(c->log_level, levels[i]) == 0;
+	if (!ok)
+		return fail(err, errlen, -EINVAL, "log-level: '%s' must be error|warn|info|debug", c->log_level);
+	if (strcmp(c->log_format, "logfmt") && strcmp(c->log_format, "json"))
+		return fail(err, errlen, -EINVAL, "log-format: '%s' must be logfmt|json", c->log_format);
+	return 0;
+}
+
+int config_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port)
+{
+	const char *colon, *h = s;
+	size_t hl;
+	if (*s == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':')
+			return -EINVAL;
+		h = s + 1;
+		hl = (size_t)(rb - h);
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || memchr(s, ':', (size_t)(colon - s)))
+			return -EINVAL; /* bare IPv6 needs brackets */
+		hl = (size_t)(colon - s);
+	}
+	if (hl >= hostlen)
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = 0;
+	int p;
+	if (parse_int(colon + 1, 0, 65535, &p))
+		return -EINVAL;
+	*port = (unsigned)p;
+	return 0;
+}
+
+int config_load_file(struct config *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	char line[4096], e[CONFIG_ERR_LEN];
+	int lineno = 0, rc = 0;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		size_t n = strlen(line);
+		if (n == sizeof(line) - 1 && line[n - 1] != '\n') {
+			rc = fail(err, errlen, -E2BIG, "%s:%d: line too long", path, lineno);
+			break;
+		}
+		if ((rc = config_line(c, line, e, sizeof(e)))) {
+			fail(err, errlen, rc, "%s:%d: %s", path, lineno, e);
+			break;
+		}
+	}
+	if (!rc && ferror(f))
+		rc = fail(err, errlen, -EIO, "%s: read error", path);
+	fclose(f);
+	return rc;
+}
+
+/* KTLS_SIDECAR_MAX_CONNS -> max-conns. Returns 0 if name is not ours. */
+static int env_to_key(const char *name, size_t len, char *key, size_t keylen)
+{
+	static const char pfx[] = "KTLS_SIDECAR_";
+	if (len <= sizeof(pfx) - 1 || strncmp(name, pfx, sizeof(pfx) - 1) || len - (sizeof(pfx) - 1) >= keylen)
+		return 0;
+	size_t k = 0;
+	for (size_t i = sizeof(pfx) - 1; i < len; i++)
+		key[k++] = name[i] == '_' ? '-' : (char)tolower((unsigned char)name[i]);
+	key[k] = 0;
+	return 1;
+}
+
+int config_load_env(struct config *c, char **envp, char *err, size_t errlen)
+{
+	char key[64], e[CONFIG_ERR_LEN];
+	for (; envp && *envp; envp++) {
+		const char *eq = strchr(*envp, '=');
+		if (!eq || !env_to_key(*envp, (size_t)(eq - *envp), key, sizeof(key)))
+			continue;
+		if (strcmp(key, "config") == 0)
+			continue; /* consumed by config_load_all */
+		const struct opt *o = opt_find(key, strlen(key));
+		if (!o)
+			return fail(err, errlen, -ENOENT, "%.*s: unknown variable", (int)(eq - *envp), *envp);
+		int rc = 0;
+		if (o->type == T_LIST) {
+			/* comma-separated */
+			char *dup = strdup(eq + 1), *save = NULL;
+			if (!dup)
+				return -ENOMEM;
+			for (char *t = strtok_r(dup, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save))
+				rc = set_opt(c, o, trim(t), e, sizeof(e));
+			free(dup);
+		} else {
+			rc = set_opt(c, o, eq + 1, e, sizeof(e));
+		}
+		if (rc)
+			return fail(err, errlen, rc, "%.*s: %s", (int)(eq - *envp), *envp, e);
+	}
+	return 0;
+}
+
+int config_load_args(struct config *c, int argc, char **argv, char *err, size_t errlen)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+			return -EAGAIN;
+		if (strncmp(a, "--", 2) != 0)
+			return fail(err, errlen, -EINVAL, "unexpected argument '%s'", a);
+		a += 2;
+		const char *eq = strchr(a, '=');
+		size_t klen = eq ? (size_t)(eq - a) : strlen(a);
+		const struct opt *o = opt_find(a, klen);
+		const char *val = eq ? eq + 1 : NULL;
+		if (!o && klen > 3 && strncmp(a, "no-", 3) == 0 && !eq) {
+			o = opt_find(a + 3, klen - 3);
+			if (o && o->type == T_BOOL)
+				val = "false";
+			else
+				o = NULL;
+		}
+		if (!o)
+			return fail(err, errlen, -ENOENT, "unknown option '--%.*s' (see --help)", (int)klen, a);
+		if (!val && o->type == T_BOOL)
+			val = "true";
+		if (!val) {
+			if (i + 1 >= argc)
+				return fail(err, errlen, -EINVAL, "--%s needs a value", o->name);
+			val = argv[++i];
+		}
+		int rc = set_opt(c, o, val, err, errlen);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int config_load_all(struct config *c, int argc, char **argv, char **envp, char *err, size_t errlen)
+{
+	const char *file = NULL;
+	for (char **e = envp; e && *e; e++)
+		if (strncmp(*e, "KTLS_SIDECAR_CONFIG=", 20) == 0)
+			file = *e + 20;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			file = argv[i + 1];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			file = argv[i] + 9;
+	}
+	int rc;
+	c->level = 1;
+	if (file && *file && (rc = config_load_file(c, file, err, errlen)))
+		return rc;
+	c->level = 2;
+	if ((rc = config_load_env(c, envp, err, errlen)))
+		return rc;
+	c->level = 3;
+	if ((rc = config_load_args(c, argc, argv, err, errlen)))
+		return rc;
+	return config_finish(c, err, errlen);
+}
+
+void config_usage(FILE *f)
+{
+	fprintf(f, "Options (flag, or KTLS_SIDECAR_<NAME> in the environment, or 'name = value' in --config FILE;\n"
+		   "flags override the environment, which overrides the file):\n");
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct opt *o = &opts[i];
+		char left[64];
+		const char *arg = o->type == T_BOOL ? "" : o->type == T_DUR ? " DURATION" :
+				  o->type == T_INT ? " N" : o->type == T_ENUM ? " MODE" : " VALUE";
+		snprintf(left, sizeof(left), "--%s%s", o->name, arg);
+		fprintf(f, "  %-28s %s", left, o->help);
+		if (o->def && o->type != T_STR)
+			fprintf(f, " [%s]", o->def);
+		else if (o->def && strlen(o->def) < 40)
+			fprintf(f, " [%s]", o->def);
+		fputc('\n', f);
+	}
+}

@@ -1,0 +1,904 @@
+// SPDX-License-Identifier: MIT
+// The connection state machine: PostgreSQL startup negotiation, the TLS
+// handshake fed record by record, the first packet inside TLS, the backend
+// connect, and the relay. It runs unchanged on either engine: every I/O is an
+// engine op whose completion comes back through conn_complete().
+#include "sidecar.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "handshake.h"
+#include "log.h"
+#include "pgproto.h"
+
+#define TLS_HDR 5
+#define TLS_MAX_RECORD (16384 + 2048) /* largest ciphertext body we accept */
+#define CBUF_SIZE (TLS_HDR + TLS_MAX_RECORD)
+#define BBUF_SIZE 16384
+
+const char *const close_reason_names[CR__COUNT] = {
+	[CR_EOF] = "eof",
+	[CR_CLIENT_RESET] = "client_error",
+	[CR_BACKEND_RESET] = "backend_error",
+	[CR_HANDSHAKE_TIMEOUT] = "handshake_timeout",
+	[CR_HANDSHAKE_FAILED] = "handshake_failed",
+	[CR_PROTOCOL] = "protocol_error",
+	[CR_PLAINTEXT_REFUSED] = "plaintext_refused",
+	[CR_BACKEND_CONNECT] = "backend_connect_failed",
+	[CR_IDLE_TIMEOUT] = "idle_timeout",
+	[CR_CANCEL] = "cancel_forwarded",
+	[CR_SHUTDOWN] = "shutdown",
+	[CR_INTERNAL] = "internal_error",
+};
+
+enum phase { PH_NEGOTIATE, PH_HANDSHAKE, PH_STARTUP, PH_CONNECT, PH_RELAY, PH_FINAL, PH_CLOSING };
+
+/* What to do once the client-bound output queue is flushed. */
+enum after { AF_NONE, AF_NEGOTIATE, AF_HANDSHAKE_READ, AF_HANDSHAKE_DONE, AF_CLOSE };
+
+struct dir {
+	unsigned len, off;  /* bytes in the send window */
+	uint8_t done;       /* this direction saw EOF and propagated it */
+	uint8_t eof_pending;
+};
+
+struct conn {
+	struct conn *prev, *next;
+	struct worker *w;
+	uint64_t id;
+	int cfd, bfd;
+	uint8_t phase;
+	uint8_t after;            /* enum after */
+	uint8_t saw_ssl, saw_gss, direct, cancel, plain;
+	uint8_t connecting, connect_timed_out;
+	uint8_t reason;           /* enum close_reason once closing */
+	struct io_op cli_rd, cli_wr, be_rd, be_wr;
+	struct hs_conn *tls;
+	uint8_t *cbuf;            /* client reads: startup packets, TLS records, c2b relay */
+	uint8_t *bbuf;            /* client writes: TLS output, b2c relay */
+	uint8_t *pkt;             /* the first packet to forward (StartupMessage/CancelRequest) */
+	unsigned have, need;      /* exact-read progress into cbuf or pkt */
+	unsigned pkt_len;
+	struct dir c2b, b2c;
+	uint64_t started_ms, deadline_ms, active_ms;
+	uint64_t bytes_in, bytes_out;
+	struct sockaddr_storage peer;
+	char user[64], database[64];
+};
+
+static void conn_close(struct conn *c, enum close_reason why);
+static void cli_read_exact(struct conn *c);
+static void flush_client(struct conn *c);
+static void c2b_pump(struct conn *c);
+static void b2c_flush(struct conn *c);
+static void start_relay(struct conn *c);
+
+static struct engine *E(struct conn *c) { return c->w->eng; }
+static struct config *CFG(struct conn *c) { return c->w->sc->cfg; }
+
+static int conn_busy(const struct conn *c)
+{
+	return c->cli_rd.pending || c->cli_wr.pending || c->be_rd.pending || c->be_wr.pending;
+}
+
+static void log_conn(struct conn *c, enum log_level lvl, const char *msg, const char *extra)
+{
+	char addr[64];
+	net_addr_str(&c->peer, addr, sizeof(addr));
+	log_msg(lvl, "conn", msg, "conn=%llu client=%s %s", (unsigned long long)c->id, addr, extra ? extra : "");
+}
+
+void conn_accept(struct worker *w, int fd)
+{
+	struct sidecar *sc = w->sc;
+	STAT_INC(w, accepted);
+	if (atomic_fetch_add(&sc->nconns, 1) >= sc->cfg->max_conns) {
+		/* refuse at once: no buffers, no handshake work for the excess */
+		atomic_fetch_sub(&sc->nconns, 1);
+		STAT_INC(w, refused_max);
+		engine_close(w->eng, fd);
+		return;
+	}
+	struct conn *c = calloc(1, sizeof(*c));
+	if (c)
+		c->cbuf = malloc(CBUF_SIZE);
+	if (!c || !c->cbuf) {
+		free(c);
+		atomic_fetch_sub(&sc->nconns, 1);
+		engine_close(w->eng, fd);
+		log_error("conn", "out of memory accepting a connection", "fd=%d", fd);
+		return;
+	}
+	c->w = w;
+	c->id = atomic_fetch_add(&sc->next_conn_id, 1) + 1;
+	c->cfd = fd;
+	c->bfd = -1;
+	c->cli_rd.kind = K_CLI_RD;
+	c->cli_wr.kind = K_CLI_WR;
+	c->be_rd.kind = K_BE_RD;
+	c->be_wr.kind = K_BE_WR;
+	socklen_t l = sizeof(c->peer);
+	getpeername(fd, (struct sockaddr *)&c->peer, &l);
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->started_ms = c->active_ms = w->now_ms;
+	c->deadline_ms = w->now_ms + (uint64_t)sc->cfg->handshake_timeout_ms;
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	STAT_INC(w, active);
+	c->phase = PH_NEGOTIATE;
+	c->have = 0;
+	c->need = TLS_HDR; /* enough to tell a TLS record from a startup packet */
+	cli_read_exact(c);
+}
+
+static void conn_free(struct conn *c)
+{
+	struct worker *w = c->w;
+	char extra[512];
+	snprintf(extra, sizeof(extra), "reason=%s tls=%s cipher=%s peer=\"%s\" user=\"%s\" database=\"%s\" "
+		 "bytes_in=%llu bytes_out=%llu duration_ms=%llu",
+		 close_reason_names[c->reason], c->tls ? hs_conn_version(c->tls) : "none",
+		 c->tls ? hs_conn_cipher(c->tls) : "none", c->tls ? hs_conn_peer(c->tls) : "", c->user,
+		 c->database, (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+		 (unsigned long long)(w->now_ms - c->started_ms));
+	log_conn(c, c->reason == CR_EOF || c->reason == CR_CANCEL ? LOG_DEBUG : LOG_INFO, "closed", extra);
+	engine_close(w->eng, c->cfd);
+	engine_close(w->eng, c->bfd);
+	hs_conn_free(c->tls);
+	free(c->cbuf);
+	free(c->bbuf);
+	free(c->pkt);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	STAT_INC(w, closed[c->reason]);
+	STAT_ADD(w, active, (uint64_t)-1);
+	atomic_fetch_sub(&w->sc->nconns, 1);
+	free(c);
+}
+
+/* Start closing: cancel what is in flight; the last completion frees. */
+static void conn_close(struct conn *c, enum close_reason why)
+{
+	if (c->phase == PH_CLOSING)
+		return;
+	c->phase = PH_CLOSING;
+	c->reason = (uint8_t)why;
+	if (!conn_busy(c)) {
+		conn_free(c);
+		return;
+	}
+	/* shutdown wakes blocked recv/send on any kernel; cancel covers the rest */
+	shutdown(c->cfd, SHUT_RDWR);
+	if (c->bfd >= 0)
+		shutdown(c->bfd, SHUT_RDWR);
+	engine_cancel(E(c), &c->cli_rd);
+	engine_cancel(E(c), &c->cli_wr);
+	engine_cancel(E(c), &c->be_rd);
+	engine_cancel(E(c), &c->be_wr);
+}
+
+static void cli_read_exact(struct conn *c)
+{
+	engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf + c->have, c->need - c->have);
+}
+
+/* Send a plaintext ErrorResponse (or over TLS once it is up), then close. */
+static void fail_with_error(struct conn *c, enum close_reason why, const char *sqlstate, const char *msg)
+{
+	uint8_t pkt[512];
+	int n = pg_error_response(pkt, sizeof(pkt), "FATAL", sqlstate, msg);
+	c->reason = (uint8_t)why;
+	if (n < 0 || c->cli_wr.pending) {
+		conn_close(c, why);
+		return;
+	}
+	if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE))) {
+		conn_close(c, CR_INTERNAL);
+		return;
+	}
+	c->phase = PH_FINAL;
+	c->after = AF_CLOSE;
+	c->deadline_ms = c->w->now_ms + (uint64_t)CFG(c)->handshake_timeout_ms;
+	if (c->tls) {
+		if (hs_conn_write(c->tls, pkt, (size_t)n) < 0) {
+			conn_close(c, why);
+			return;
+		}
+		hs_conn_close_notify(c->tls);
+		flush_client(c);
+		return;
+	}
+	memcpy(c->bbuf, pkt, (size_t)n);
+	c->b2c.len = (unsigned)n;
+	c->b2c.off = 0;
+	engine_send(E(c), &c->cli_wr, c->cfd, c->bbuf, (unsigned)n);
+}
+
+/* Plaintext one-byte answers to SSLRequest ('S') and GSSENCRequest ('N'). */
+static void answer_byte(struct conn *c, char b, enum after next)
+{
+	if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE))) {
+		conn_close(c, CR_INTERNAL);
+		return;
+	}
+	c->bbuf[0] = (uint8_t)b;
+	c->b2c.len = 1;
+	c->b2c.off = 0;
+	c->after = (uint8_t)next;
+	engine_send(E(c), &c->cli_wr, c->cfd, c->bbuf, 1);
+}
+
+/* Validate a TLS record header in cbuf; body length or -1. */
+static int tls_record_len(const uint8_t *h, int handshake_only)
+{
+	unsigned type = h[0], len = (unsigned)h[3] << 8 | h[4];
+	if (h[1] != 3 || len == 0 || len > TLS_MAX_RECORD)
+		return -1;
+	if (handshake_only && type != 0x16)
+		return -1;
+	if (type < 0x14 || type > 0x17)
+		return -1;
+	return (int)len;
+}
+
+static int start_tls(struct conn *c, int direct)
+{
+	c->direct = (uint8_t)direct;
+	if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE)))
+		return -ENOMEM;
+	return hs_conn_new(c->w->sc->hs, direct, &c->tls);
+}
+
+static void connect_backend(struct conn *c);
+
+/* Keep the first packet aside for the backend. */
+static int keep_packet(struct conn *c, const uint8_t *p, unsigned len)
+{
+	free(c->pkt);
+	if (!(c->pkt = malloc(len)))
+		return -ENOMEM;
+	memcpy(c->pkt, p, len);
+	c->pkt_len = len;
+	return 0;
+}
+
+static void note_startup(struct conn *c, const struct pg_startup *st)
+{
+	snprintf(c->user, sizeof(c->user), "%s", st->user ? st->user : "");
+	snprintf(c->database, sizeof(c->database), "%s", st->database ? st->database : c->user);
+}
+
+/* A complete plaintext startup packet sits in cbuf[0..need). */
+static void negotiate_packet(struct conn *c)
+{
+	struct pg_startup st;
+	if (pg_startup_parse(c->cbuf, c->need, &st)) {
+		fail_with_error(c, CR_PROTOCOL, "08P01", "invalid startup packet layout");
+		return;
+	}
+	switch (st.kind) {
+	case PG_SSL_REQUEST: {
+		if (c->saw_ssl) {
+			fail_with_error(c, CR_PROTOCOL, "08P01", "duplicate SSLRequest");
+			return;
+		}
+		c->saw_ssl = 1;
+		/* bytes already queued after the SSLRequest were not protected by TLS
+		 * (CVE-2021-23214): refuse rather than hand them to the handshake */
+		int queued = 0;
+		if (ioctl(c->cfd, FIONREAD, &queued) == 0 && queued > 0) {
+			log_conn(c, LOG_WARN, "refused: unencrypted data after SSLRequest", NULL);
+			fail_with_error(c, CR_PROTOCOL, "08P01", "received unencrypted data after SSL request");
+			return;
+		}
+		if (start_tls(c, 0)) {
+			conn_close(c, CR_INTERNAL);
+			return;
+		}
+		answer_byte(c, 'S', AF_HANDSHAKE_READ);
+		return;
+	}
+	case PG_GSSENC_REQUEST:
+		if (c->saw_gss) {
+			fail_with_error(c, CR_PROTOCOL, "08P01", "duplicate GSSENCRequest");
+			return;
+		}
+		c->saw_gss = 1;
+		answer_byte(c, 'N', AF_NEGOTIATE);
+		return;
+	case PG_CANCEL_REQUEST:
+		if (!CFG(c)->plain_cancel) {
+			log_conn(c, LOG_INFO, "plaintext CancelRequest refused (plain-cancel=false)", NULL);
+			conn_close(c, CR_PROTOCOL);
+			return;
+		}
+		c->cancel = 1;
+		break;
+	case PG_STARTUP:
+		if (!CFG(c)->allow_plaintext) {
+			note_startup(c, &st);
+			log_conn(c, LOG_INFO, "refused plaintext startup", "sqlstate=28000");
+			fail_with_error(c, CR_PLAINTEXT_REFUSED, "28000",
+					"ktls-sidecar: SSL is required (connect with sslmode=require)");
+			return;
+		}
+		note_startup(c, &st);
+		c->plain = 1;
+		STAT_INC(c->w, plaintext);
+		break;
+	}
+	if (keep_packet(c, c->cbuf, c->need)) {
+		conn_close(c, CR_INTERNAL);
+		return;
+	}
+	connect_backend(c);
+}
+
+static void negotiate_read(struct conn *c, int res)
+{
+	c->have += (unsigned)res;
+	if (c->have < c->need) {
+		cli_read_exact(c);
+		return;
+	}
+	if (c->need == TLS_HDR && !c->saw_ssl && c->cbuf[0] == PG_TLS_HANDSHAKE) {
+		/* PostgreSQL 17 direct TLS: the 5 bytes are a ClientHello record header */
+		int len = tls_record_len(c->cbuf, 1);
+		if (len < 0 || start_tls(c, 1)) {
+			log_conn(c, LOG_INFO, "refused: malformed TLS record header", NULL);
+			conn_close(c, CR_PROTOCOL);
+			return;
+		}
+		c->phase = PH_HANDSHAKE;
+		c->need = TLS_HDR + (unsigned)len;
+		cli_read_exact(c);
+		return;
+	}
+	if (c->need == TLS_HDR) {
+		uint32_t len;
+		int rc = pg_startup_len(c->cbuf, &len);
+		if (rc) {
+			log_conn(c, LOG_INFO, "refused: invalid startup packet length", NULL);
+			fail_with_error(c, CR_PROTOCOL, "08P01", "invalid length of startup packet");
+			return;
+		}
+		c->need = len;
+		if (c->have < c->need) {
+			cli_read_exact(c);
+			return;
+		}
+	}
+	negotiate_packet(c);
+}
+
+static void handshake_step(struct conn *c);
+
+static void handshake_read(struct conn *c, int res)
+{
+	c->have += (unsigned)res;
+	if (c->have < c->need) {
+		cli_read_exact(c);
+		return;
+	}
+	if (c->need == TLS_HDR) {
+		int len = tls_record_len(c->cbuf, 0);
+		/* TLS 1.3 wraps encrypted handshake messages in type 23 records */
+		if (len < 0) {
+			log_conn(c, LOG_INFO, "handshake failed", "reason=\"not a TLS handshake record\"");
+			STAT_INC(c->w, handshakes_failed);
+			conn_close(c, CR_HANDSHAKE_FAILED);
+			return;
+		}
+		c->need = TLS_HDR + (unsigned)len;
+		cli_read_exact(c);
+		return;
+	}
+	if (hs_conn_feed(c->tls, c->cbuf, c->need)) {
+		conn_close(c, CR_INTERNAL);
+		return;
+	}
+	handshake_step(c);
+}
+
+static void handshake_failed(struct conn *c)
+{
+	char extra[256];
+	snprintf(extra, sizeof(extra), "reason=\"%s\"", hs_conn_reason(c->tls));
+	log_conn(c, LOG_WARN, "handshake failed", extra);
+	STAT_INC(c->w, handshakes_failed);
+	c->reason = CR_HANDSHAKE_FAILED;
+	c->phase = PH_FINAL;
+	c->after = AF_CLOSE;
+	flush_client(c); /* deliver the alert OpenSSL queued */
+}
+
+static void handshake_step(struct conn *c)
+{
+	int r = hs_conn_handshake(c->tls);
+	if (r < 0) {
+		handshake_failed(c);
+		return;
+	}
+	c->after = r == 1 ? AF_HANDSHAKE_DONE : AF_HANDSHAKE_READ;
+	flush_client(c);
+}
+
+static void startup_pump(struct conn *c);
+
+static void handshake_done(struct conn *c)
+{
+	struct worker *w = c->w;
+	STAT_INC(w, handshakes_ok);
+	if (strcmp(hs_conn_version(c->tls), "TLSv1.3") == 0)
+		STAT_INC(w, tls13);
+	else
+		STAT_INC(w, tls12);
+	STAT_INC(w, user_tls);
+	if (log_enabled(LOG_DEBUG)) {
+		char extra[256];
+		snprintf(extra, sizeof(extra), "tls=%s cipher=%s alpn=%s sni=\"%s\" direct=%d",
+			 hs_conn_version(c->tls), hs_conn_cipher(c->tls), hs_conn_alpn(c->tls),
+			 hs_conn_sni(c->tls), c->direct);
+		log_conn(c, LOG_DEBUG, "handshake done", extra);
+	}
+	c->phase = PH_STARTUP;
+	if (!(c->pkt = malloc(PG_STARTUP_MAX))) {
+		conn_close(c, CR_INTERNAL);
+		return;
+	}
+	c->have = 0;
+	c->need = 4;
+	startup_pump(c);
+}
+
+/* The first packet inside TLS: StartupMessage or CancelRequest. */
+static void startup_packet(struct conn *c)
+{
+	struct pg_startup st;
+	if (pg_startup_parse(c->pkt, c->need, &st) ||
+	    (st.kind != PG_STARTUP && st.kind != PG_CANCEL_REQUEST)) {
+		log_conn(c, LOG_INFO, "refused: invalid startup packet inside TLS", NULL);
+		fail_with_error(c, CR_PROTOCOL, "08P01", "invalid startup packet layout");
+		return;
+	}
+	c->pkt_len = c->need;
+	if (st.kind == PG_CANCEL_REQUEST)
+		c->cancel = 1;
+	else
+		note_startup(c, &st);
+	connect_backend(c);
+}
+
+static void startup_pump(struct conn *c)
+{
+	for (;;) {
+		int r = hs_conn_read(c->tls, c->pkt + c->have, c->need - c->have);
+		if (r == 0) {
+			engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
+			return;
+		}
+		if (r < 0) {
+			conn_close(c, r == -EPIPE ? CR_EOF : CR_CLIENT_RESET);
+			return;
+		}
+		c->have += (unsigned)r;
+		if (c->have < c->need)
+			continue;
+		if (c->need == 4) {
+			uint32_t len;
+			if (pg_startup_len(c->pkt, &len)) {
+				fail_with_error(c, CR_PROTOCOL, "08P01", "invalid length of startup packet");
+				return;
+			}
+			c->need = len;
+			continue;
+		}
+		startup_packet(c);
+		return;
+	}
+}
+
+static void connect_backend(struct conn *c)
+{
+	struct sidecar *sc = c->w->sc;
+	c->phase = PH_CONNECT;
+	c->bfd = socket(sc->backend.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->bfd < 0) {
+		log_conn(c, LOG_ERROR, "backend socket failed", NULL);
+		fail_with_error(c, CR_BACKEND_CONNECT, "08006", "ktls-sidecar: cannot create backend socket");
+		return;
+	}
+	if (sc->backend.ss_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	c->deadline_ms = c->w->now_ms + (uint64_t)sc->cfg->connect_timeout_ms;
+	c->connecting = 1;
+	engine_connect(E(c), &c->be_wr, c->bfd, (struct sockaddr *)&sc->backend, sc->backend_len);
+}
+
+static void backend_connect_failed(struct conn *c, int err)
+{
+	struct sidecar *sc = c->w->sc;
+	char msg[256], extra[256];
+	STAT_INC(c->w, backend_connect_failed);
+	snprintf(extra, sizeof(extra), "backend=%s error=\"%s\"", sc->backend_desc, strerror(err));
+	log_conn(c, LOG_WARN, "backend connect failed", extra);
+	if (c->cancel) {
+		conn_close(c, CR_BACKEND_CONNECT);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "ktls-sidecar: could not connect to backend %s: %s", sc->backend_desc,
+		 strerror(err));
+	fail_with_error(c, CR_BACKEND_CONNECT, "08006", msg);
+}
+
+static void connected(struct conn *c, int res)
+{
+	c->connecting = 0;
+	if (res < 0) {
+		backend_connect_failed(c, c->connect_timed_out ? ETIMEDOUT : -res);
+		return;
+	}
+	c->deadline_ms = 0;
+	c->c2b.len = c->pkt_len;
+	c->c2b.off = 0;
+	engine_send(E(c), &c->be_wr, c->bfd, c->pkt, c->pkt_len);
+}
+
+/* The forwarded first packet is out: relay, or finish a cancel. */
+static void first_packet_sent(struct conn *c)
+{
+	free(c->pkt);
+	c->pkt = NULL;
+	if (c->cancel) {
+		STAT_INC(c->w, cancels);
+		log_conn(c, LOG_DEBUG, "cancel forwarded", NULL);
+		conn_close(c, CR_CANCEL);
+		return;
+	}
+	start_relay(c);
+}
+
+static void start_relay(struct conn *c)
+{
+	c->phase = PH_RELAY;
+	uint64_t idle = (uint64_t)CFG(c)->idle_timeout_ms;
+	c->deadline_ms = idle ? c->w->now_ms + idle : 0;
+	engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
+	c2b_pump(c);
+}
+
+static void check_done(struct conn *c)
+{
+	if (c->c2b.done && c->b2c.done)
+		conn_close(c, CR_EOF);
+}
+
+/* Client -> backend: decrypt what is buffered, or read more. */
+static void c2b_pump(struct conn *c)
+{
+	if (c->plain) {
+		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
+		return;
+	}
+	int r = hs_conn_read(c->tls, c->cbuf, CBUF_SIZE);
+	if (r > 0) {
+		c->c2b.len = (unsigned)r;
+		c->c2b.off = 0;
+		engine_send(E(c), &c->be_wr, c->bfd, c->cbuf, (unsigned)r);
+		return;
+	}
+	if (r == 0) {
+		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
+		return;
+	}
+	if (r == -EPIPE) { /* close_notify: half-close toward the pooler */
+		c->c2b.done = 1;
+		shutdown(c->bfd, SHUT_WR);
+		check_done(c);
+		return;
+	}
+	char extra[256];
+	snprintf(extra, sizeof(extra), "reason=\"%s\"", hs_conn_reason(c->tls));
+	log_conn(c, LOG_INFO, "TLS error from client", extra);
+	conn_close(c, CR_CLIENT_RESET);
+}
+
+static void relay_cli_read(struct conn *c, int res)
+{
+	if (res < 0) {
+		conn_close(c, CR_CLIENT_RESET);
+		return;
+	}
+	if (res == 0) {
+		c->c2b.done = 1;
+		shutdown(c->bfd, SHUT_WR);
+		check_done(c);
+		return;
+	}
+	c->bytes_in += (unsigned)res;
+	STAT_ADD(c->w, bytes_c2b, (unsigned)res);
+	if (c->plain) {
+		c->c2b.len = (unsigned)res;
+		c->c2b.off = 0;
+		engine_send(E(c), &c->be_wr, c->bfd, c->cbuf, (unsigned)res);
+		return;
+	}
+	if (hs_conn_feed(c->tls, c->cbuf, (size_t)res)) {
+		conn_close(c, CR_INTERNAL);
+		return;
+	}
+	c2b_pump(c); /* may free c */
+}
+
+/* Backend -> client: encrypt, then push ciphertext out in bbuf-sized chunks. */
+static void b2c_flush(struct conn *c)
+{
+	if (!c->plain) {
+		size_t n = hs_conn_drain(c->tls, c->bbuf, BBUF_SIZE);
+		if (n) {
+			c->b2c.len = (unsigned)n;
+			c->b2c.off = 0;
+			engine_send(E(c), &c->cli_wr, c->cfd, c->bbuf, (unsigned)n);
+			return;
+		}
+	}
+	if (c->b2c.eof_pending) {
+		c->b2c.done = 1;
+		shutdown(c->cfd, SHUT_WR);
+		check_done(c);
+		return;
+	}
+	engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
+}
+
+static void relay_be_read(struct conn *c, int res)
+{
+	if (res < 0) {
+		conn_close(c, CR_BACKEND_RESET);
+		return;
+	}
+	if (res == 0) {
+		c->b2c.eof_pending = 1;
+		if (!c->plain)
+			hs_conn_close_notify(c->tls);
+		b2c_flush(c);
+		return;
+	}
+	c->bytes_out += (unsigned)res;
+	STAT_ADD(c->w, bytes_b2c, (unsigned)res);
+	if (c->plain) {
+		c->b2c.len = (unsigned)res;
+		c->b2c.off = 0;
+		engine_send(E(c), &c->cli_wr, c->cfd, c->bbuf, (unsigned)res);
+		return;
+	}
+	if (hs_conn_write(c->tls, c->bbuf, (size_t)res)) {
+		conn_close(c, CR_INTERNAL);
+		return;
+	}
+	b2c_flush(c);
+}
+
+/* Send the TLS output queue to the client, then run c->after. */
+static void flush_client(struct conn *c)
+{
+	size_t n = c->tls ? hs_conn_drain(c->tls, c->bbuf, BBUF_SIZE) : 0;
+	if (n) {
+		c->b2c.len = (unsigned)n;
+		c->b2c.off = 0;
+		engine_send(E(c), &c->cli_wr, c->cfd, c->bbuf, (unsigned)n);
+		return;
+	}
+	enum after a = (enum after)c->after;
+	c->after = AF_NONE;
+	switch (a) {
+	case AF_NONE:
+		break;
+	case AF_NEGOTIATE:
+		c->phase = PH_NEGOTIATE;
+		c->have = 0;
+		c->need = TLS_HDR;
+		cli_read_exact(c);
+		break;
+	case AF_HANDSHAKE_READ:
+		c->phase = PH_HANDSHAKE;
+		c->have = 0;
+		c->need = TLS_HDR;
+		cli_read_exact(c);
+		break;
+	case AF_HANDSHAKE_DONE:
+		handshake_done(c);
+		break;
+	case AF_CLOSE:
+		conn_close(c, (enum close_reason)c->reason);
+		break;
+	}
+}
+
+/* A send finished: continue a partial send, else hand back to the phase. */
+static int send_progress(struct conn *c, struct io_op *op, struct dir *d, int res, int fd)
+{
+	if (res < 0)
+		return res;
+	d->off += (unsigned)res;
+	if (d->off < d->len) {
+		engine_send(E(c), op, fd, (uint8_t *)op->buf + res, d->len - d->off);
+		return 1;
+	}
+	return 0;
+}
+
+static void on_cli_write(struct conn *c, int res)
+{
+	int r = send_progress(c, &c->cli_wr, &c->b2c, res, c->cfd);
+	if (r > 0)
+		return;
+	if (r < 0) {
+		conn_close(c, c->phase == PH_FINAL ? (enum close_reason)c->reason : CR_CLIENT_RESET);
+		return;
+	}
+	if (c->phase == PH_RELAY)
+		b2c_flush(c);
+	else
+		flush_client(c);
+}
+
+static void on_be_write(struct conn *c, int res)
+{
+	if (c->connecting) {
+		connected(c, res);
+		return;
+	}
+	int r = send_progress(c, &c->be_wr, &c->c2b, res, c->bfd);
+	if (r > 0)
+		return;
+	if (r < 0) {
+		conn_close(c, CR_BACKEND_RESET);
+		return;
+	}
+	if (c->phase == PH_CONNECT)
+		first_packet_sent(c);
+	else
+		c2b_pump(c);
+}
+
+static void on_cli_read(struct conn *c, int res)
+{
+	switch ((enum phase)c->phase) {
+	case PH_NEGOTIATE:
+	case PH_HANDSHAKE:
+		if (res <= 0) {
+			if (c->phase == PH_HANDSHAKE)
+				STAT_INC(c->w, handshakes_failed);
+			conn_close(c, res == 0 ? CR_EOF : CR_CLIENT_RESET);
+		} else if (c->phase == PH_NEGOTIATE) {
+			negotiate_read(c, res);
+		} else {
+			handshake_read(c, res);
+		}
+		break;
+	case PH_STARTUP:
+		if (res <= 0) {
+			conn_close(c, res == 0 ? CR_EOF : CR_CLIENT_RESET);
+			return;
+		}
+		if (hs_conn_feed(c->tls, c->cbuf, (size_t)res)) {
+			conn_close(c, CR_INTERNAL);
+			return;
+		}
+		startup_pump(c);
+		break;
+	case PH_RELAY:
+		relay_cli_read(c, res);
+		break;
+	case PH_CONNECT:
+	case PH_FINAL:
+	case PH_CLOSING:
+		break;
+	}
+}
+
+void conn_complete(struct worker *w, struct io_op *op, int res)
+{
+	struct conn *c = NULL;
+	switch ((enum op_kind)op->kind) {
+	case K_CLI_RD:
+		c = (struct conn *)((char *)op - offsetof(struct conn, cli_rd));
+		break;
+	case K_CLI_WR:
+		c = (struct conn *)((char *)op - offsetof(struct conn, cli_wr));
+		break;
+	case K_BE_RD:
+		c = (struct conn *)((char *)op - offsetof(struct conn, be_rd));
+		break;
+	case K_BE_WR:
+		c = (struct conn *)((char *)op - offsetof(struct conn, be_wr));
+		break;
+	case K_ACCEPT:
+		return;
+	}
+	if (c->phase == PH_CLOSING) {
+		if (!conn_busy(c))
+			conn_free(c);
+		return;
+	}
+	c->active_ms = w->now_ms;
+	if (c->phase == PH_RELAY && CFG(c)->idle_timeout_ms)
+		c->deadline_ms = w->now_ms + (uint64_t)CFG(c)->idle_timeout_ms;
+	switch ((enum op_kind)op->kind) {
+	case K_CLI_RD:
+		on_cli_read(c, res);
+		break;
+	case K_CLI_WR:
+		on_cli_write(c, res);
+		break;
+	case K_BE_RD:
+		if (c->phase == PH_RELAY)
+			relay_be_read(c, res);
+		break;
+	case K_BE_WR:
+		on_be_write(c, res);
+		break;
+	case K_ACCEPT:
+		break;
+	}
+}
+
+void conn_scan(struct worker *w)
+{
+	struct conn *c = w->conns, *next;
+	for (; c; c = next) {
+		next = c->next;
+		if (!c->deadline_ms || w->now_ms < c->deadline_ms || c->phase == PH_CLOSING)
+			continue;
+		switch ((enum phase)c->phase) {
+		case PH_NEGOTIATE:
+		case PH_HANDSHAKE:
+		case PH_STARTUP:
+			log_conn(c, LOG_INFO, "handshake timeout", NULL);
+			if (c->phase == PH_HANDSHAKE)
+				STAT_INC(w, handshakes_failed);
+			conn_close(c, CR_HANDSHAKE_TIMEOUT);
+			break;
+		case PH_CONNECT:
+			c->connect_timed_out = 1;
+			c->deadline_ms = 0;
+			engine_cancel(w->eng, &c->be_wr); /* completes with -ECANCELED */
+			break;
+		case PH_RELAY:
+			log_conn(c, LOG_INFO, "idle timeout", NULL);
+			conn_close(c, CR_IDLE_TIMEOUT);
+			break;
+		case PH_FINAL:
+		case PH_CLOSING:
+			conn_close(c, (enum close_reason)c->reason);
+			break;
+		}
+	}
+}
+
+void conn_close_all(struct worker *w)
+{
+	struct conn *c = w->conns, *next;
+	for (; c; c = next) {
+		next = c->next;
+		conn_close(c, CR_SHUTDOWN);
+	}
+}

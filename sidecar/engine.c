@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: MIT
+// Engine front end: argument recording and dispatch to the chosen backend.
+#include "engine_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+int engine_create(enum engine_kind kind, unsigned entries, engine_cb cb, void *ctx, struct engine **out,
+		  char *why, size_t whylen)
+{
+	int rc = kind == ENGINE_URING ? engine_uring_create(entries, out, why, whylen)
+				      : engine_epoll_create(entries, out, why, whylen);
+	if (rc)
+		return rc;
+	(*out)->cb = cb;
+	(*out)->ctx = ctx;
+	return 0;
+}
+
+void engine_destroy(struct engine *e)
+{
+	if (e)
+		e->ops->destroy(e);
+}
+
+const char *engine_name(const struct engine *e) { return e->name; }
+const char *engine_features(const struct engine *e) { return e->features; }
+const struct engine_stats *engine_stats(const struct engine *e) { return &e->st; }
+
+static void op_arm(struct io_op *op, int type, int fd, void *buf, unsigned len)
+{
+	op->pending = 1;
+	op->type = (uint8_t)type;
+	op->res = 0;
+	op->fd = fd;
+	op->buf = buf;
+	op->len = len;
+}
+
+void engine_accept(struct engine *e, struct io_op *op, int listen_fd)
+{
+	op_arm(op, EOP_ACCEPT, listen_fd, NULL, 0);
+	e->ops->accept(e, op, listen_fd);
+}
+
+void engine_recv(struct engine *e, struct io_op *op, int fd, void *buf, unsigned len)
+{
+	op_arm(op, EOP_RECV, fd, buf, len);
+	e->ops->recv(e, op);
+}
+
+void engine_send(struct engine *e, struct io_op *op, int fd, const void *buf, unsigned len)
+{
+	op_arm(op, EOP_SEND, fd, (void *)buf, len);
+	e->ops->send(e, op);
+}
+
+void engine_connect(struct engine *e, struct io_op *op, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	op_arm(op, EOP_CONNECT, fd, NULL, 0);
+	op->addr = sa;
+	op->addrlen = len;
+	e->ops->connect(e, op);
+}
+
+void engine_cancel(struct engine *e, struct io_op *op)
+{
+	if (op->pending)
+		e->ops->cancel(e, op);
+}
+
+void engine_close(struct engine *e, int fd)
+{
+	if (fd >= 0)
+		e->ops->close(e, fd);
+}
+
+int engine_run(struct engine *e, int timeout_ms)
+{
+	e->st.loops++;
+	return e->ops->run(e, timeout_ms);
+}

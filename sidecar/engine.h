@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: MIT
+// The event engine interface: completion-style operations (accept, recv, send,
+// connect) with one callback per completion. engine_uring.c implements it on
+// io_uring, engine_epoll.c emulates it on epoll; callers cannot tell which runs.
+#ifndef KS_ENGINE_H
+#define KS_ENGINE_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct engine;
+
+/* An operation lives inside the object that owns it; user_data points at it. */
+struct io_op {
+	uint8_t kind;       /* owner-defined dispatch tag; 0 is reserved */
+	uint8_t pending;    /* submitted and not finally completed */
+	uint8_t type;       /* private to the engines: which call this is */
+	int fd;
+	void *buf;
+	unsigned len;
+	const struct sockaddr *addr;
+	socklen_t addrlen;
+	int res;            /* private to the engines */
+	struct io_op *next; /* private to engine_epoll.c: completion queue */
+};
+
+/* res: like cqe->res (bytes, fd or -errno). more: another completion follows (multishot). */
+typedef void (*engine_cb)(void *ctx, struct io_op *op, int res, int more);
+
+enum engine_kind { ENGINE_URING, ENGINE_EPOLL };
+
+struct engine_stats {
+	uint64_t loops;       /* engine_run passes */
+	uint64_t enters;      /* io_uring_enter or epoll_wait calls */
+	uint64_t completions;
+};
+
+/* Create an engine. 0 or -errno (-EPERM/-ENOSYS: io_uring blocked). why: reason text. */
+int engine_create(enum engine_kind kind, unsigned entries, engine_cb cb, void *ctx, struct engine **out,
+		  char *why, size_t whylen);
+void engine_destroy(struct engine *e);
+const char *engine_name(const struct engine *e);
+/* Features in use, e.g. "multishot-accept,defer-taskrun". */
+const char *engine_features(const struct engine *e);
+const struct engine_stats *engine_stats(const struct engine *e);
+
+/* Accept repeatedly on listen_fd: each completion carries a new fd (nonblocking, cloexec). */
+void engine_accept(struct engine *e, struct io_op *op, int listen_fd);
+void engine_recv(struct engine *e, struct io_op *op, int fd, void *buf, unsigned len);
+void engine_send(struct engine *e, struct io_op *op, int fd, const void *buf, unsigned len);
+void engine_connect(struct engine *e, struct io_op *op, int fd, const struct sockaddr *sa, socklen_t len);
+/* Ask a pending op to finish early; its completion (maybe -ECANCELED) still arrives. */
+void engine_cancel(struct engine *e, struct io_op *op);
+/* Close fd; no op on it may be pending. */
+void engine_close(struct engine *e, int fd);
+/* Submit queued work, wait up to timeout_ms for completions and dispatch them. 0 or -errno. */
+int engine_run(struct engine *e, int timeout_ms);
+
+#endif

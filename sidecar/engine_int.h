@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: MIT
+// Private to the engine implementations: the vtable both backends fill in.
+#ifndef KS_ENGINE_INT_H
+#define KS_ENGINE_INT_H
+
+#include "engine.h"
+
+#include <stddef.h>
+
+enum engine_op_type { EOP_ACCEPT = 1, EOP_RECV, EOP_SEND, EOP_CONNECT };
+
+struct engine_ops {
+	void (*accept)(struct engine *e, struct io_op *op, int fd);
+	void (*recv)(struct engine *e, struct io_op *op);
+	void (*send)(struct engine *e, struct io_op *op);
+	void (*connect)(struct engine *e, struct io_op *op);
+	void (*cancel)(struct engine *e, struct io_op *op);
+	void (*close)(struct engine *e, int fd);
+	int (*run)(struct engine *e, int timeout_ms);
+	void (*destroy)(struct engine *e);
+};
+
+struct engine {
+	const struct engine_ops *ops;
+	const char *name;
+	engine_cb cb;
+	void *ctx;
+	struct engine_stats st;
+	char features[160];
+};
+
+int engine_uring_create(unsigned entries, struct engine **out, char *why, size_t whylen);
+int engine_epoll_create(unsigned entries, struct engine **out, char *why, size_t whylen);
+
+/* Deliver a completion to the owner. */
+static inline void engine_complete(struct engine *e, struct io_op *op, int res, int more)
+{
+	if (!more)
+		op->pending = 0;
+	e->st.completions++;
+	e->cb(e->ctx, op, res, more);
+}
+
+#endif

@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: MIT
+// Entry point: subcommands (run, version), configuration, engine selection
+// with the epoll fallback, listeners, workers, and signal handling.
+#include "sidecar.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "handshake.h"
+#include "log.h"
+
+#ifndef KS_VERSION
+#define KS_VERSION "0.1.0-dev"
+#endif
+
+extern char **environ;
+
+static void usage(FILE *f)
+{
+	fprintf(f, "ktls-sidecar %s: TLS terminator for PostgreSQL poolers (kernel TLS + io_uring)\n\n"
+		   "Usage:\n"
+		   "  ktls-sidecar run --cert FILE --key FILE [--listen ADDR:PORT] [--backend HOST:PORT|unix:PATH] [options]\n"
+		   "  ktls-sidecar version\n"
+		   "  ktls-sidecar help\n\n",
+		KS_VERSION);
+	config_usage(f);
+}
+
+/* io_uring may be compiled out, disabled by sysctl or blocked by seccomp. */
+static int uring_usable(char *why, size_t whylen)
+{
+	struct io_uring ring;
+	int rc = io_uring_queue_init(4, &ring, 0);
+	if (rc) {
+		snprintf(why, whylen, "io_uring_setup: %s", strerror(-rc));
+		return rc;
+	}
+	io_uring_queue_exit(&ring);
+	return 0;
+}
+
+static int choose_engine(struct sidecar *sc)
+{
+	char why[128];
+	int io = sc->cfg->io;
+	if (io == IO_EPOLL) {
+		sc->engine_kind = ENGINE_EPOLL;
+		snprintf(sc->engine_why, sizeof(sc->engine_why), "forced by --io=epoll");
+		return 0;
+	}
+	int rc = uring_usable(why, sizeof(why));
+	if (!rc) {
+		sc->engine_kind = ENGINE_URING;
+		return 0;
+	}
+	if (io == IO_URING) {
+		log_error("main", "io_uring required (--io=uring) but unavailable", "reason=\"%s\"", why);
+		return rc;
+	}
+	sc->engine_kind = ENGINE_EPOLL;
+	snprintf(sc->engine_why, sizeof(sc->engine_why), "%s", why);
+	log_warn("main", "io_uring unavailable, using the epoll engine", "reason=\"%s\"", why);
+	return 0;
+}
+
+static int load_tls(struct sidecar *sc)
+{
+	struct config *c = sc->cfg;
+	struct hs_settings s = {
+		.cert = c->cert, .key = c->key, .client_ca = c->client_ca, .verify = c->verify,
+		.allow_cn = c->allow_cn.v, .n_allow_cn = c->allow_cn.n,
+		.allow_dns = c->allow_dns.v, .n_allow_dns = c->allow_dns.n,
+		.allow_uri = c->allow_uri.v, .n_allow_uri = c->allow_uri.n,
+		.min_tls13 = strcmp(c->min_tls, "1.3") == 0,
+		.ciphers = c->ciphers, .ciphersuites = c->ciphersuites,
+	};
+	char err[512];
+	int rc = hs_ctx_load(&s, &sc->hs, err, sizeof(err));
+	if (rc)
+		log_error("main", "TLS setup failed", "error=\"%s\"", err);
+	return rc;
+}
+
+static int open_listeners(struct sidecar *sc)
+{
+	char err[256];
+	if (net_resolve(sc->cfg->listen, &sc->listen, &sc->listen_len, err, sizeof(err))) {
+		log_error("main", "bad listen address", "error=\"%s\"", err);
+		return -EINVAL;
+	}
+	if (net_resolve(sc->cfg->backend, &sc->backend, &sc->backend_len, err, sizeof(err))) {
+		log_error("main", "bad backend address", "error=\"%s\"", err);
+		return -EINVAL;
+	}
+	snprintf(sc->backend_desc, sizeof(sc->backend_desc), "%s", sc->cfg->backend);
+	for (int i = 0; i < sc->nworkers; i++) {
+		sc->workers[i].sc = sc;
+		sc->workers[i].id = i;
+		sc->workers[i].listen_fd = net_listen(&sc->listen, sc->listen_len);
+		if (sc->workers[i].listen_fd < 0) {
+			log_error("main", "cannot listen", "listen=%s error=\"%s\"", sc->cfg->listen,
+				  strerror(-sc->workers[i].listen_fd));
+			return sc->workers[i].listen_fd;
+		}
+	}
+	return 0;
+}
+
+static int wait_for_signals(struct sidecar *sc)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 200 * 1000000L };
+		int sig = sigtimedwait(&set, NULL, &ts);
+		if (atomic_load(&sc->stopping))
+			return 1; /* a worker failed */
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_info("main", "shutting down", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+			atomic_store(&sc->stopping, 1);
+			return 0;
+		}
+		if (sig == SIGHUP)
+			log_info("main", "SIGHUP received; certificate reload is not implemented yet", "%s", "");
+	}
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	static struct config cfg;
+	static struct sidecar sc;
+	char err[CONFIG_ERR_LEN];
+	config_init(&cfg);
+	int rc = config_load_all(&cfg, argc, argv, environ, err, sizeof(err));
+	if (rc == -EAGAIN) {
+		usage(stdout);
+		return 0;
+	}
+	if (rc) {
+		fprintf(stderr, "ktls-sidecar: error: %s\n", err);
+		return 2;
+	}
+	enum log_level lvl;
+	log_level_parse(cfg.log_level, &lvl);
+	log_set_level(lvl);
+	log_set_json(strcmp(cfg.log_format, "json") == 0);
+	signal(SIGPIPE, SIG_IGN);
+
+	sc.cfg = &cfg;
+	sc.started_ms = now_monotonic_ms();
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	sc.nworkers = cfg.workers ? cfg.workers : (int)(ncpu > 0 ? ncpu : 1);
+	sc.workers = calloc((size_t)sc.nworkers, sizeof(struct worker));
+	if (!sc.workers)
+		return 1;
+	if (load_tls(&sc) || choose_engine(&sc) || open_listeners(&sc))
+		return 1;
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (worker_start_all(&sc)) {
+		worker_join_all(&sc);
+		return 1;
+	}
+	struct utsname u;
+	uname(&u);
+	log_info("main", "listening", "listen=%s backend=%s workers=%d io=%s kernel=%s openssl=\"%s\" %s",
+		 cfg.listen, cfg.backend, sc.nworkers, sc.engine_kind == ENGINE_URING ? "uring" : "epoll",
+		 u.release, hs_openssl_version(), hs_ctx_describe(sc.hs));
+	int failed = wait_for_signals(&sc);
+	worker_join_all(&sc);
+	hs_ctx_put(sc.hs);
+	free(sc.workers);
+	config_free(&cfg);
+	log_info("main", "stopped", "%s", "");
+	return failed;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : "help";
+	if (strcmp(cmd, "run") == 0)
+		return cmd_run(argc - 2, argv + 2);
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("ktls-sidecar %s (%s)\n", KS_VERSION, hs_openssl_version());
+		return 0;
+	}
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "ktls-sidecar: unknown command '%s' (try 'ktls-sidecar help')\n", cmd);
+	return 2;
+}

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+// PostgreSQL startup-phase wire format: classify and validate the first packet
+// a client sends (SSLRequest, GSSENCRequest, CancelRequest, StartupMessage) and
+// build ErrorResponse packets. Pure functions over byte buffers; no I/O.
+#ifndef KS_PGPROTO_H
+#define KS_PGPROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PG_STARTUP_MAX 10000u     /* same cap as the PostgreSQL server */
+#define PG_CANCEL_KEY_MIN 4u
+#define PG_CANCEL_KEY_MAX 256u    /* protocol 3.2 variable-length keys */
+#define PG_CODE_SSL 80877103u
+#define PG_CODE_GSSENC 80877104u
+#define PG_CODE_CANCEL 80877102u
+#define PG_TLS_HANDSHAKE 0x16     /* first byte of a direct-TLS ClientHello record */
+
+enum pg_kind { PG_SSL_REQUEST, PG_GSSENC_REQUEST, PG_CANCEL_REQUEST, PG_STARTUP };
+
+struct pg_startup {
+	enum pg_kind kind;
+	uint32_t proto;        /* StartupMessage protocol version, or the request code */
+	const char *user;      /* StartupMessage only; point into the packet */
+	const char *database;
+	const char *application_name;
+};
+
+/* Validate the 4-byte length prefix. 0 with *len set, or -EPROTO (too short) / -EMSGSIZE. */
+int pg_startup_len(const uint8_t hdr[4], uint32_t *len);
+/* Classify one complete startup packet of len bytes (length prefix included). 0 or -EPROTO. */
+int pg_startup_parse(const uint8_t *pkt, size_t len, struct pg_startup *out);
+/* Write an ErrorResponse (severity, SQLSTATE, message) into buf. Length, or -ENOSPC. */
+int pg_error_response(uint8_t *buf, size_t cap, const char *severity, const char *sqlstate,
+		      const char *msg);
+
+#endif

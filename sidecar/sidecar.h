@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: MIT
+// Private to sidecar/: process-wide state, workers, connections and their
+// per-worker counters. Workers share nothing on the hot path but the
+// connection limit counter.
+#ifndef KS_SIDECAR_H
+#define KS_SIDECAR_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "engine.h"
+
+struct hs_ctx;
+struct conn;
+
+#define CACHELINE 64
+
+/* Why a connection ended; one counter each. Keep close_reason_names in sync. */
+enum close_reason {
+	CR_EOF,              /* both sides finished normally */
+	CR_CLIENT_RESET,
+	CR_BACKEND_RESET,
+	CR_HANDSHAKE_TIMEOUT,
+	CR_HANDSHAKE_FAILED,
+	CR_PROTOCOL,         /* malformed or refused startup traffic */
+	CR_PLAINTEXT_REFUSED,
+	CR_BACKEND_CONNECT,
+	CR_IDLE_TIMEOUT,
+	CR_CANCEL,           /* CancelRequest forwarded */
+	CR_SHUTDOWN,
+	CR_INTERNAL,
+	CR__COUNT
+};
+extern const char *const close_reason_names[CR__COUNT];
+
+/* Written only by the owning worker (relaxed); read by the admin thread. */
+struct worker_stats {
+	_Atomic uint64_t accepted, refused_max, active, handshakes_ok, handshakes_failed, cancels;
+	_Atomic uint64_t backend_connect_failed, bytes_c2b, bytes_b2c, plaintext;
+	_Atomic uint64_t tls12, tls13, ktls_tx, ktls_rx, user_tls;
+	_Atomic uint64_t closed[CR__COUNT];
+} __attribute__((aligned(CACHELINE)));
+
+#define STAT_ADD(w, field, n) \
+	atomic_store_explicit(&(w)->stats.field, \
+			      atomic_load_explicit(&(w)->stats.field, memory_order_relaxed) + (n), \
+			      memory_order_relaxed)
+#define STAT_INC(w, field) STAT_ADD(w, field, 1)
+#define STAT_GET(w, field) atomic_load_explicit(&(w)->stats.field, memory_order_relaxed)
+
+struct sidecar;
+
+struct worker {
+	struct worker_stats stats;
+	struct sidecar *sc;
+	int id;
+	pthread_t thread;
+	struct engine *eng;
+	int listen_fd;
+	struct io_op accept_op;
+	uint64_t accept_resume_ms; /* re-arm accept at this time; 0 = armed */
+	struct conn *conns;      /* doubly linked, owned by this worker */
+	uint64_t now_ms;
+	uint64_t next_scan_ms;
+	int exited;
+} __attribute__((aligned(CACHELINE)));
+
+struct sidecar {
+	struct config *cfg;
+	struct hs_ctx *hs;                 /* current TLS context */
+	struct sockaddr_storage backend;
+	socklen_t backend_len;
+	char backend_desc[160];
+	struct sockaddr_storage listen;
+	socklen_t listen_len;
+	enum engine_kind engine_kind;
+	char engine_why[160];              /* why epoll was chosen, if it was */
+	struct worker *workers;
+	int nworkers;
+	_Atomic int nconns;
+	_Atomic uint64_t next_conn_id;
+	_Atomic int stopping;
+	uint64_t started_ms;
+};
+
+enum op_kind { K_ACCEPT = 1, K_CLI_RD, K_CLI_WR, K_BE_RD, K_BE_WR };
+
+/* conn.c */
+/* Take ownership of an accepted fd. */
+void conn_accept(struct worker *w, int fd);
+/* Dispatch one completion that belongs to a connection. */
+void conn_complete(struct worker *w, struct io_op *op, int res);
+/* Enforce deadlines; called every few hundred ms. */
+void conn_scan(struct worker *w);
+/* Close every connection (shutdown). */
+void conn_close_all(struct worker *w);
+
+/* worker.c */
+int worker_start_all(struct sidecar *sc);
+void worker_join_all(struct sidecar *sc);
+uint64_t now_monotonic_ms(void);
+
+/* net.c */
+/* Resolve "host:port" or "unix:/path". 0 or -errno with err. */
+int net_resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len, char *err, size_t errlen);
+/* Bound, listening SO_REUSEPORT socket. fd or -errno. */
+int net_listen(const struct sockaddr_storage *ss, socklen_t len);
+/* "ip:port" of an address. */
+void net_addr_str(const struct sockaddr_storage *ss, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: MIT
+// Worker threads: each owns an engine (its own io_uring ring, or epoll set)
+// and its own SO_REUSEPORT listener, and runs the connections it accepted.
+// The only cross-thread traffic is the stop flag and the connection count.
+#include "sidecar.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define TICK_MS 100
+#define ACCEPT_BACKOFF_MS 100
+
+uint64_t now_monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void on_accept(struct worker *w, int res, int more)
+{
+	if (res >= 0) {
+		conn_accept(w, res);
+		return;
+	}
+	if (more || atomic_load(&w->sc->stopping))
+		return;
+	/* the accept ended (EMFILE, ENFILE, ENOMEM...): back off instead of spinning */
+	if (res != -ECANCELED)
+		log_warn("worker", "accept failed, pausing", "worker=%d error=\"%s\" pause_ms=%d", w->id,
+			 strerror(-res), ACCEPT_BACKOFF_MS);
+	w->accept_resume_ms = w->now_ms + ACCEPT_BACKOFF_MS;
+}
+
+static void on_completion(void *ctx, struct io_op *op, int res, int more)
+{
+	struct worker *w = ctx;
+	if (op->kind == K_ACCEPT)
+		on_accept(w, res, more);
+	else
+		conn_complete(w, op, res);
+}
+
+static void pin(struct worker *w)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(w->id % CPU_SETSIZE, &set);
+	if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
+		log_warn("worker", "cannot pin to CPU", "worker=%d", w->id);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct sidecar *sc = w->sc;
+	char why[160] = "";
+	if (sc->cfg->pin_cpus)
+		pin(w);
+	int rc = engine_create(sc->engine_kind, 4096, on_completion, w, &w->eng, why, sizeof(why));
+	if (rc) {
+		log_error("worker", "cannot create engine", "worker=%d reason=\"%s\"", w->id, why);
+		w->exited = 1;
+		atomic_store(&sc->stopping, 1);
+		return NULL;
+	}
+	w->accept_op.kind = K_ACCEPT;
+	w->now_ms = now_monotonic_ms();
+	engine_accept(w->eng, &w->accept_op, w->listen_fd);
+	int stopping_seen = 0;
+	for (;;) {
+		if ((rc = engine_run(w->eng, TICK_MS)) < 0) {
+			log_error("worker", "engine failed", "worker=%d error=\"%s\"", w->id, strerror(-rc));
+			break;
+		}
+		w->now_ms = now_monotonic_ms();
+		if (w->accept_resume_ms && w->now_ms >= w->accept_resume_ms && !stopping_seen) {
+			w->accept_resume_ms = 0;
+			engine_accept(w->eng, &w->accept_op, w->listen_fd);
+		}
+		if (w->now_ms >= w->next_scan_ms) {
+			w->next_scan_ms = w->now_ms + TICK_MS;
+			conn_scan(w);
+		}
+		if (atomic_load_explicit(&sc->stopping, memory_order_relaxed) && !stopping_seen) {
+			stopping_seen = 1;
+			engine_cancel(w->eng, &w->accept_op);
+			conn_close_all(w);
+		}
+		if (stopping_seen && !w->conns && !w->accept_op.pending)
+			break;
+	}
+	engine_close(w->eng, w->listen_fd);
+	w->listen_fd = -1;
+	engine_destroy(w->eng);
+	w->eng = NULL;
+	w->exited = 1;
+	return NULL;
+}
+
+int worker_start_all(struct sidecar *sc)
+{
+	for (int i = 0; i < sc->nworkers; i++) {
+		struct worker *w = &sc->workers[i];
+		int rc = pthread_create(&w->thread, NULL, worker_main, w);
+		if (rc) {
+			log_error("worker", "pthread_create failed", "error=\"%s\"", strerror(rc));
+			atomic_store(&sc->stopping, 1);
+			sc->nworkers = i;
+			return -rc;
+		}
+		char name[16];
+		snprintf(name, sizeof(name), "ktls-w%u", (unsigned)i & 0xffffu);
+		pthread_setname_np(w->thread, name);
+	}
+	return 0;
+}
+
+void worker_join_all(struct sidecar *sc)
+{
+	for (int i = 0; i < sc->nworkers; i++)
+		pthread_join(sc->workers[i].thread, NULL);
+}
