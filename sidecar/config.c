@@ -3,6 +3,7 @@
 // file < environment < flags: each source raises c->level, and list options
 // filled at a lower level are replaced rather than appended to.
 #include "config.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -310,12 +311,8 @@ int config_finish(struct config *c, char *err, size_t errlen)
 		return fail(err, errlen, -EINVAL, "verify: client certificates need --client-ca FILE");
 	if ((c->allow_cn.n || c->allow_dns.n || c->allow_uri.n) && c->verify == VERIFY_NONE)
 		return fail(err, errlen, -EINVAL, "allow-*: allow-lists need --verify optional|require");
-	enum { L_ERR, L_WARN, L_INFO, L_DEBUG };
-	static const char *const levels[] = { "error", "warn", "info", "debug" };
-	int ok = 0;
-	for (unsigned i = 0; i < 4; i++)
-		ok |= strcmp(c->log_level, levels[i]) == 0;
-	if (!ok)
+	enum log_level lvl;
+	if (log_level_parse(c->log_level, &lvl))
 		return fail(err, errlen, -EINVAL, "log-level: '%s' must be error|warn|info|debug", c->log_level);
 	if (strcmp(c->log_format, "logfmt") && strcmp(c->log_format, "json"))
 		return fail(err, errlen, -EINVAL, "log-format: '%s' must be logfmt|json", c->log_format);

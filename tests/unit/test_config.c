@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+// Unit tests for the config parser: lines, files with file:line errors,
+// environment, flags and their precedence.
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "tap.h"
+
+int main(void)
+{
+	struct config c;
+	char err[CONFIG_ERR_LEN];
+	int ms;
+
+	config_init(&c);
+	is_str(c.backend, "127.0.0.1:6432", "default backend is PgBouncer's port");
+	is(c.handshake_timeout_ms, 10000, "default handshake timeout 10 s");
+	is(c.io, IO_AUTO, "default io auto");
+	is(c.plain_cancel, 1, "plaintext cancel on by default");
+	is(c.allow_plaintext, 0, "plaintext startup refused by default");
+	ok(strstr(c.ciphersuites, "TLS_CHACHA20_POLY1305_SHA256") != NULL, "default suites include ChaCha20");
+	ok(strstr(c.ciphers, "CBC") == NULL && strstr(c.ciphers, "ECDHE-RSA-AES256-GCM-SHA384"),
+	   "default TLS 1.2 ciphers are ECDHE AEAD");
+
+	is(config_line(&c, "  # comment", err, sizeof(err)), 0, "comment ignored");
+	is(config_line(&c, "", err, sizeof(err)), 0, "blank ignored");
+	is(config_line(&c, "max-conns = 42", err, sizeof(err)), 0, "int set");
+	is(c.max_conns, 42, "int value");
+	is(config_line(&c, "listen=\"[::1]:7000\"", err, sizeof(err)), 0, "quoted value");
+	is_str(c.listen, "[::1]:7000", "quotes stripped");
+	is(config_line(&c, "bogus = 1", err, sizeof(err)), -ENOENT, "unknown key refused");
+	ok(strstr(err, "bogus") != NULL, "error names the key");
+	is(config_line(&c, "max-conns", err, sizeof(err)), -EINVAL, "missing '=' refused");
+	is(config_line(&c, "max-conns = -1", err, sizeof(err)), -EINVAL, "out of range refused");
+	is(config_line(&c, "max-conns = 12abc", err, sizeof(err)), -EINVAL, "trailing junk refused");
+	is(config_line(&c, "io = kqueue", err, sizeof(err)), -EINVAL, "bad enum refused");
+	is(config_line(&c, "io = epoll", err, sizeof(err)), 0, "enum set");
+	is(c.io, IO_EPOLL, "enum value");
+	is(config_line(&c, "pin-cpus = yes", err, sizeof(err)), 0, "bool yes");
+	is(c.pin_cpus, 1, "bool value");
+	is(config_line(&c, "pin-cpus = maybe", err, sizeof(err)), -EINVAL, "bad bool refused");
+	is(config_line(&c, "config = /x", err, sizeof(err)), -EINVAL, "config cannot nest");
+
+	is(config_parse_duration("10", &ms), 0, "bare seconds");
+	is(ms, 10000, "10 = 10000 ms");
+	is(config_parse_duration("250ms", &ms), 0, "ms suffix");
+	is(ms, 250, "250ms");
+	is(config_parse_duration("1.5s", &ms), 0, "fractional seconds");
+	is(ms, 1500, "1.5s");
+	is(config_parse_duration("2m", &ms), 0, "minutes");
+	is(ms, 120000, "2m");
+	is(config_parse_duration("-1", &ms), -EINVAL, "negative duration refused");
+	is(config_parse_duration("5h", &ms), -EINVAL, "unknown unit refused");
+	is(config_parse_duration("nan", &ms), -EINVAL, "nan refused");
+
+	char host[64];
+	unsigned port;
+	is(config_split_hostport("127.0.0.1:5432", host, sizeof(host), &port), 0, "v4 host:port");
+	is(port, 5432, "port");
+	is(config_split_hostport("[::1]:5432", host, sizeof(host), &port), 0, "v6 [host]:port");
+	is_str(host, "::1", "v6 host");
+	is(config_split_hostport(":5432", host, sizeof(host), &port), 0, "empty host");
+	is(config_split_hostport("::1:5432", host, sizeof(host), &port), -EINVAL, "bare v6 refused");
+	is(config_split_hostport("h:99999", host, sizeof(host), &port), -EINVAL, "port range");
+	is(config_split_hostport("h", host, sizeof(host), &port), -EINVAL, "no port");
+	config_free(&c);
+
+	/* file errors carry file:line */
+	char path[] = "/tmp/ks-config-XXXXXX";
+	int fd = mkstemp(path);
+	FILE *f = fdopen(fd, "w");
+	fprintf(f, "# test\ncert = /c.pem\nkey = /k.pem\nallow-cn = a\nallow-cn = b\nnope = 1\n");
+	fclose(f);
+	config_init(&c);
+	is(config_load_file(&c, path, err, sizeof(err)), -ENOENT, "unknown key in file refused");
+	char want[128];
+	snprintf(want, sizeof(want), "%s:6:", path);
+	ok(strncmp(err, want, strlen(want)) == 0, "error names file:line (%s)", err);
+	is((long long)c.allow_cn.n, 2, "repeated list key appends within a file");
+	config_free(&c);
+
+	/* precedence: file < env < flags; lists at a higher level replace */
+	f = fopen(path, "w");
+	fprintf(f, "cert = /file.pem\nkey = /k.pem\nmax-conns = 1\nworkers = 3\nverify = optional\n"
+		   "client-ca = /ca.pem\nallow-cn = file\n");
+	fclose(f);
+	char envc[300], *envp[] = { envc, "KTLS_SIDECAR_MAX_CONNS=2", "KTLS_SIDECAR_ALLOW_CN=e1,e2",
+				    "HOME=/root", NULL };
+	snprintf(envc, sizeof(envc), "KTLS_SIDECAR_CONFIG=%s", path);
+	char *argv[] = { "--max-conns", "3", "--io=epoll", "--no-plain-cancel", NULL };
+	config_init(&c);
+	is(config_load_all(&c, 4, argv, envp, err, sizeof(err)), 0, "load_all ok (%s)", err);
+	is(c.max_conns, 3, "flag beats env and file");
+	is(c.workers, 3, "file value kept when not overridden");
+	is_str(c.cert, "/file.pem", "file value");
+	is((long long)c.allow_cn.n, 2, "env list replaces the file list");
+	is_str(c.allow_cn.v[0], "e1", "env list item");
+	is(c.plain_cancel, 0, "--no-X sets a bool false");
+	is(c.io, IO_EPOLL, "--key=value form");
+	config_free(&c);
+
+	char *bad_env[] = { "KTLS_SIDECAR_NOPE=1", NULL };
+	config_init(&c);
+	is(config_load_env(&c, bad_env, err, sizeof(err)), -ENOENT, "unknown env var refused");
+	ok(strstr(err, "KTLS_SIDECAR_NOPE") != NULL, "error names the variable");
+	char *bad_args[] = { "--listen", NULL };
+	is(config_load_args(&c, 1, bad_args, err, sizeof(err)), -EINVAL, "flag without value refused");
+	char *help[] = { "--help", NULL };
+	is(config_load_args(&c, 1, help, err, sizeof(err)), -EAGAIN, "--help reported");
+	is(config_finish(&c, err, sizeof(err)), -EINVAL, "cert is required");
+	config_set(&c, "cert", "/c", err, sizeof(err));
+	config_set(&c, "key", "/k", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), 0, "minimal config valid");
+	config_set(&c, "allow-cn", "x", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), -EINVAL, "allow-list without verify refused");
+	config_set(&c, "verify", "require", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), -EINVAL, "verify without client-ca refused");
+	config_set(&c, "client-ca", "/ca", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), 0, "mTLS config valid");
+	config_set(&c, "backend", "unix:relative", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), -EINVAL, "relative unix path refused");
+	config_set(&c, "backend", "unix:/tmp/.s.PGSQL.6432", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), 0, "unix backend valid");
+	config_set(&c, "min-tls-version", "1.1", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), -EINVAL, "TLS 1.1 floor refused");
+	config_free(&c);
+	unlink(path);
+	return done_testing();
+}

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: MIT
+// Unit tests for the startup-packet parser and ErrorResponse builder,
+// including malformed and hostile inputs.
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgproto.h"
+#include "tap.h"
+
+static size_t put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+	return 4;
+}
+
+/* Build a StartupMessage from NUL-separated "k\0v\0..." params. */
+static size_t startup(uint8_t *buf, uint32_t proto, const char *params, size_t plen)
+{
+	size_t n = 8 + plen + 1;
+	put32(buf, (uint32_t)n);
+	put32(buf + 4, proto);
+	memcpy(buf + 8, params, plen);
+	buf[8 + plen] = 0;
+	return n;
+}
+
+int main(void)
+{
+	uint8_t b[PG_STARTUP_MAX + 64];
+	struct pg_startup st;
+	uint32_t len;
+
+	put32(b, 8);
+	put32(b + 4, PG_CODE_SSL);
+	is(pg_startup_parse(b, 8, &st), 0, "SSLRequest parses");
+	is(st.kind, PG_SSL_REQUEST, "SSLRequest kind");
+	put32(b + 4, PG_CODE_GSSENC);
+	is(pg_startup_parse(b, 8, &st), 0, "GSSENCRequest parses");
+	is(st.kind, PG_GSSENC_REQUEST, "GSSENCRequest kind");
+	put32(b, 12);
+	put32(b + 4, PG_CODE_SSL);
+	is(pg_startup_parse(b, 12, &st), -EPROTO, "SSLRequest with trailing bytes is refused");
+
+	/* cancel keys: 4 bytes (protocol 3.0) up to 256 bytes (3.2) */
+	put32(b, 16);
+	put32(b + 4, PG_CODE_CANCEL);
+	is(pg_startup_parse(b, 16, &st), 0, "CancelRequest with 4-byte key");
+	is(st.kind, PG_CANCEL_REQUEST, "CancelRequest kind");
+	put32(b, 12 + 256);
+	is(pg_startup_parse(b, 12 + 256, &st), 0, "CancelRequest with 256-byte key");
+	put32(b, 12 + 257);
+	is(pg_startup_parse(b, 12 + 257, &st), -EPROTO, "CancelRequest with 257-byte key refused");
+	put32(b, 12);
+	is(pg_startup_parse(b, 12, &st), -EPROTO, "CancelRequest without key refused");
+
+	static const char p1[] = "user\0alice\0database\0app\0application_name\0psql";
+	size_t n = startup(b, 0x30000, p1, sizeof(p1));
+	is(pg_startup_parse(b, n, &st), 0, "StartupMessage 3.0 parses");
+	is(st.kind, PG_STARTUP, "StartupMessage kind");
+	is_str(st.user, "alice", "user extracted");
+	is_str(st.database, "app", "database extracted");
+	is_str(st.application_name, "psql", "application_name extracted");
+	n = startup(b, 0x30002, p1, sizeof(p1));
+	is(pg_startup_parse(b, n, &st), 0, "StartupMessage 3.2 parses");
+	n = startup(b, 0x20000, p1, sizeof(p1));
+	is(pg_startup_parse(b, n, &st), -EPROTO, "protocol 2.0 refused");
+	static const char p2[] = "database\0app";
+	n = startup(b, 0x30000, p2, sizeof(p2));
+	is(pg_startup_parse(b, n, &st), -EPROTO, "StartupMessage without user refused");
+	static const char p3[] = "user\0alice\0dangling";
+	n = startup(b, 0x30000, p3, sizeof(p3));
+	is(pg_startup_parse(b, n, &st), -EPROTO, "key without value refused");
+	n = startup(b, 0x30000, p1, sizeof(p1));
+	b[n - 1] = 'x';
+	is(pg_startup_parse(b, n, &st), -EPROTO, "missing list terminator refused");
+	n = startup(b, 0x30000, p1, sizeof(p1));
+	is(pg_startup_parse(b, n - 1, &st), -EPROTO, "length field disagreeing with packet refused");
+
+	put32(b, 7);
+	is(pg_startup_len(b, &len), -EPROTO, "length 7 refused");
+	put32(b, PG_STARTUP_MAX + 1);
+	is(pg_startup_len(b, &len), -EMSGSIZE, "length above 10000 refused");
+	put32(b, 0x80000000u);
+	is(pg_startup_len(b, &len), -EMSGSIZE, "negative length refused");
+	put32(b, PG_STARTUP_MAX);
+	is(pg_startup_len(b, &len), 0, "length 10000 accepted");
+	is(len, PG_STARTUP_MAX, "length reported");
+
+	uint8_t e[256];
+	int en = pg_error_response(e, sizeof(e), "FATAL", "28000", "no");
+	ok(en > 0 && e[0] == 'E', "ErrorResponse built");
+	is(((uint32_t)e[1] << 24 | e[2] << 16 | e[3] << 8 | e[4]) + 1, (uint32_t)en, "ErrorResponse length field");
+	ok(memmem(e, (size_t)en, "C28000", 7) != NULL, "SQLSTATE field present");
+	is(e[en - 1], 0, "ErrorResponse terminated");
+	is(pg_error_response(e, 10, "FATAL", "28000", "no"), -ENOSPC, "ErrorResponse respects capacity");
+
+	/* deterministic junk: the parser must never read past the buffer (ASan checks) */
+	srand(1);
+	int crashes = 0;
+	for (int i = 0; i < 20000; i++) {
+		size_t l = 8 + (size_t)rand() % 200;
+		for (size_t j = 0; j < l; j++)
+			b[j] = (uint8_t)rand();
+		put32(b, (uint32_t)l);
+		if (i % 2)
+			put32(b + 4, 0x30000);
+		uint8_t *heap = malloc(l);
+		memcpy(heap, b, l);
+		int rc = pg_startup_parse(heap, l, &st);
+		crashes += rc != 0 && rc != -EPROTO;
+		free(heap);
+	}
+	is(crashes, 0, "random packets give 0 or -EPROTO only");
+	return done_testing();
+}
