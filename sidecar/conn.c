@@ -39,7 +39,7 @@ const char *const close_reason_names[CR__COUNT] = {
 	[CR_INTERNAL] = "internal_error",
 };
 
-enum phase { PH_NEGOTIATE, PH_HANDSHAKE, PH_STARTUP, PH_CONNECT, PH_RELAY, PH_FINAL, PH_CLOSING };
+enum phase { PH_NEGOTIATE, PH_HANDSHAKE, PH_STARTUP, PH_CONNECT, PH_CANCEL_WAIT, PH_RELAY, PH_FINAL, PH_CLOSING };
 
 /* What to do once the client-bound output queue is flushed. */
 enum after { AF_NONE, AF_NEGOTIATE, AF_HANDSHAKE_READ, AF_HANDSHAKE_DONE, AF_CLOSE };
@@ -145,13 +145,14 @@ void conn_accept(struct worker *w, int fd)
 static void conn_free(struct conn *c)
 {
 	struct worker *w = c->w;
-	char extra[512];
+	char extra[768], peer[200], user[140], db[140];
 	snprintf(extra, sizeof(extra), "reason=%s tls=%s cipher=%s peer=\"%s\" user=\"%s\" database=\"%s\" "
 		 "bytes_in=%llu bytes_out=%llu duration_ms=%llu",
 		 close_reason_names[c->reason], c->tls ? hs_conn_version(c->tls) : "none",
-		 c->tls ? hs_conn_cipher(c->tls) : "none", c->tls ? hs_conn_peer(c->tls) : "", c->user,
-		 c->database, (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
-		 (unsigned long long)(w->now_ms - c->started_ms));
+		 c->tls ? hs_conn_cipher(c->tls) : "none",
+		 log_esc(peer, sizeof(peer), c->tls ? hs_conn_peer(c->tls) : ""), log_esc(user, sizeof(user), c->user),
+		 log_esc(db, sizeof(db), c->database), (unsigned long long)c->bytes_in,
+		 (unsigned long long)c->bytes_out, (unsigned long long)(w->now_ms - c->started_ms));
 	log_conn(c, c->reason == CR_EOF || c->reason == CR_CANCEL ? LOG_DEBUG : LOG_INFO, "closed", extra);
 	engine_close(w->eng, c->cfd);
 	engine_close(w->eng, c->bfd);
@@ -417,8 +418,8 @@ static void handshake_read(struct conn *c, int res)
 
 static void handshake_failed(struct conn *c)
 {
-	char extra[256];
-	snprintf(extra, sizeof(extra), "reason=\"%s\"", hs_conn_reason(c->tls));
+	char extra[512], why[400];
+	snprintf(extra, sizeof(extra), "reason=\"%s\"", log_esc(why, sizeof(why), hs_conn_reason(c->tls)));
 	log_conn(c, LOG_WARN, "handshake failed", extra);
 	STAT_INC(c->w, handshakes_failed);
 	c->reason = CR_HANDSHAKE_FAILED;
@@ -450,10 +451,10 @@ static void handshake_done(struct conn *c)
 		STAT_INC(w, tls12);
 	STAT_INC(w, user_tls);
 	if (log_enabled(LOG_DEBUG)) {
-		char extra[256];
+		char extra[512], sni[300];
 		snprintf(extra, sizeof(extra), "tls=%s cipher=%s alpn=%s sni=\"%s\" direct=%d",
 			 hs_conn_version(c->tls), hs_conn_cipher(c->tls), hs_conn_alpn(c->tls),
-			 hs_conn_sni(c->tls), c->direct);
+			 log_esc(sni, sizeof(sni), hs_conn_sni(c->tls)), c->direct);
 		log_conn(c, LOG_DEBUG, "handshake done", extra);
 	}
 	c->phase = PH_STARTUP;
@@ -567,9 +568,17 @@ static void first_packet_sent(struct conn *c)
 	free(c->pkt);
 	c->pkt = NULL;
 	if (c->cancel) {
+		/* like libpq, wait for the pooler to hang up: PgBouncer drops a
+		 * cancel whose client disconnected before it was passed on */
 		STAT_INC(c->w, cancels);
 		log_conn(c, LOG_DEBUG, "cancel forwarded", NULL);
-		conn_close(c, CR_CANCEL);
+		if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE))) {
+			conn_close(c, CR_CANCEL);
+			return;
+		}
+		c->phase = PH_CANCEL_WAIT;
+		c->deadline_ms = c->w->now_ms + (uint64_t)CFG(c)->connect_timeout_ms;
+		engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
 		return;
 	}
 	start_relay(c);
@@ -614,8 +623,8 @@ static void c2b_pump(struct conn *c)
 		check_done(c);
 		return;
 	}
-	char extra[256];
-	snprintf(extra, sizeof(extra), "reason=\"%s\"", hs_conn_reason(c->tls));
+	char extra[512], why[400];
+	snprintf(extra, sizeof(extra), "reason=\"%s\"", log_esc(why, sizeof(why), hs_conn_reason(c->tls)));
 	log_conn(c, LOG_INFO, "TLS error from client", extra);
 	conn_close(c, CR_CLIENT_RESET);
 }
@@ -809,6 +818,7 @@ static void on_cli_read(struct conn *c, int res)
 		relay_cli_read(c, res);
 		break;
 	case PH_CONNECT:
+	case PH_CANCEL_WAIT:
 	case PH_FINAL:
 	case PH_CLOSING:
 		break;
@@ -852,6 +862,10 @@ void conn_complete(struct worker *w, struct io_op *op, int res)
 	case K_BE_RD:
 		if (c->phase == PH_RELAY)
 			relay_be_read(c, res);
+		else if (c->phase == PH_CANCEL_WAIT && res > 0)
+			engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
+		else if (c->phase == PH_CANCEL_WAIT)
+			conn_close(c, CR_CANCEL);
 		break;
 	case K_BE_WR:
 		on_be_write(c, res);
@@ -885,6 +899,9 @@ void conn_scan(struct worker *w)
 		case PH_RELAY:
 			log_conn(c, LOG_INFO, "idle timeout", NULL);
 			conn_close(c, CR_IDLE_TIMEOUT);
+			break;
+		case PH_CANCEL_WAIT:
+			conn_close(c, CR_CANCEL);
 			break;
 		case PH_FINAL:
 		case PH_CLOSING:

@@ -50,6 +50,20 @@ static size_t put_quoted(char *buf, size_t off, size_t cap, const char *s)
 	return off;
 }
 
+const char *log_esc(char *buf, size_t len, const char *s)
+{
+	size_t o = 0;
+	for (; s && *s && o + 3 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			buf[o++] = '\\';
+		buf[o++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+	}
+	if (len)
+		buf[o < len ? o : len - 1] = 0;
+	return buf;
+}
+
 /* Convert "k=v k2=\"v 2\"" pairs into ,"k":"v" JSON members. */
 static size_t kv_to_json(char *buf, size_t off, size_t cap, const char *kv)
 {

@@ -5,6 +5,7 @@
 #define KS_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -16,6 +17,9 @@ void log_set_json(int on);
 int log_level_parse(const char *s, enum log_level *out);
 /* True if a line at lvl would be written. */
 int log_enabled(enum log_level lvl);
+
+/* Escape s for use inside a quoted logfmt value (quotes, backslashes, controls). Returns buf. */
+const char *log_esc(char *buf, size_t len, const char *s);
 
 /* Write one line. fmt produces extra key=value pairs appended after mod= and msg=. */
 void log_msg(enum log_level lvl, const char *mod, const char *msg, const char *fmt, ...)
