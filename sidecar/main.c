@@ -195,7 +195,12 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-		printf("ktls-sidecar %s (%s)\n", KS_VERSION, hs_openssl_version());
+		char why[128];
+		printf("ktls-sidecar %s\n%s\n", KS_VERSION, hs_openssl_version());
+		if (uring_usable(why, sizeof(why)) == 0)
+			printf("io_uring: available\n");
+		else
+			printf("io_uring: unavailable (%s)\n", why);
 		return 0;
 	}
 	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

@@ -1,0 +1,214 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+# tests/lib/pgwire.py: a raw PostgreSQL wire client for integration tests that
+# psql cannot express (GSSENC then SSL, buffer stuffing, direct TLS, cancel
+# inside TLS, silent clients). Each subcommand prints one result line.
+import socket
+import ssl
+import struct
+import sys
+import time
+
+SSL_CODE, GSS_CODE, CANCEL_CODE = 80877103, 80877104, 80877102
+
+
+def connect(port, host="127.0.0.1"):
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("eof after %d of %d bytes" % (len(buf), n))
+        buf += chunk
+    return buf
+
+
+def tls(s, alpn=None, cert=None, key=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx.wrap_socket(s, server_hostname="localhost")
+
+
+def ssl_request(s):
+    s.sendall(struct.pack("!II", 8, SSL_CODE))
+    return recv_exact(s, 1)
+
+
+def startup_packet(user="app", db="app"):
+    body = struct.pack("!I", 0x30000)
+    for k, v in (("user", user), ("database", db)):
+        body += k.encode() + b"\0" + v.encode() + b"\0"
+    body += b"\0"
+    return struct.pack("!I", len(body) + 4) + body
+
+
+def read_msg(s):
+    hdr = recv_exact(s, 5)
+    typ, ln = hdr[:1], struct.unpack("!I", hdr[1:])[0]
+    return typ, recv_exact(s, ln - 4)
+
+
+def error_fields(body):
+    out = {}
+    for part in body.split(b"\0"):
+        if part:
+            out[chr(part[0])] = part[1:].decode(errors="replace")
+    return out
+
+
+def until_ready(s):
+    """Read messages until ReadyForQuery; return (sqlstate or None, backend key)."""
+    key = None
+    while True:
+        typ, body = read_msg(s)
+        if typ == b"E":
+            return error_fields(body).get("C"), key
+        if typ == b"K":
+            key = body
+        if typ == b"Z":
+            return None, key
+
+
+def query(s, sql):
+    q = sql.encode() + b"\0"
+    s.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
+    return until_ready(s)[0]
+
+
+def session(port, **kw):
+    s = connect(port)
+    if ssl_request(s) != b"S":
+        raise RuntimeError("no S")
+    t = tls(s, **kw)
+    t.sendall(startup_packet())
+    return t
+
+
+def cmd_gss_then_ssl(port):
+    s = connect(port)
+    s.sendall(struct.pack("!II", 8, GSS_CODE))
+    a = recv_exact(s, 1)
+    b = ssl_request(s)
+    t = tls(s)
+    t.sendall(startup_packet())
+    st, _ = until_ready(t)
+    print("%s %s %s" % (a.decode(), b.decode(), st or "ready"))
+
+
+def cmd_stuffing(port):
+    s = connect(port)
+    s.sendall(struct.pack("!II", 8, SSL_CODE) + b"\x16\x03\x01junk-after-sslrequest")
+    try:
+        typ, body = read_msg(s)
+        print("%s %s" % (typ.decode(), error_fields(body).get("C")))
+    except (EOFError, ConnectionResetError) as e:
+        print("closed %s" % e)
+
+
+def cmd_plain_startup(port):
+    s = connect(port)
+    s.sendall(startup_packet())
+    typ, body = read_msg(s)
+    f = error_fields(body)
+    print("%s %s %s" % (typ.decode(), f.get("C"), f.get("M")))
+
+
+def cmd_raw_length(port, length):
+    s = connect(port)
+    s.sendall(struct.pack("!i", int(length)) + struct.pack("!I", 0x30000))
+    try:
+        typ, body = read_msg(s)
+        print("%s %s" % (typ.decode(), error_fields(body).get("C")))
+    except (EOFError, ConnectionResetError) as e:
+        print("closed %s" % e)
+
+
+def cmd_direct(port, alpn):
+    s = connect(port)
+    try:
+        t = tls(s, alpn=[alpn] if alpn != "none" else None)
+    except ssl.SSLError as e:
+        print("refused %s" % e.reason)
+        return
+    t.sendall(startup_packet())
+    st, _ = until_ready(t)
+    print("%s alpn=%s" % (st or "ready", t.selected_alpn_protocol()))
+
+
+def cmd_tls_startup(port):
+    t = session(port)
+    typ, body = read_msg(t)
+    if typ == b"E":
+        f = error_fields(body)
+        print("E %s %s" % (f.get("C"), f.get("M")))
+    else:
+        print("ok %s" % typ.decode())
+
+
+def cmd_tls_cancel(port):
+    a = session(port)
+    st, key = until_ready(a)
+    if st or not key:
+        print("no session %s" % st)
+        return
+    q = b"select pg_sleep(20)\0"
+    t0 = time.monotonic()
+    a.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
+    time.sleep(1)
+    b = connect(port)
+    if ssl_request(b) != b"S":
+        print("no S for cancel")
+        return
+    bt = tls(b)
+    bt.sendall(struct.pack("!II", 8 + len(key), CANCEL_CODE) + key)
+    bt.recv(1)  # the sidecar closes once the pooler has the cancel
+    st, _ = until_ready(a)
+    print("%s %.1f" % (st, time.monotonic() - t0))
+
+
+def cmd_silent(port, partial):
+    s = connect(port)
+    s.settimeout(30)
+    if partial == "ssl":
+        s.sendall(struct.pack("!II", 8, SSL_CODE)[:5])
+    t0 = time.monotonic()
+    try:
+        data = s.recv(100)
+        print("eof %.1f %d" % (time.monotonic() - t0, len(data)))
+    except ConnectionResetError:
+        print("eof %.1f reset" % (time.monotonic() - t0))
+    except socket.timeout:
+        print("open %.1f" % (time.monotonic() - t0))
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    fn = {
+        "gss-then-ssl": cmd_gss_then_ssl,
+        "stuffing": cmd_stuffing,
+        "plain-startup": cmd_plain_startup,
+        "raw-length": cmd_raw_length,
+        "direct": cmd_direct,
+        "tls-startup": cmd_tls_startup,
+        "tls-cancel": cmd_tls_cancel,
+        "silent": cmd_silent,
+    }[cmd]
+    try:
+        fn(*args)
+    except Exception as e:  # one line for the TAP diagnostics
+        print("exception %s: %s" % (type(e).__name__, e))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# psql and pgbench through the sidecar to a real PgBouncer and PostgreSQL 15, in
+# each io mode: TLS 1.3 and 1.2, RSA and ECDSA certificates, verify-full, TCP
+# and unix-socket backends, IPv6 listen, and the TLS version floor.
+set -euo pipefail
+source "$(dirname "$0")/../lib/common.sh"
+ks_setup
+fx_with_timeout 60 runuser -u postgres -- "$FX_PGBIN/pgbench" -q -i -s 1 -U app -h "$FX_PG_SOCKDIR" -p "$FX_PG_PORT" app \
+    >/dev/null 2>&1 || BAIL_OUT "pgbench -i failed"
+
+for io in $(ks_io_modes); do
+    note "--- io=$io"
+    ks_start "s-$io" "$io" || BAIL_OUT "sidecar did not start"
+    out="$(fx_psql "$(ks_dsn)" -c 'select 40+2')"
+    is "$out" 42 "$io: psql sslmode=require runs a query"
+    info="$(fx_psql "$(ks_dsn)" -c '\conninfo')"
+    like "$info" 'protocol: TLSv1\.3, cipher: TLS_(AES_128_GCM_SHA256|AES_256_GCM_SHA384|CHACHA20_POLY1305_SHA256)' \
+        "$io: client sees TLS 1.3 with a kTLS-capable suite"
+    info="$(PGSSLMAXPROTOCOLVERSION=TLSv1.2 fx_psql "$(ks_dsn)" -c '\conninfo')"
+    like "$info" 'protocol: TLSv1\.2, cipher: ECDHE-RSA-(AES128-GCM-SHA256|AES256-GCM-SHA384|CHACHA20-POLY1305)' \
+        "$io: client sees TLS 1.2 ECDHE-RSA AEAD"
+    out="$(fx_psql "$(ks_dsn sslmode=verify-full sslrootcert="$FX_CERTS/ca.crt" host=localhost)" -c 'select 1')"
+    is "$out" 1 "$io: sslmode=verify-full against the CA"
+    out="$(fx_psql "$(ks_dsn)" -c 'select current_user, current_database()')"
+    is "$out" "app|app" "$io: user and database reach PostgreSQL"
+
+    rc=0; pgb="$(fx_with_timeout 60 pgbench -n -S -c 4 -j 2 -T 3 "$(ks_dsn)" 2>&1)" || rc=$?
+    ok_rc "$rc" "$io: pgbench -S -c 4 -T 3 exits 0" || diag "$pgb"
+    like "$pgb" 'number of failed transactions: 0 ' "$io: pgbench reports no failed transactions"
+    tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$pgb" | head -1)"
+    note "$io: pgbench -S tps=$tps"
+    ok "$io: pgbench did real work" test "${tps%.*}" -gt 50
+
+    rc=0; fx_sidecar_stop "s-$io" || rc=$?
+    is "$rc" 0 "$io: SIGTERM exits 0"
+    ks_check_log "s-$io"
+
+    ks_start "ec-$io" "$io" --cert "$FX_CERTS/server-ec.crt" --key "$FX_CERTS/server-ec.key" \
+        --backend "unix:$FX_PGB_SOCKDIR/.s.PGSQL.$FX_PGB_PORT" || BAIL_OUT "sidecar did not start"
+    info="$(PGSSLMAXPROTOCOLVERSION=TLSv1.2 fx_psql "$(ks_dsn)" -c '\conninfo' -c 'select 7')"
+    like "$info" 'cipher: ECDHE-ECDSA-' "$io: ECDSA certificate serves ECDHE-ECDSA"
+    like "$info" $'\n7$' "$io: unix-socket backend (PgBouncer's .s.PGSQL socket) works"
+    fx_sidecar_stop "ec-$io" || true
+done
+
+io="$(ks_io_modes | awk '{print $1}')"
+if python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1", 0))' 2>/dev/null; then
+    port="$(fx_free_port)"
+    fx_sidecar_start v6 --listen "[::1]:$port" --backend "127.0.0.1:$FX_PGB_PORT" --io "$io" \
+        --cert "$FX_CERTS/server.crt" --key "$FX_CERTS/server.key" --admin-socket "" || BAIL_OUT "v6 sidecar"
+    out="$(fx_psql "host=::1 port=$port user=app dbname=app sslmode=require" -c 'select 6')"
+    is "$out" 6 "IPv6 listen [::1]"
+    fx_sidecar_stop v6 || true
+else
+    skip "no IPv6 loopback on this machine"
+fi
+
+ks_start floor "$io" --min-tls-version 1.3 || BAIL_OUT "sidecar did not start"
+nok "TLS 1.2 client refused by --min-tls-version 1.3" \
+    env PGSSLMAXPROTOCOLVERSION=TLSv1.2 fx_psql "$(ks_dsn)" -c 'select 1'
+is "$(fx_psql "$(ks_dsn)" -c 'select 1')" 1 "TLS 1.3 client accepted by the floor"
+fx_sidecar_stop floor || true
+
+ks_start wrong "$io" --cert "$FX_CERTS/wronghost.crt" --key "$FX_CERTS/wronghost.key" || BAIL_OUT "sidecar"
+err="$(fx_psql "$(ks_dsn sslmode=verify-full sslrootcert="$FX_CERTS/ca.crt" host=localhost)" -c 'select 1' 2>&1)" || true
+like "$err" 'does not match host name' "verify-full fails on a certificate for another host"
+fx_sidecar_stop wrong || true
+
+nok "a key that does not match the certificate is refused at startup" \
+    fx_with_timeout 5 "$KTLS_SIDECAR" run --listen 127.0.0.1:1 --cert "$FX_CERTS/server.crt" \
+    --key "$FX_CERTS/server-ec.key" --admin-socket ""
+out="$("$KTLS_SIDECAR" run --bogus 2>&1)" || true
+like "$out" "unknown option '--bogus'" "unknown flags are named in the error"
+done_testing
