@@ -586,6 +586,10 @@ static void first_packet_sent(struct conn *c)
 
 static void start_relay(struct conn *c)
 {
+	if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE))) {
+		conn_close(c, CR_INTERNAL);
+		return;
+	}
 	c->phase = PH_RELAY;
 	uint64_t idle = (uint64_t)CFG(c)->idle_timeout_ms;
 	c->deadline_ms = idle ? c->w->now_ms + idle : 0;

@@ -138,7 +138,7 @@ def cmd_direct(port, alpn):
     try:
         t = tls(s, alpn=[alpn] if alpn != "none" else None)
     except ssl.SSLError as e:
-        print("refused %s" % e.reason)
+        print("refused %s" % (e.reason or e))
         return
     t.sendall(startup_packet())
     st, _ = until_ready(t)

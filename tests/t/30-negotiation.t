@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# PostgreSQL startup negotiation in each io mode: GSSENCRequest then SSLRequest,
+# direct TLS with and without ALPN, buffer stuffing, plaintext refusal, bad
+# lengths, cancels (plaintext and inside TLS), backend down, handshake timeout.
+set -euo pipefail
+source "$(dirname "$0")/../lib/common.sh"
+ks_setup
+wire() { fx_with_timeout 30 python3 "$PGWIRE" "$@"; }
+
+for io in $(ks_io_modes); do
+    note "--- io=$io"
+    ks_start "n-$io" "$io" --handshake-timeout 1s || BAIL_OUT "sidecar did not start"
+    log="$(fx_sidecar_log "n-$io")"
+    is "$(wire gss-then-ssl "$KS_PORT")" "N S ready" "$io: GSSENCRequest answered N, then SSLRequest S and a session"
+    like "$(wire stuffing "$KS_PORT")" '^(E 08P01|closed)' "$io: bytes stuffed after SSLRequest are refused"
+    unlike "$(wire stuffing "$KS_PORT")" '^S' "$io: no 'S' answer to a stuffed SSLRequest"
+    like "$(cat "$log")" 'unencrypted data after SSLRequest' "$io: stuffing is logged"
+    like "$(wire plain-startup "$KS_PORT")" '^E 28000 ktls-sidecar: SSL is required' \
+        "$io: plaintext StartupMessage refused with SQLSTATE 28000"
+    err="$(fx_psql "$(ks_dsn sslmode=disable)" -c 'select 1' 2>&1)" || true
+    like "$err" 'FATAL: +ktls-sidecar: SSL is required' "$io: psql sslmode=disable sees the FATAL message"
+    is "$(wire raw-length "$KS_PORT" 20000)" "E 08P01" "$io: startup length over 10000 refused"
+    is "$(wire raw-length "$KS_PORT" -8)" "E 08P01" "$io: negative startup length refused"
+    is "$(wire raw-length "$KS_PORT" 4)" "E 08P01" "$io: startup length below 8 refused"
+
+    is "$(wire direct "$KS_PORT" postgresql)" "ready alpn=postgresql" "$io: direct TLS with ALPN postgresql"
+    like "$(wire direct "$KS_PORT" none)" 'refused .*alert no application protocol' "$io: direct TLS without ALPN refused"
+    like "$(wire direct "$KS_PORT" http/1.1)" 'refused .*alert no application protocol' \
+        "$io: direct TLS with only other ALPN protocols refused"
+    out="$(echo | fx_with_timeout 10 openssl s_client -connect "127.0.0.1:$KS_PORT" -alpn postgresql 2>&1)" || true
+    like "$out" 'ALPN protocol: postgresql' "$io: openssl s_client -alpn postgresql negotiates direct TLS"
+    out="$(echo | fx_with_timeout 10 openssl s_client -connect "127.0.0.1:$KS_PORT" 2>&1)" || true
+    like "$out" 'alert no application protocol' "$io: openssl s_client without ALPN gets no_application_protocol"
+    like "$(cat "$log")" 'direct TLS without ALPN' "$io: the refusal is logged with its reason"
+    out="$(echo | fx_with_timeout 10 openssl s_client -connect "127.0.0.1:$KS_PORT" -starttls postgres \
+        -alpn postgresql 2>&1)" || true
+    like "$out" 'ALPN protocol: postgresql' "$io: ALPN postgresql also selected after SSLRequest"
+
+    t0=$(date +%s%N)
+    out="$(timeout -s INT 2 psql -X "$(ks_dsn)" -c 'select pg_sleep(30)' 2>&1)" || true
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    like "$out" 'canceling statement due to user request' "$io: psql's plaintext CancelRequest cancels pg_sleep(30)"
+    ok "$io: cancelled in under 5 s (${ms} ms)" test "$ms" -lt 5000
+    read -r st secs <<<"$(wire tls-cancel "$KS_PORT")"
+    is "$st" 57014 "$io: CancelRequest inside TLS (PG17 PQcancelCreate style) cancels"
+    ok "$io: TLS cancel in under 5 s (${secs} s)" python3 -c "import sys; sys.exit(not float('$secs') < 5)"
+
+    read -r what secs _ <<<"$(wire silent "$KS_PORT" none)"
+    is "$what" eof "$io: a silent client is closed"
+    ok "$io: ... at the 1 s handshake timeout (${secs} s)" python3 -c "import sys; sys.exit(not 0.8 <= float('$secs') < 3)"
+    read -r what secs _ <<<"$(wire silent "$KS_PORT" ssl)"
+    is "$what" eof "$io: a client stalled inside its SSLRequest is closed"
+    like "$(cat "$log")" 'msg="handshake timeout"' "$io: handshake timeout is logged"
+    fx_sidecar_stop "n-$io" || true
+    ks_check_log "n-$io"
+
+    dead="$(fx_free_port)"
+    ks_start "down-$io" "$io" --backend "127.0.0.1:$dead" --connect-timeout 2s || BAIL_OUT "sidecar did not start"
+    like "$(wire tls-startup "$KS_PORT")" "^E 08006 ktls-sidecar: could not connect to backend 127.0.0.1:$dead" \
+        "$io: backend down gives FATAL 08006 over TLS, naming the backend"
+    err="$(fx_psql "$(ks_dsn)" -c 'select 1' 2>&1)" || true
+    like "$err" 'could not connect to backend' "$io: psql shows the backend error"
+    fx_sidecar_stop "down-$io" || true
+
+    ks_start "np-$io" "$io" --no-plain-cancel --allow-plaintext || BAIL_OUT "sidecar did not start"
+    is "$(fx_psql "$(ks_dsn sslmode=disable)" -c 'select 5')" 5 "$io: --allow-plaintext relays a plaintext session"
+    out="$(timeout -s INT 1 psql -X "$(ks_dsn)" -c 'select pg_sleep(3)' 2>&1)" || true
+    unlike "$out" 'canceling statement' "$io: --no-plain-cancel drops plaintext CancelRequests"
+    fx_sidecar_stop "np-$io" || true
+done
+done_testing
