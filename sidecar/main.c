@@ -12,6 +12,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "handshake.h"
 #include "log.h"
 
@@ -26,6 +27,7 @@ static void usage(FILE *f)
 	fprintf(f, "ktls-sidecar %s: TLS terminator for PostgreSQL poolers (kernel TLS + io_uring)\n\n"
 		   "Usage:\n"
 		   "  ktls-sidecar run --cert FILE --key FILE [--listen ADDR:PORT] [--backend HOST:PORT|unix:PATH] [options]\n"
+		   "  ktls-sidecar ctl [--admin-socket PATH] show info|stats|workers [json] | help\n"
 		   "  ktls-sidecar version\n"
 		   "  ktls-sidecar help\n\n",
 		KS_VERSION);
@@ -134,6 +136,97 @@ static int wait_for_signals(struct sidecar *sc)
 	}
 }
 
+#define COPY_STAT(dst, w, f) ((dst)->f = STAT_GET(w, f))
+
+static void snapshot_worker(struct worker *w, struct admin_worker *aw)
+{
+	struct admin_counters *c = &aw->c;
+	aw->id = w->id;
+	aw->engine = w->sc->engine_kind == ENGINE_URING ? "uring" : "epoll";
+	struct engine *e = w->eng;
+	if (e) { /* written by the worker without locks: a relaxed read is enough for stats */
+		const struct engine_stats *st = engine_stats(e);
+		aw->loops = __atomic_load_n(&st->loops, __ATOMIC_RELAXED);
+		aw->enters = __atomic_load_n(&st->enters, __ATOMIC_RELAXED);
+		aw->completions = __atomic_load_n(&st->completions, __ATOMIC_RELAXED);
+	}
+	COPY_STAT(c, w, accepted);
+	COPY_STAT(c, w, refused_max);
+	COPY_STAT(c, w, active);
+	COPY_STAT(c, w, handshakes_ok);
+	COPY_STAT(c, w, handshakes_failed);
+	COPY_STAT(c, w, cancels);
+	COPY_STAT(c, w, backend_connect_failed);
+	COPY_STAT(c, w, bytes_c2b);
+	COPY_STAT(c, w, bytes_b2c);
+	COPY_STAT(c, w, plaintext);
+	COPY_STAT(c, w, tls12);
+	COPY_STAT(c, w, tls13);
+	COPY_STAT(c, w, ktls_tx);
+	COPY_STAT(c, w, ktls_rx);
+	COPY_STAT(c, w, user_tls);
+	for (int r = 0; r < CR__COUNT && r < ADMIN_MAX_REASONS; r++)
+		c->closed[r] = STAT_GET(w, closed[r]);
+}
+
+static int snapshot(void *ctx, struct admin_snapshot *out)
+{
+	static struct utsname u;
+	struct sidecar *sc = ctx;
+	uname(&u);
+	memset(out, 0, sizeof(*out));
+	out->workers = calloc((size_t)sc->nworkers, sizeof(*out->workers));
+	if (!out->workers)
+		return -ENOMEM;
+	for (int i = 0; i < sc->nworkers; i++)
+		snapshot_worker(&sc->workers[i], &out->workers[i]);
+	out->nworkers = sc->nworkers;
+	out->version = KS_VERSION;
+	out->kernel = u.release;
+	out->openssl = hs_openssl_version();
+	out->cert = hs_ctx_describe(sc->hs);
+	out->io = sc->engine_kind == ENGINE_URING ? "uring" : "epoll";
+	out->io_why = sc->engine_why;
+	out->ktls = "unavailable";
+	out->ktls_why = "not implemented in this build";
+	out->listen = sc->cfg->listen;
+	out->backend = sc->cfg->backend;
+	out->pid = (long)getpid();
+	out->uptime_s = (double)(now_monotonic_ms() - sc->started_ms) / 1000.0;
+	out->reason_names = close_reason_names;
+	out->nreasons = CR__COUNT;
+	return 0;
+}
+
+static int cmd_ctl(int argc, char **argv)
+{
+	const char *path = getenv("KTLS_SIDECAR_ADMIN_SOCKET");
+	char cmd[1024] = "";
+	if (!path || !*path)
+		path = "/run/ktls-sidecar/admin.sock";
+	int i = 0;
+	if (i + 1 < argc && strcmp(argv[i], "--admin-socket") == 0) {
+		path = argv[i + 1];
+		i += 2;
+	} else if (i < argc && strncmp(argv[i], "--admin-socket=", 15) == 0) {
+		path = argv[i++] + 15;
+	}
+	for (; i < argc; i++) {
+		size_t n = strlen(cmd);
+		if (snprintf(cmd + n, sizeof(cmd) - n, "%s%s", n ? " " : "", argv[i]) >= (int)(sizeof(cmd) - n)) {
+			fprintf(stderr, "ktls-sidecar ctl: command too long\n");
+			return 2;
+		}
+	}
+	if (!cmd[0] || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		printf("usage: ktls-sidecar ctl [--admin-socket PATH] COMMAND\n"
+		       "commands: show info|stats|workers [json], help\n"
+		       "socket: --admin-socket, else $KTLS_SIDECAR_ADMIN_SOCKET, else /run/ktls-sidecar/admin.sock\n");
+		return cmd[0] ? 0 : 2;
+	}
+	return admin_ctl(path, cmd, stdout) ? 1 : 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	static struct config cfg;
@@ -164,6 +257,9 @@ static int cmd_run(int argc, char **argv)
 		return 1;
 	if (load_tls(&sc) || choose_engine(&sc) || open_listeners(&sc))
 		return 1;
+	struct admin *adm = NULL;
+	if (cfg.admin_socket[0] && admin_start(cfg.admin_socket, snapshot, &sc, &adm))
+		return 1;
 
 	sigset_t set;
 	sigemptyset(&set);
@@ -173,6 +269,7 @@ static int cmd_run(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (worker_start_all(&sc)) {
 		worker_join_all(&sc);
+		admin_stop(adm);
 		return 1;
 	}
 	struct utsname u;
@@ -182,6 +279,7 @@ static int cmd_run(int argc, char **argv)
 		 u.release, hs_openssl_version(), hs_ctx_describe(sc.hs));
 	int failed = wait_for_signals(&sc);
 	worker_join_all(&sc);
+	admin_stop(adm);
 	hs_ctx_put(sc.hs);
 	free(sc.workers);
 	config_free(&cfg);
@@ -194,6 +292,8 @@ int main(int argc, char **argv)
 	const char *cmd = argc > 1 ? argv[1] : "help";
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc - 2, argv + 2);
+	if (strcmp(cmd, "ctl") == 0)
+		return cmd_ctl(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		char why[128];
 		printf("ktls-sidecar %s\n%s\n", KS_VERSION, hs_openssl_version());
