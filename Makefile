@@ -4,8 +4,8 @@
 
 # ---- Debian packages (the one list) -------------------------------------------
 PKGS_BUILD := build-essential pkg-config liburing-dev libssl-dev libnl-3-dev
-PKGS_RUN   := postgresql-15 postgresql-client-15 pgbouncer openssl procps iproute2
-PKGS_TEST  := perl jq python3 qemu-system-x86 busybox-static cpio
+PKGS_RUN   := postgresql-15 postgresql-client-15 pgbouncer openssl procps iproute2 python3
+PKGS_TEST  := perl jq qemu-system-x86 busybox-static cpio
 PKGS_DEMO  := $(PKGS_BUILD) $(PKGS_RUN)
 PKGS_CHECK := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST)
 
@@ -102,7 +102,8 @@ check-integration: $(BIN)
 check-asan:
 	$(MAKE) --no-print-directory SANITIZE=1 all
 	$(PROVE) --exec '' $(patsubst build/%,build/asan/%,$(UNITS))
-	KTLS_SIDECAR=$(abspath build/asan/ktls-sidecar) TEST_SANITIZE=1 $(PROVE) -v $(ASAN_TESTS)
+	KTLS_SIDECAR=$(abspath build/asan/ktls-sidecar) TEST_SANITIZE=1 TEST_COPY_MB=20 \
+		ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 $(PROVE) tests/t/*.t
 
 check-vm: $(BIN)
 	$(PROVE) -v tests/vm/*.t
