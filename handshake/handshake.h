@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ktls.h"
+
 struct hs_ctx;
 struct hs_conn;
 
@@ -22,6 +24,7 @@ struct hs_settings {
 	size_t n_allow_uri;
 	int min_tls13;              /* 1: TLS 1.3 only */
 	const char *ciphers, *ciphersuites;
+	int export_keys;            /* capture secrets so keys can move to kTLS */
 };
 
 /* Build a server context from s. 0 or -errno with a reason in err. */
@@ -52,6 +55,16 @@ size_t hs_conn_pending_out(const struct hs_conn *c);
 size_t hs_conn_drain(struct hs_conn *c, void *buf, size_t cap);
 /* Free OpenSSL's record buffers while the connection is idle. */
 void hs_conn_idle(struct hs_conn *c);
+
+/* Derive both directions' record state for kTLS after the handshake. 0, -EBUSY (bytes
+ * past the client Finished are buffered: stay in user space), -ENOTSUP (suite), -ENOKEY. */
+int hs_conn_export_keys(struct hs_conn *c, struct ktls_keys *tx, struct ktls_keys *rx);
+/* TLS 1.3 HKDF-Expand-Label(secret, label, "", outlen) with md "SHA256"/"SHA384". 0 or -EINVAL. */
+int hs_kdf_tls13_expand(const char *md, const uint8_t *secret, size_t slen, const char *label, uint8_t *out,
+			size_t outlen);
+/* TLS 1.2 PRF(secret, label, s1 || s2). 0 or -EINVAL. */
+int hs_kdf_tls12_prf(const char *md, const uint8_t *secret, size_t slen, const char *label, const uint8_t *s1,
+		     size_t s1len, const uint8_t *s2, size_t s2len, uint8_t *out, size_t outlen);
 
 /* Why the handshake or a read failed ("" if it did not). */
 const char *hs_conn_reason(const struct hs_conn *c);

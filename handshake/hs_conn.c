@@ -51,6 +51,7 @@ void hs_conn_free(struct hs_conn *c)
 		return;
 	SSL_free(c->ssl); /* frees both BIOs */
 	hs_ctx_put(c->ctx);
+	OPENSSL_cleanse(c, sizeof(*c)); /* traffic secrets, if never exported */
 	free(c);
 }
 

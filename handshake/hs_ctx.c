@@ -199,6 +199,8 @@ static int ctx_configure(struct hs_ctx *ctx, const struct hs_settings *s, char *
 		return ctx_fail(err, errlen, "cannot load private key", s->key);
 	if (!SSL_CTX_check_private_key(sc))
 		return ctx_fail(err, errlen, "private key does not match certificate", s->key);
+	if (s->export_keys)
+		hs_keys_setup_ctx(sc);
 	SSL_CTX_set_alpn_select_cb(sc, alpn_select, NULL);
 	SSL_CTX_set_client_hello_cb(sc, client_hello, NULL);
 	if (s->verify) {

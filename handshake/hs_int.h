@@ -23,11 +23,15 @@ struct hs_conn {
 	int direct;
 	char reason[192];
 	char peer[192];
+	uint8_t sec_c[64], sec_s[64];   /* TLS 1.3 application traffic secrets, until exported */
+	uint8_t sec_c_len, sec_s_len;
+	uint32_t tx_app_records;        /* records sent under application keys */
 };
 
 extern int hs_ssl_index;
 void hs_err_drain(char *buf, size_t len);
 void hs_conn_set_reason(struct hs_conn *c, const char *r);
 void hs_ctx_get(struct hs_ctx *ctx);
+void hs_keys_setup_ctx(SSL_CTX *ctx);
 
 #endif
