@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "handshake.h"
+#include "ktls.h"
 #include "log.h"
 #include "pgproto.h"
 
@@ -36,6 +37,7 @@ const char *const close_reason_names[CR__COUNT] = {
 	[CR_IDLE_TIMEOUT] = "idle_timeout",
 	[CR_CANCEL] = "cancel_forwarded",
 	[CR_SHUTDOWN] = "shutdown",
+	[CR_KEYUPDATE] = "keyupdate_unsupported",
 	[CR_INTERNAL] = "internal_error",
 };
 
@@ -59,6 +61,7 @@ struct conn {
 	uint8_t after;            /* enum after */
 	uint8_t saw_ssl, saw_gss, direct, cancel, plain;
 	uint8_t connecting, connect_timed_out;
+	uint8_t ktls_tx, ktls_rx, notify_sent;
 	uint8_t reason;           /* enum close_reason once closing */
 	struct io_op cli_rd, cli_wr, be_rd, be_wr;
 	struct hs_conn *tls;
@@ -72,6 +75,7 @@ struct conn {
 	uint64_t bytes_in, bytes_out;
 	struct sockaddr_storage peer;
 	char user[64], database[64];
+	char tls_version[8], tls_cipher[48], tls_peer[128]; /* kept after the SSL is freed */
 };
 
 static void conn_close(struct conn *c, enum close_reason why);
@@ -147,11 +151,13 @@ static void conn_free(struct conn *c)
 	struct worker *w = c->w;
 	char extra[768], peer[200], user[140], db[140];
 	snprintf(extra, sizeof(extra), "reason=%s tls=%s cipher=%s peer=\"%s\" user=\"%s\" database=\"%s\" "
-		 "bytes_in=%llu bytes_out=%llu duration_ms=%llu",
-		 close_reason_names[c->reason], c->tls ? hs_conn_version(c->tls) : "none",
-		 c->tls ? hs_conn_cipher(c->tls) : "none",
-		 log_esc(peer, sizeof(peer), c->tls ? hs_conn_peer(c->tls) : ""), log_esc(user, sizeof(user), c->user),
-		 log_esc(db, sizeof(db), c->database), (unsigned long long)c->bytes_in,
+		 "ktls=%s bytes_in=%llu bytes_out=%llu duration_ms=%llu",
+		 close_reason_names[c->reason], c->tls_version[0] ? c->tls_version : "none",
+		 c->tls_cipher[0] ? c->tls_cipher : "none", log_esc(peer, sizeof(peer), c->tls_peer),
+		 log_esc(user, sizeof(user), c->user),
+		 log_esc(db, sizeof(db), c->database),
+		 c->ktls_tx && c->ktls_rx ? "tx+rx" : c->ktls_tx ? "tx" : c->ktls_rx ? "rx" : "off",
+		 (unsigned long long)c->bytes_in,
 		 (unsigned long long)c->bytes_out, (unsigned long long)(w->now_ms - c->started_ms));
 	log_conn(c, c->reason == CR_EOF || c->reason == CR_CANCEL ? LOG_DEBUG : LOG_INFO, "closed", extra);
 	engine_close(w->eng, c->cfd);
@@ -179,6 +185,10 @@ static void conn_close(struct conn *c, enum close_reason why)
 		return;
 	c->phase = PH_CLOSING;
 	c->reason = (uint8_t)why;
+	if (c->ktls_tx && !c->notify_sent && why != CR_CLIENT_RESET) {
+		c->notify_sent = 1;
+		ktls_send_close_notify(c->cfd); /* best effort, never blocks */
+	}
 	if (!conn_busy(c)) {
 		conn_free(c);
 		return;
@@ -215,7 +225,7 @@ static void fail_with_error(struct conn *c, enum close_reason why, const char *s
 	c->phase = PH_FINAL;
 	c->after = AF_CLOSE;
 	c->deadline_ms = c->w->now_ms + (uint64_t)CFG(c)->handshake_timeout_ms;
-	if (c->tls) {
+	if (c->tls && !c->ktls_tx) {
 		if (hs_conn_write(c->tls, pkt, (size_t)n) < 0) {
 			conn_close(c, why);
 			return;
@@ -441,15 +451,54 @@ static void handshake_step(struct conn *c)
 
 static void startup_pump(struct conn *c);
 
+/* Log each kind of kTLS fallback once per process, not per connection. */
+static void ktls_fallback(const char *what, int err)
+{
+	static _Atomic unsigned seen;
+	unsigned bit = 1u << (what[0] % 31);
+	if (atomic_fetch_or(&seen, bit) & bit)
+		return;
+	log_warn("ktls", "kTLS not used for this connection, staying in userspace TLS (logged once)",
+		 "step=\"%s\" error=\"%s\"", what, strerror(-err));
+}
+
+/* Move the record keys into the kernel: TX first, then RX if nothing is buffered. */
+static void try_ktls(struct conn *c)
+{
+	struct ktls_keys tx, rx;
+	int rc = hs_conn_export_keys(c->tls, &tx, &rx);
+	if (rc)
+		ktls_fallback(rc == -EBUSY ? "bytes buffered past Finished" : rc == -ENOTSUP ? "suite not offloadable"
+											: "key export",
+			      rc);
+	else if ((rc = ktls_attach(c->cfd)))
+		ktls_fallback("attach TCP_ULP tls", rc);
+	else if ((rc = ktls_install(c->cfd, KTLS_TX, &tx)))
+		ktls_fallback("install TLS_TX", rc);
+	else if ((c->ktls_tx = 1, rc = ktls_install(c->cfd, KTLS_RX, &rx)))
+		ktls_fallback("install TLS_RX", rc);
+	else
+		c->ktls_rx = 1;
+	ktls_keys_wipe(&tx);
+	ktls_keys_wipe(&rx);
+	if (c->ktls_tx && c->ktls_rx) {
+		/* the kernel owns the session now: an idle connection keeps no SSL */
+		hs_conn_free(c->tls);
+		c->tls = NULL;
+	}
+}
+
 static void handshake_done(struct conn *c)
 {
 	struct worker *w = c->w;
 	STAT_INC(w, handshakes_ok);
-	if (strcmp(hs_conn_version(c->tls), "TLSv1.3") == 0)
+	snprintf(c->tls_version, sizeof(c->tls_version), "%s", hs_conn_version(c->tls));
+	snprintf(c->tls_cipher, sizeof(c->tls_cipher), "%s", hs_conn_cipher(c->tls));
+	snprintf(c->tls_peer, sizeof(c->tls_peer), "%s", hs_conn_peer(c->tls));
+	if (strcmp(c->tls_version, "TLSv1.3") == 0)
 		STAT_INC(w, tls13);
 	else
 		STAT_INC(w, tls12);
-	STAT_INC(w, user_tls);
 	if (log_enabled(LOG_DEBUG)) {
 		char extra[512], sni[300];
 		snprintf(extra, sizeof(extra), "tls=%s cipher=%s alpn=%s sni=\"%s\" direct=%d",
@@ -457,6 +506,14 @@ static void handshake_done(struct conn *c)
 			 log_esc(sni, sizeof(sni), hs_conn_sni(c->tls)), c->direct);
 		log_conn(c, LOG_DEBUG, "handshake done", extra);
 	}
+	if (w->sc->ktls)
+		try_ktls(c);
+	if (c->ktls_tx)
+		STAT_INC(w, ktls_tx);
+	if (c->ktls_rx)
+		STAT_INC(w, ktls_rx);
+	if (!c->ktls_tx || !c->ktls_rx)
+		STAT_INC(w, user_tls);
 	c->phase = PH_STARTUP;
 	if (!(c->pkt = malloc(PG_STARTUP_MAX))) {
 		conn_close(c, CR_INTERNAL);
@@ -485,9 +542,32 @@ static void startup_packet(struct conn *c)
 	connect_backend(c);
 }
 
+/* Bytes were added to pkt: 1 if more are needed, 0 once the packet was handled. */
+static int startup_progress(struct conn *c)
+{
+	if (c->have < c->need)
+		return 1;
+	if (c->need == 4) {
+		uint32_t len;
+		if (pg_startup_len(c->pkt, &len)) {
+			fail_with_error(c, CR_PROTOCOL, "08P01", "invalid length of startup packet");
+			return 0;
+		}
+		c->need = len;
+		if (c->have < c->need)
+			return 1;
+	}
+	startup_packet(c);
+	return 0;
+}
+
 static void startup_pump(struct conn *c)
 {
 	for (;;) {
+		if (c->ktls_rx) { /* the kernel decrypts: read the packet exactly */
+			engine_recv(E(c), &c->cli_rd, c->cfd, c->pkt + c->have, c->need - c->have);
+			return;
+		}
 		int r = hs_conn_read(c->tls, c->pkt + c->have, c->need - c->have);
 		if (r == 0) {
 			engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
@@ -498,19 +578,8 @@ static void startup_pump(struct conn *c)
 			return;
 		}
 		c->have += (unsigned)r;
-		if (c->have < c->need)
-			continue;
-		if (c->need == 4) {
-			uint32_t len;
-			if (pg_startup_len(c->pkt, &len)) {
-				fail_with_error(c, CR_PROTOCOL, "08P01", "invalid length of startup packet");
-				return;
-			}
-			c->need = len;
-			continue;
-		}
-		startup_packet(c);
-		return;
+		if (!startup_progress(c))
+			return;
 	}
 }
 
@@ -606,7 +675,7 @@ static void check_done(struct conn *c)
 /* Client -> backend: decrypt what is buffered, or read more. */
 static void c2b_pump(struct conn *c)
 {
-	if (c->plain) {
+	if (c->plain || c->ktls_rx) {
 		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
 		return;
 	}
@@ -633,8 +702,14 @@ static void c2b_pump(struct conn *c)
 	conn_close(c, CR_CLIENT_RESET);
 }
 
+static void ktls_control_record(struct conn *c);
+
 static void relay_cli_read(struct conn *c, int res)
 {
+	if (res == -EIO && c->ktls_rx) { /* the next record is not application data */
+		ktls_control_record(c);
+		return;
+	}
 	if (res < 0) {
 		conn_close(c, CR_CLIENT_RESET);
 		return;
@@ -645,9 +720,7 @@ static void relay_cli_read(struct conn *c, int res)
 		check_done(c);
 		return;
 	}
-	c->bytes_in += (unsigned)res;
-	STAT_ADD(c->w, bytes_c2b, (unsigned)res);
-	if (c->plain) {
+	if (c->plain || c->ktls_rx) {
 		c->c2b.len = (unsigned)res;
 		c->c2b.off = 0;
 		engine_send(E(c), &c->be_wr, c->bfd, c->cbuf, (unsigned)res);
@@ -660,10 +733,65 @@ static void relay_cli_read(struct conn *c, int res)
 	c2b_pump(c); /* may free c */
 }
 
+static void on_cli_read(struct conn *c, int res);
+
+/* Read more client plaintext in the current phase. */
+static void cli_plain_read(struct conn *c)
+{
+	if (c->phase == PH_STARTUP)
+		startup_pump(c);
+	else
+		c2b_pump(c);
+}
+
+/* kTLS RX stopped at a non-data record: read it with its type and act on it. */
+static void ktls_control_record(struct conn *c)
+{
+	uint8_t type;
+	char extra[96];
+	uint8_t *buf = c->phase == PH_STARTUP ? c->pkt + c->have : c->cbuf;
+	size_t cap = c->phase == PH_STARTUP ? c->need - c->have : CBUF_SIZE;
+	int n = ktls_recv_record(c->cfd, buf, cap, &type);
+	if (n == -EAGAIN) {
+		cli_plain_read(c);
+		return;
+	}
+	if (n < 0) {
+		snprintf(extra, sizeof(extra), "error=\"%s\"", strerror(-n));
+		log_conn(c, LOG_INFO, "kTLS receive failed", extra);
+		conn_close(c, CR_CLIENT_RESET);
+		return;
+	}
+	if (type == KTLS_REC_DATA) { /* raced with a data record: take it as read */
+		on_cli_read(c, n);
+		return;
+	}
+	if (type == KTLS_REC_ALERT && n >= 2 && buf[1] == 0) { /* close_notify */
+		on_cli_read(c, 0);
+		return;
+	}
+	if (type == KTLS_REC_ALERT) {
+		snprintf(extra, sizeof(extra), "alert=%d level=%d", n >= 2 ? buf[1] : -1, buf[0]);
+		log_conn(c, LOG_INFO, "fatal alert from client", extra);
+		conn_close(c, CR_CLIENT_RESET);
+		return;
+	}
+	if (type == KTLS_REC_HANDSHAKE && n >= 1 && buf[0] == 24) {
+		/* TLS 1.3 KeyUpdate: kernels before 6.14 cannot rekey RX, and the next
+		 * records would not decrypt. Close cleanly instead of passing garbage. */
+		log_conn(c, LOG_WARN, "client KeyUpdate: this kernel cannot rekey kTLS RX, closing",
+			 "reason=keyupdate_unsupported");
+		conn_close(c, CR_KEYUPDATE);
+		return;
+	}
+	/* other handshake messages (e.g. tickets) carry nothing for the pooler */
+	cli_plain_read(c);
+}
+
 /* Backend -> client: encrypt, then push ciphertext out in bbuf-sized chunks. */
 static void b2c_flush(struct conn *c)
 {
-	if (!c->plain) {
+	if (!c->plain && !c->ktls_tx) {
 		size_t n = hs_conn_drain(c->tls, c->bbuf, BBUF_SIZE);
 		if (n) {
 			c->b2c.len = (unsigned)n;
@@ -674,6 +802,10 @@ static void b2c_flush(struct conn *c)
 	}
 	if (c->b2c.eof_pending) {
 		c->b2c.done = 1;
+		if (c->ktls_tx && !c->notify_sent) {
+			c->notify_sent = 1;
+			ktls_send_close_notify(c->cfd);
+		}
 		shutdown(c->cfd, SHUT_WR);
 		check_done(c);
 		return;
@@ -689,14 +821,14 @@ static void relay_be_read(struct conn *c, int res)
 	}
 	if (res == 0) {
 		c->b2c.eof_pending = 1;
-		if (!c->plain)
+		if (!c->plain && !c->ktls_tx)
 			hs_conn_close_notify(c->tls);
 		b2c_flush(c);
 		return;
 	}
 	c->bytes_out += (unsigned)res;
 	STAT_ADD(c->w, bytes_b2c, (unsigned)res);
-	if (c->plain) {
+	if (c->plain || c->ktls_tx) {
 		c->b2c.len = (unsigned)res;
 		c->b2c.off = 0;
 		engine_send(E(c), &c->cli_wr, c->cfd, c->bbuf, (unsigned)res);
@@ -712,7 +844,7 @@ static void relay_be_read(struct conn *c, int res)
 /* Send the TLS output queue to the client, then run c->after. */
 static void flush_client(struct conn *c)
 {
-	size_t n = c->tls ? hs_conn_drain(c->tls, c->bbuf, BBUF_SIZE) : 0;
+	size_t n = c->tls && !c->ktls_tx ? hs_conn_drain(c->tls, c->bbuf, BBUF_SIZE) : 0;
 	if (n) {
 		c->b2c.len = (unsigned)n;
 		c->b2c.off = 0;
@@ -780,6 +912,10 @@ static void on_be_write(struct conn *c, int res)
 		return;
 	}
 	int r = send_progress(c, &c->be_wr, &c->c2b, res, c->bfd);
+	if (res > 0 && c->phase == PH_RELAY) { /* plaintext delivered to the pooler */
+		c->bytes_in += (unsigned)res;
+		STAT_ADD(c->w, bytes_c2b, (unsigned)res);
+	}
 	if (r > 0)
 		return;
 	if (r < 0) {
@@ -808,8 +944,18 @@ static void on_cli_read(struct conn *c, int res)
 		}
 		break;
 	case PH_STARTUP:
+		if (res == -EIO && c->ktls_rx) {
+			ktls_control_record(c);
+			return;
+		}
 		if (res <= 0) {
 			conn_close(c, res == 0 ? CR_EOF : CR_CLIENT_RESET);
+			return;
+		}
+		if (c->ktls_rx) {
+			c->have += (unsigned)res;
+			if (startup_progress(c))
+				startup_pump(c);
 			return;
 		}
 		if (hs_conn_feed(c->tls, c->cbuf, (size_t)res)) {

@@ -14,6 +14,7 @@
 
 #include "admin.h"
 #include "handshake.h"
+#include "ktls.h"
 #include "log.h"
 
 #ifndef KS_VERSION
@@ -71,6 +72,28 @@ static int choose_engine(struct sidecar *sc)
 	return 0;
 }
 
+/* --ktls: auto uses kTLS where the kernel has it, on refuses to start without it. */
+static int choose_ktls(struct sidecar *sc)
+{
+	char why[128];
+	if (sc->cfg->ktls == KTLS_OFF) {
+		snprintf(sc->ktls_why, sizeof(sc->ktls_why), "disabled by --ktls=off");
+		return 0;
+	}
+	int rc = ktls_probe(why, sizeof(why));
+	if (!rc) {
+		sc->ktls = 1;
+		return 0;
+	}
+	snprintf(sc->ktls_why, sizeof(sc->ktls_why), "%s", why);
+	if (sc->cfg->ktls == KTLS_ON) {
+		log_error("main", "kTLS required (--ktls=on) but unavailable", "reason=\"%s\"", why);
+		return rc;
+	}
+	log_warn("main", "kTLS unavailable, connections use userspace TLS", "reason=\"%s\"", why);
+	return 0;
+}
+
 static int load_tls(struct sidecar *sc)
 {
 	struct config *c = sc->cfg;
@@ -81,6 +104,7 @@ static int load_tls(struct sidecar *sc)
 		.allow_uri = c->allow_uri.v, .n_allow_uri = c->allow_uri.n,
 		.min_tls13 = strcmp(c->min_tls, "1.3") == 0,
 		.ciphers = c->ciphers, .ciphersuites = c->ciphersuites,
+		.export_keys = sc->ktls,
 	};
 	char err[512];
 	int rc = hs_ctx_load(&s, &sc->hs, err, sizeof(err));
@@ -187,8 +211,8 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 	out->cert = hs_ctx_describe(sc->hs);
 	out->io = sc->engine_kind == ENGINE_URING ? "uring" : "epoll";
 	out->io_why = sc->engine_why;
-	out->ktls = "unavailable";
-	out->ktls_why = "not implemented in this build";
+	out->ktls = sc->ktls ? "available" : sc->cfg->ktls == KTLS_OFF ? "off" : "unavailable";
+	out->ktls_why = sc->ktls_why;
 	out->listen = sc->cfg->listen;
 	out->backend = sc->cfg->backend;
 	out->pid = (long)getpid();
@@ -255,7 +279,7 @@ static int cmd_run(int argc, char **argv)
 	sc.workers = calloc((size_t)sc.nworkers, sizeof(struct worker));
 	if (!sc.workers)
 		return 1;
-	if (load_tls(&sc) || choose_engine(&sc) || open_listeners(&sc))
+	if (choose_ktls(&sc) || load_tls(&sc) || choose_engine(&sc) || open_listeners(&sc))
 		return 1;
 	struct admin *adm = NULL;
 	if (cfg.admin_socket[0] && admin_start(cfg.admin_socket, snapshot, &sc, &adm))
@@ -274,8 +298,9 @@ static int cmd_run(int argc, char **argv)
 	}
 	struct utsname u;
 	uname(&u);
-	log_info("main", "listening", "listen=%s backend=%s workers=%d io=%s kernel=%s openssl=\"%s\" %s",
+	log_info("main", "listening", "listen=%s backend=%s workers=%d io=%s ktls=%s kernel=%s openssl=\"%s\" %s",
 		 cfg.listen, cfg.backend, sc.nworkers, sc.engine_kind == ENGINE_URING ? "uring" : "epoll",
+		 sc.ktls ? "on" : "off",
 		 u.release, hs_openssl_version(), hs_ctx_describe(sc.hs));
 	int failed = wait_for_signals(&sc);
 	worker_join_all(&sc);
@@ -301,6 +326,10 @@ int main(int argc, char **argv)
 			printf("io_uring: available\n");
 		else
 			printf("io_uring: unavailable (%s)\n", why);
+		if (ktls_probe(why, sizeof(why)) == 0)
+			printf("ktls: available\n");
+		else
+			printf("ktls: unavailable (%s)\n", why);
 		return 0;
 	}
 	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

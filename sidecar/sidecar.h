@@ -31,6 +31,7 @@ enum close_reason {
 	CR_IDLE_TIMEOUT,
 	CR_CANCEL,           /* CancelRequest forwarded */
 	CR_SHUTDOWN,
+	CR_KEYUPDATE,        /* client rekeyed; this kernel cannot follow in kTLS RX */
 	CR_INTERNAL,
 	CR__COUNT
 };
@@ -78,6 +79,8 @@ struct sidecar {
 	socklen_t listen_len;
 	enum engine_kind engine_kind;
 	char engine_why[160];              /* why epoll was chosen, if it was */
+	int ktls;                          /* kTLS usable and wanted */
+	char ktls_why[160];                /* why not, if not */
 	struct worker *workers;
 	int nworkers;
 	_Atomic int nconns;

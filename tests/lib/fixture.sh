@@ -248,8 +248,13 @@ fx_pg_start() {
     local d="$FX_DIR/pg" port
     mkdir -p "$d/sock" && chown -R postgres: "$d" && chmod 0755 "$d" "$d/sock" || return 1
     port="$(fx_free_port)" || return 1
-    _fx_as_pg timeout 60 "$FX_PGBIN/initdb" -D "$d/data" --auth=trust --no-sync --locale=C \
-        --encoding=UTF8 -U postgres >"$d/initdb.log" 2>&1 || { diag "initdb failed"; _fx_diag_file "$d/initdb.log"; return 1; }
+    if [[ -n "${FX_PG_TEMPLATE_TAR:-}" ]]; then
+        # a cluster made by tests/vm/pg-template.sh: initdb is 15x slower in the TCG VM
+        _fx_as_pg tar -xf "$FX_PG_TEMPLATE_TAR" -C "$d" || { diag "cannot unpack $FX_PG_TEMPLATE_TAR"; return 1; }
+    else
+        _fx_as_pg timeout 60 "$FX_PGBIN/initdb" -D "$d/data" --auth=trust --no-sync --locale=C \
+            --encoding=UTF8 -U postgres >"$d/initdb.log" 2>&1 || { diag "initdb failed"; _fx_diag_file "$d/initdb.log"; return 1; }
+    fi
     cat >>"$d/data/postgresql.conf" <<EOF || return 1
 
 # --- ktls-sidecar test fixture ---
@@ -272,6 +277,7 @@ EOF
     export FX_PG_PORT="$port" FX_PG_SOCKDIR="$d/sock" FX_PG_DATA="$d/data"
     _fx_wait_until 30 "$FX_PGBIN/pg_isready" -q -t 2 -h "$FX_PG_SOCKDIR" -p "$port" ||
         { diag "postgres not ready after 30 s"; _fx_diag_file "$d/postgres.log"; return 1; }
+    [[ -n "${FX_PG_TEMPLATE_TAR:-}" ]] && return 0 # the template has them
     fx_psql -h "$FX_PG_SOCKDIR" -p "$port" -U postgres -d postgres \
         -c "CREATE ROLE app LOGIN" -c "CREATE DATABASE app OWNER app" || { diag "creating role/db app failed"; return 1; }
 }
