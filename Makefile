@@ -3,7 +3,7 @@
 # Debian packages they need first (the lists below are the only place they live).
 
 # ---- Debian packages (the one list) -------------------------------------------
-PKGS_BUILD := build-essential pkg-config liburing-dev libssl-dev libnl-3-dev
+PKGS_BUILD := build-essential pkg-config liburing-dev libssl-dev libnl-3-dev libyaml-dev
 PKGS_RUN   := postgresql-15 postgresql-client-15 pgbouncer openssl procps iproute2 python3
 PKGS_TEST  := perl jq qemu-system-x86 busybox-static cpio
 PKGS_DEMO  := $(PKGS_BUILD) $(PKGS_RUN)
@@ -12,13 +12,13 @@ PKGS_CHECK := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST)
 # ---- build --------------------------------------------------------------------
 CC      ?= cc
 PKGCONF ?= pkg-config
-LIBS    := liburing openssl libnl-3.0
+LIBS    := liburing openssl libnl-3.0 yaml-0.1
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
-CPPFLAGS += -D_GNU_SOURCE -DKS_VERSION='"$(VERSION)"' -Isidecar -Ihandshake -Iktls -Iadmin
+CPPFLAGS += -D_GNU_SOURCE -DKS_VERSION='"$(VERSION)"' -Isidecar -Ihandshake -Iktls -Iadmin -Ik8s
 ALL_CFLAGS = -std=gnu11 $(WARN) -pthread -MMD -MP $(CFLAGS) $(shell $(PKGCONF) --cflags $(LIBS) 2>/dev/null)
 LDLIBS  += $(shell $(PKGCONF) --libs $(LIBS) 2>/dev/null) -pthread
 
@@ -30,15 +30,16 @@ else
 BUILD   ?= build
 endif
 
-SRCS  := $(wildcard sidecar/*.c handshake/*.c ktls/*.c admin/*.c)
+SRCS  := $(wildcard sidecar/*.c handshake/*.c ktls/*.c admin/*.c k8s/*.c)
 OBJS  := $(SRCS:%.c=$(BUILD)/obj/%.o)
 LIBOBJS := $(filter-out $(BUILD)/obj/sidecar/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNITS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%.t)
+TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 BIN   := $(BUILD)/ktls-sidecar
 
 .PHONY: all unit clean deps deps-demo deps-check demo check check-unit check-integration check-asan check-vm help
-all: $(BIN) $(UNITS)
+all: $(BIN) $(UNITS) $(TOOLS)
 
 $(BIN): $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -50,6 +51,10 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/tests/%.t: tests/unit/%.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+$(BUILD)/tests/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
 
 -include $(OBJS:.o=.d)
 

@@ -479,7 +479,8 @@ int config_load_all(struct config *c, int argc, char **argv, char **envp, char *
 void config_usage(FILE *f)
 {
 	fprintf(f, "Options (flag, or KTLS_SIDECAR_<NAME> in the environment, or 'name = value' in --config FILE;\n"
-		   "flags override the environment, which overrides the file):\n");
+		   "flags override the environment, which overrides the file; booleans take --name or --no-name;\n"
+		   "durations take s, ms or m suffixes):\n");
 	for (size_t i = 0; i < NOPTS; i++) {
 		const struct opt *o = &opts[i];
 		char left[64];

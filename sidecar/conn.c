@@ -6,6 +6,7 @@
 #include "sidecar.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@
 #define TLS_MAX_RECORD (16384 + 2048) /* largest ciphertext body we accept */
 #define CBUF_SIZE (TLS_HDR + TLS_MAX_RECORD)
 #define BBUF_SIZE 16384
+#define PIPE_CHUNK 65536 /* a default pipe holds 16 pages */
 
 const char *const close_reason_names[CR__COUNT] = {
 	[CR_EOF] = "eof",
@@ -50,6 +52,9 @@ struct dir {
 	unsigned len, off;  /* bytes in the send window */
 	uint8_t done;       /* this direction saw EOF and propagated it */
 	uint8_t eof_pending;
+	uint8_t splicing;   /* the write in flight moves bytes out of the pipe */
+	uint8_t spl_in;     /* the read in flight splices into the pipe */
+	int pipe[2];        /* splice relay: read end, write end */
 };
 
 struct conn {
@@ -61,7 +66,7 @@ struct conn {
 	uint8_t after;            /* enum after */
 	uint8_t saw_ssl, saw_gss, direct, cancel, plain;
 	uint8_t connecting, connect_timed_out;
-	uint8_t ktls_tx, ktls_rx, notify_sent;
+	uint8_t ktls_tx, ktls_rx, notify_sent, splice;
 	uint8_t reason;           /* enum close_reason once closing */
 	struct io_op cli_rd, cli_wr, be_rd, be_wr;
 	struct hs_conn *tls;
@@ -125,6 +130,7 @@ void conn_accept(struct worker *w, int fd)
 	c->id = atomic_fetch_add(&sc->next_conn_id, 1) + 1;
 	c->cfd = fd;
 	c->bfd = -1;
+	c->c2b.pipe[0] = c->c2b.pipe[1] = c->b2c.pipe[0] = c->b2c.pipe[1] = -1;
 	c->cli_rd.kind = K_CLI_RD;
 	c->cli_wr.kind = K_CLI_WR;
 	c->be_rd.kind = K_BE_RD;
@@ -162,6 +168,12 @@ static void conn_free(struct conn *c)
 	log_conn(c, c->reason == CR_EOF || c->reason == CR_CANCEL ? LOG_DEBUG : LOG_INFO, "closed", extra);
 	engine_close(w->eng, c->cfd);
 	engine_close(w->eng, c->bfd);
+	for (int i = 0; i < 2; i++) {
+		if (c->c2b.pipe[i] >= 0)
+			close(c->c2b.pipe[i]);
+		if (c->b2c.pipe[i] >= 0)
+			close(c->b2c.pipe[i]);
+	}
 	hs_conn_free(c->tls);
 	free(c->cbuf);
 	free(c->bbuf);
@@ -455,7 +467,10 @@ static void startup_pump(struct conn *c);
 static void ktls_fallback(const char *what, int err)
 {
 	static _Atomic unsigned seen;
-	unsigned bit = 1u << (what[0] % 31);
+	unsigned h = 0;
+	for (const char *p = what; *p; p++)
+		h = h * 31 + (unsigned char)*p;
+	unsigned bit = 1u << (h % 32);
 	if (atomic_fetch_or(&seen, bit) & bit)
 		return;
 	log_warn("ktls", "kTLS not used for this connection, staying in userspace TLS (logged once)",
@@ -653,16 +668,49 @@ static void first_packet_sent(struct conn *c)
 	start_relay(c);
 }
 
+/* Both directions in the kernel: relay through a pipe per direction, so the
+ * plaintext never enters user space, and drop the copy buffers. */
+static int start_splice(struct conn *c)
+{
+	if (pipe2(c->c2b.pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -errno;
+	if (pipe2(c->b2c.pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		int rc = -errno;
+		close(c->c2b.pipe[0]);
+		close(c->c2b.pipe[1]);
+		c->c2b.pipe[0] = c->c2b.pipe[1] = -1;
+		return rc;
+	}
+	c->splice = 1;
+	free(c->cbuf);
+	free(c->bbuf);
+	c->cbuf = c->bbuf = NULL;
+	return 0;
+}
+
+static void b2c_splice_in(struct conn *c)
+{
+	c->b2c.spl_in = 1;
+	engine_splice(E(c), &c->be_rd, c->bfd, c->b2c.pipe[1], PIPE_CHUNK, 1);
+}
+
 static void start_relay(struct conn *c)
 {
-	if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE))) {
-		conn_close(c, CR_INTERNAL);
-		return;
-	}
 	c->phase = PH_RELAY;
 	uint64_t idle = (uint64_t)CFG(c)->idle_timeout_ms;
 	c->deadline_ms = idle ? c->w->now_ms + idle : 0;
-	engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
+	int rc = -1;
+	if (CFG(c)->relay == RELAY_SPLICE && c->ktls_tx && c->ktls_rx && (rc = start_splice(c)))
+		ktls_fallback("create splice pipes (using copy relay)", rc);
+	if (c->splice) {
+		b2c_splice_in(c);
+	} else {
+		if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE))) {
+			conn_close(c, CR_INTERNAL);
+			return;
+		}
+		engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
+	}
 	c2b_pump(c);
 }
 
@@ -675,6 +723,11 @@ static void check_done(struct conn *c)
 /* Client -> backend: decrypt what is buffered, or read more. */
 static void c2b_pump(struct conn *c)
 {
+	if (c->splice) {
+		c->c2b.spl_in = 1;
+		engine_splice(E(c), &c->cli_rd, c->cfd, c->c2b.pipe[1], PIPE_CHUNK, 1);
+		return;
+	}
 	if (c->plain || c->ktls_rx) {
 		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
 		return;
@@ -704,6 +757,32 @@ static void c2b_pump(struct conn *c)
 
 static void ktls_control_record(struct conn *c);
 
+static void c2b_eof(struct conn *c)
+{
+	c->c2b.done = 1;
+	shutdown(c->bfd, SHUT_WR);
+	check_done(c);
+}
+
+/* A splice from the client into the pipe finished: push the bytes on to the pooler. */
+static void relay_cli_spliced(struct conn *c, int res)
+{
+	if (res == -EAGAIN) {
+		c2b_pump(c);
+	} else if (res == -EINVAL || res == -EIO) { /* kTLS: the next record is not data */
+		ktls_control_record(c);
+	} else if (res < 0) {
+		conn_close(c, CR_CLIENT_RESET);
+	} else if (res == 0) {
+		c2b_eof(c);
+	} else {
+		c->c2b.len = (unsigned)res;
+		c->c2b.off = 0;
+		c->c2b.splicing = 1;
+		engine_splice(E(c), &c->be_wr, c->c2b.pipe[0], c->bfd, (unsigned)res, 0);
+	}
+}
+
 static void relay_cli_read(struct conn *c, int res)
 {
 	if (res == -EIO && c->ktls_rx) { /* the next record is not application data */
@@ -715,9 +794,7 @@ static void relay_cli_read(struct conn *c, int res)
 		return;
 	}
 	if (res == 0) {
-		c->c2b.done = 1;
-		shutdown(c->bfd, SHUT_WR);
-		check_done(c);
+		c2b_eof(c);
 		return;
 	}
 	if (c->plain || c->ktls_rx) {
@@ -749,6 +826,10 @@ static void ktls_control_record(struct conn *c)
 {
 	uint8_t type;
 	char extra[96];
+	if (!c->cbuf && !(c->cbuf = malloc(CBUF_SIZE))) { /* a splice relay has none */
+		conn_close(c, CR_INTERNAL);
+		return;
+	}
 	uint8_t *buf = c->phase == PH_STARTUP ? c->pkt + c->have : c->cbuf;
 	size_t cap = c->phase == PH_STARTUP ? c->need - c->have : CBUF_SIZE;
 	int n = ktls_recv_record(c->cfd, buf, cap, &type);
@@ -810,11 +891,18 @@ static void b2c_flush(struct conn *c)
 		check_done(c);
 		return;
 	}
-	engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
+	if (c->splice)
+		b2c_splice_in(c);
+	else
+		engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
 }
 
 static void relay_be_read(struct conn *c, int res)
 {
+	if (res == -EAGAIN && c->splice) {
+		b2c_splice_in(c);
+		return;
+	}
 	if (res < 0) {
 		conn_close(c, CR_BACKEND_RESET);
 		return;
@@ -828,6 +916,13 @@ static void relay_be_read(struct conn *c, int res)
 	}
 	c->bytes_out += (unsigned)res;
 	STAT_ADD(c->w, bytes_b2c, (unsigned)res);
+	if (c->splice) { /* the bytes sit in the pipe */
+		c->b2c.len = (unsigned)res;
+		c->b2c.off = 0;
+		c->b2c.splicing = 1;
+		engine_splice(E(c), &c->cli_wr, c->b2c.pipe[0], c->cfd, (unsigned)res, 0);
+		return;
+	}
 	if (c->plain || c->ktls_tx) {
 		c->b2c.len = (unsigned)res;
 		c->b2c.off = 0;
@@ -877,16 +972,22 @@ static void flush_client(struct conn *c)
 	}
 }
 
-/* A send finished: continue a partial send, else hand back to the phase. */
+/* A send (or splice out of d's pipe) finished: continue a partial one, else 0. */
 static int send_progress(struct conn *c, struct io_op *op, struct dir *d, int res, int fd)
 {
+	if (res == -EAGAIN && d->splicing)
+		res = 0; /* woken early: try again */
 	if (res < 0)
 		return res;
 	d->off += (unsigned)res;
 	if (d->off < d->len) {
-		engine_send(E(c), op, fd, (uint8_t *)op->buf + res, d->len - d->off);
+		if (d->splicing)
+			engine_splice(E(c), op, d->pipe[0], fd, d->len - d->off, 0);
+		else
+			engine_send(E(c), op, fd, (uint8_t *)op->buf + res, d->len - d->off);
 		return 1;
 	}
+	d->splicing = 0;
 	return 0;
 }
 
@@ -965,7 +1066,12 @@ static void on_cli_read(struct conn *c, int res)
 		startup_pump(c);
 		break;
 	case PH_RELAY:
-		relay_cli_read(c, res);
+		if (c->c2b.spl_in) {
+			c->c2b.spl_in = 0;
+			relay_cli_spliced(c, res);
+		} else {
+			relay_cli_read(c, res);
+		}
 		break;
 	case PH_CONNECT:
 	case PH_CANCEL_WAIT:
@@ -1010,6 +1116,7 @@ void conn_complete(struct worker *w, struct io_op *op, int res)
 		on_cli_write(c, res);
 		break;
 	case K_BE_RD:
+		c->b2c.spl_in = 0;
 		if (c->phase == PH_RELAY)
 			relay_be_read(c, res);
 		else if (c->phase == PH_CANCEL_WAIT && res > 0)

@@ -63,6 +63,15 @@ void engine_connect(struct engine *e, struct io_op *op, int fd, const struct soc
 	e->ops->connect(e, op);
 }
 
+void engine_splice(struct engine *e, struct io_op *op, int fd_in, int fd_out, unsigned len, int gate_in)
+{
+	/* op->fd is the descriptor to wait on: the source when gated, else the sink */
+	op_arm(op, EOP_SPLICE, gate_in ? fd_in : fd_out, NULL, len);
+	op->fd2 = gate_in ? fd_out : fd_in;
+	op->gate = (uint8_t)!!gate_in;
+	e->ops->splice(e, op);
+}
+
 void engine_cancel(struct engine *e, struct io_op *op)
 {
 	if (op->pending)

@@ -16,6 +16,8 @@ struct io_op {
 	uint8_t pending;    /* submitted and not finally completed */
 	uint8_t type;       /* private to the engines: which call this is */
 	int fd;
+	int fd2;            /* splice: the other end */
+	uint8_t gate;       /* splice: wait for fd (the source) to be readable first */
 	void *buf;
 	unsigned len;
 	const struct sockaddr *addr;
@@ -49,6 +51,10 @@ void engine_accept(struct engine *e, struct io_op *op, int listen_fd);
 void engine_recv(struct engine *e, struct io_op *op, int fd, void *buf, unsigned len);
 void engine_send(struct engine *e, struct io_op *op, int fd, const void *buf, unsigned len);
 void engine_connect(struct engine *e, struct io_op *op, int fd, const struct sockaddr *sa, socklen_t len);
+/* splice(2) up to len bytes from fd_in to fd_out (one of them a pipe), once the socket side is
+ * ready: gate_in waits for fd_in (a socket source) to be readable, else for fd_out to be
+ * writable. May complete with -EAGAIN on a spurious wakeup: submit again. */
+void engine_splice(struct engine *e, struct io_op *op, int fd_in, int fd_out, unsigned len, int gate_in);
 /* Ask a pending op to finish early; its completion (maybe -ECANCELED) still arrives. */
 void engine_cancel(struct engine *e, struct io_op *op);
 /* Close fd; no op on it may be pending. */

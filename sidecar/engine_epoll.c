@@ -101,6 +101,10 @@ static int attempt(struct io_op *op)
 	case EOP_SEND:
 		r = send(op->fd, op->buf, op->len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		break;
+	case EOP_SPLICE:
+		r = splice(op->gate ? op->fd : op->fd2, NULL, op->gate ? op->fd2 : op->fd, NULL, op->len,
+			   SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+		break;
 	case EOP_CONNECT:
 		if (op->res == 1) { /* connect already started: read its outcome */
 			if (getsockopt(op->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
@@ -139,6 +143,8 @@ static void e_accept(struct engine *e, struct io_op *op, int fd)
 static void e_recv(struct engine *e, struct io_op *op) { submit(EE(e), op, 0); }
 static void e_send(struct engine *e, struct io_op *op) { submit(EE(e), op, 1); }
 static void e_connect(struct engine *e, struct io_op *op) { submit(EE(e), op, 1); }
+/* a gated splice waits for its source to be readable, an ungated one for its sink */
+static void e_splice(struct engine *e, struct io_op *op) { submit(EE(e), op, !op->gate); }
 
 static void e_cancel(struct engine *e, struct io_op *op)
 {
@@ -255,6 +261,7 @@ static const struct engine_ops epoll_ops = {
 	.recv = e_recv,
 	.send = e_send,
 	.connect = e_connect,
+	.splice = e_splice,
 	.cancel = e_cancel,
 	.close = e_close,
 	.run = e_run,

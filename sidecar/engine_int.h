@@ -7,13 +7,14 @@
 
 #include <stddef.h>
 
-enum engine_op_type { EOP_ACCEPT = 1, EOP_RECV, EOP_SEND, EOP_CONNECT };
+enum engine_op_type { EOP_ACCEPT = 1, EOP_RECV, EOP_SEND, EOP_CONNECT, EOP_SPLICE };
 
 struct engine_ops {
 	void (*accept)(struct engine *e, struct io_op *op, int fd);
 	void (*recv)(struct engine *e, struct io_op *op);
 	void (*send)(struct engine *e, struct io_op *op);
 	void (*connect)(struct engine *e, struct io_op *op);
+	void (*splice)(struct engine *e, struct io_op *op);
 	void (*cancel)(struct engine *e, struct io_op *op);
 	void (*close)(struct engine *e, int fd);
 	int (*run)(struct engine *e, int timeout_ms);

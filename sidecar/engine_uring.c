@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -70,11 +72,34 @@ static void u_connect(struct engine *e, struct io_op *op)
 	io_uring_sqe_set_data(sqe, op);
 }
 
+/* The gating poll carries op's address with the low bit set; its CQE is not reported. */
+#define POLL_TAG(op) ((void *)((uintptr_t)(op) | 1))
+
+static void u_splice(struct engine *e, struct io_op *op)
+{
+	struct uring_engine *u = UE(e);
+	int in = op->gate ? op->fd : op->fd2, out = op->gate ? op->fd2 : op->fd;
+	/* splice always runs on an io-wq worker, and our sockets are nonblocking:
+	 * start it only once the socket side is ready (source readable, sink writable) */
+	struct io_uring_sqe *sqe = sqe_get(u);
+	io_uring_prep_poll_add(sqe, op->fd, op->gate ? POLLIN : POLLOUT);
+	io_uring_sqe_set_data(sqe, POLL_TAG(op));
+	sqe->flags |= IOSQE_IO_LINK;
+	sqe = sqe_get(u);
+	io_uring_prep_splice(sqe, in, -1, out, -1, op->len, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+	io_uring_sqe_set_data(sqe, op);
+}
+
 static void u_cancel(struct engine *e, struct io_op *op)
 {
 	struct io_uring_sqe *sqe = sqe_get(UE(e));
 	io_uring_prep_cancel(sqe, op, 0);
 	io_uring_sqe_set_data(sqe, NULL); /* untracked */
+	if (op->type == EOP_SPLICE) {
+		sqe = sqe_get(UE(e));
+		io_uring_prep_cancel(sqe, POLL_TAG(op), 0);
+		io_uring_sqe_set_data(sqe, NULL);
+	}
 }
 
 static void u_close(struct engine *e, int fd)
@@ -118,8 +143,8 @@ static int u_run(struct engine *e, int timeout_ms)
 	io_uring_for_each_cqe(&u->ring, head, cqe) {
 		seen++;
 		struct io_op *op = io_uring_cqe_get_data(cqe);
-		if (!op)
-			continue;
+		if (!op || ((uintptr_t)op & 1))
+			continue; /* untracked, or a splice's gating poll */
 		int res = cqe->res, more = !!(cqe->flags & IORING_CQE_F_MORE);
 		if (op->type == EOP_ACCEPT)
 			accept_done(u, op, res, more);
@@ -141,6 +166,7 @@ static const struct engine_ops uring_ops = {
 	.recv = u_recv,
 	.send = u_send,
 	.connect = u_connect,
+	.splice = u_splice,
 	.cancel = u_cancel,
 	.close = u_close,
 	.run = u_run,
@@ -153,6 +179,7 @@ static int probe_ops(struct io_uring *ring, char *why, size_t whylen)
 	static const struct { int op; const char *name; } need[] = {
 		{ IORING_OP_ACCEPT, "accept" }, { IORING_OP_RECV, "recv" }, { IORING_OP_SEND, "send" },
 		{ IORING_OP_CONNECT, "connect" }, { IORING_OP_ASYNC_CANCEL, "async-cancel" },
+		{ IORING_OP_SPLICE, "splice" }, { IORING_OP_POLL_ADD, "poll" },
 	};
 	struct io_uring_probe *p = io_uring_get_probe_ring(ring);
 	if (!p) {
@@ -202,6 +229,9 @@ int engine_uring_create(unsigned entries, struct engine **out, char *why, size_t
 		free(u);
 		return rc;
 	}
+	/* splices run on io-wq: a few workers per ring, not one per idle connection */
+	unsigned iowq[2] = { 4, 4 };
+	io_uring_register_iowq_max_workers(&u->ring, iowq);
 	u->multishot = 1;
 	u->defer = (tries[i].flags & IORING_SETUP_DEFER_TASKRUN) != 0;
 	u->base.ops = &uring_ops;

@@ -14,6 +14,7 @@
 
 #include "admin.h"
 #include "handshake.h"
+#include "inject.h"
 #include "ktls.h"
 #include "log.h"
 
@@ -29,6 +30,7 @@ static void usage(FILE *f)
 		   "Usage:\n"
 		   "  ktls-sidecar run --cert FILE --key FILE [--listen ADDR:PORT] [--backend HOST:PORT|unix:PATH] [options]\n"
 		   "  ktls-sidecar ctl [--admin-socket PATH] show info|stats|workers [json] | help\n"
+		   "  ktls-sidecar inject [options] [FILE...]   (add the sidecar to Kubernetes YAML)\n"
 		   "  ktls-sidecar version\n"
 		   "  ktls-sidecar help\n\n",
 		KS_VERSION);
@@ -319,6 +321,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "ctl") == 0)
 		return cmd_ctl(argc - 2, argv + 2);
+	if (strcmp(cmd, "inject") == 0)
+		return inject_main(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		char why[128];
 		printf("ktls-sidecar %s\n%s\n", KS_VERSION, hs_openssl_version());

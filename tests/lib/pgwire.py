@@ -191,6 +191,55 @@ def cmd_silent(port, partial):
         print("open %.1f" % (time.monotonic() - t0))
 
 
+def cmd_close_notify(port):
+    t = session(port)
+    st, _ = until_ready(t)
+    t.unwrap()  # send close_notify, wait for the server's
+    print("unwrapped %s" % (st or "ready"))
+
+
+def cmd_fatal_alert(port):
+    """Make the client send a fatal alert: corrupt a server record on its way in."""
+    s = connect(port)
+    if ssl_request(s) != b"S":
+        raise RuntimeError("no S")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if out.pending:
+                s.sendall(out.read())
+            inc.write(s.recv(65536))
+    if out.pending:
+        s.sendall(out.read())
+    obj.write(startup_packet())
+    s.sendall(out.read())
+    hdr = recv_exact(s, 5)
+    body = bytearray(recv_exact(s, struct.unpack("!H", hdr[3:5])[0]))
+    body[-1] ^= 0xFF
+    inc.write(hdr + bytes(body))
+    try:
+        obj.read(100)
+        print("no error")
+        return
+    except ssl.SSLError as e:
+        reason = e.reason
+    s.sendall(out.read())
+    s.settimeout(10)
+    try:
+        while s.recv(4096):
+            pass
+        print("alert %s closed" % reason)
+    except ConnectionResetError:
+        print("alert %s reset" % reason)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {
@@ -202,6 +251,8 @@ def main():
         "tls-startup": cmd_tls_startup,
         "tls-cancel": cmd_tls_cancel,
         "silent": cmd_silent,
+        "close-notify": cmd_close_notify,
+        "fatal-alert": cmd_fatal_alert,
     }[cmd]
     try:
         fn(*args)
