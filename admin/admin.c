@@ -58,7 +58,7 @@ struct admin {
 	int lfd, wake_fd;
 	dev_t dev;                     /* the socket we bound: stop unlinks only that one */
 	ino_t ino;
-	admin_snapshot_fn fn;
+	const struct admin_ops *ops;
 	void *ctx;
 	pthread_t thread;
 	struct admin_client cl[ADMIN_MAX_CLIENTS];
@@ -104,8 +104,8 @@ static void answer_cmd(struct admin *a, const struct admin_cmd *cmd, FILE *f)
 	struct admin_snapshot snap = { 0 };
 	int rc = 0;
 
-	if (cmd->kind != ADM_HELP && a->fn)
-		rc = a->fn(a->ctx, &snap);
+	if (cmd->kind != ADM_HELP && a->ops && a->ops->snapshot)
+		rc = a->ops->snapshot(a->ctx, &snap);
 	if (rc) {
 		log_warn("admin", "snapshot failed", "error=\"%s\"", strerror(-rc));
 		fprintf(f, "ERROR: snapshot failed: %s\n", strerror(-rc));
@@ -457,7 +457,8 @@ static int start_thread(struct admin *a)
 	return 0;
 }
 
-int admin_start(const char *path, admin_snapshot_fn fn, void *ctx, struct admin **out)
+int admin_start(const char *path, const char *metrics_listen, const struct admin_ops *ops, void *ctx,
+		struct admin **out)
 {
 	struct admin *a;
 	int rc;
@@ -473,7 +474,8 @@ int admin_start(const char *path, admin_snapshot_fn fn, void *ctx, struct admin 
 		rc = -ENOMEM;
 		goto err_free;
 	}
-	a->fn = fn;
+	(void)metrics_listen; /* TODO: HTTP listener */
+	a->ops = ops;
 	a->ctx = ctx;
 	a->lfd = a->wake_fd = -1;
 	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)

@@ -14,12 +14,20 @@ struct admin;
 #define ADMIN_MAX_REASONS 16
 #define ADMIN_LINE_MAX 1024            /* longest command line, without its '\n' */
 
+/* Handshake latency histogram: bucket i counts handshakes <= admin_hist_bounds_ms[i];
+ * the last bucket is +Inf. Bounds are shared by the daemon and the renderers. */
+#define ADMIN_HIST_BUCKETS 12
+extern const double admin_hist_bounds_ms[ADMIN_HIST_BUCKETS - 1];
+
 /* Counters of one worker, read with relaxed loads by the snapshot callback. */
 struct admin_counters {
 	uint64_t accepted, refused_max, active, handshakes_ok, handshakes_failed, cancels;
 	uint64_t backend_connect_failed, bytes_c2b, bytes_b2c, plaintext;
-	uint64_t tls12, tls13, ktls_tx, ktls_rx, user_tls;
+	uint64_t tls12, tls13, ktls_tx, ktls_rx, user_tls;   /* per handshake, cumulative */
+	uint64_t active_ktls_tx, active_ktls_rx, active_user_tls; /* gauges: open connections */
 	uint64_t closed[ADMIN_MAX_REASONS];
+	uint64_t hs_hist[ADMIN_HIST_BUCKETS];                /* not cumulative: one bucket each */
+	uint64_t hs_sum_us;                                  /* sum of handshake durations */
 };
 
 struct admin_worker {
@@ -30,7 +38,13 @@ struct admin_worker {
 };
 
 struct admin_snapshot {
-	const char *version, *kernel, *openssl, *cert;
+	const char *version, *kernel, *openssl;
+	const char *cert;              /* subject of the loaded certificate */
+	const char *cert_sans;         /* "DNS:a, IP:b" */
+	const char *cert_not_after;
+	const char *reload_at;         /* "" if never reloaded, else UTC time */
+	const char *reload_result;     /* "ok" or the error */
+	int draining;
 	const char *io, *io_why;       /* engine in use and why (empty when uring) */
 	const char *ktls, *ktls_why;   /* "available"/"unavailable"/"off" and why */
 	const char *listen, *backend;
@@ -42,13 +56,47 @@ struct admin_snapshot {
 	int nreasons;
 };
 
-/* Fill out (workers array allocated by the callee, freed by admin via free()). 0 or -errno. */
-typedef int (*admin_snapshot_fn)(void *ctx, struct admin_snapshot *out);
+/* One open client connection, as the daemon sees it (plus the kernel's view, filled by
+ * admin_diag_fill from sock_diag). */
+struct admin_conn {
+	uint64_t id;
+	int worker;
+	char client[64];               /* "ip:port" of the client */
+	char local[64];                /* "ip:port" the client connected to */
+	unsigned backend_port;         /* local port of our socket to the pooler; 0 for unix/none */
+	char state[16];                /* negotiate|handshake|startup|connect|relay|closing... */
+	char tls[12], cipher[48], sni[128], peer[128], user[64], database[64];
+	char ktls[8];                  /* "tx+rx", "tx", "rx" or "off" */
+	double age_s;
+	uint64_t bytes_in, bytes_out;  /* plaintext to / from the pooler */
+	/* kernel view (sock_diag INET_DIAG_ULP_INFO / tcp_info) */
+	char k_ulp[8];                 /* "tls" or "" */
+	char k_version[8], k_cipher[24];
+	char k_txconf[40], k_rxconf[40]; /* BASE, SW, HW, HW_RECORD, or "unknown (needs CAP_NET_ADMIN)" */
+	uint32_t k_rtt_us, k_retrans;
+};
 
-enum admin_cmd_kind { ADM_HELP, ADM_SHOW_INFO, ADM_SHOW_STATS, ADM_SHOW_WORKERS };
+/* What the admin thread may ask of the daemon. Every callback runs on the admin thread. */
+struct admin_ops {
+	/* Counters and facts; workers array allocated by the callee, freed with free(). 0 or -errno. */
+	int (*snapshot)(void *ctx, struct admin_snapshot *out);
+	/* Open connections; *out allocated by the callee, freed with free(). 0 or -errno. */
+	int (*conns)(void *ctx, struct admin_conn **out, size_t *n);
+	/* Reload certificates; msg says what happened. 0 or -errno (old certificate stays). */
+	int (*reload)(void *ctx, char *msg, size_t msglen);
+	/* Stop accepting; close each connection when it finishes, the rest after timeout_ms;
+	 * the process then exits 0. 0 or -errno. */
+	int (*drain)(void *ctx, int timeout_ms);
+	/* /readyz: 0 ready, else -errno with why (draining, no certificate, backend down). */
+	int (*ready)(void *ctx, char *why, size_t whylen);
+};
+
+enum admin_cmd_kind { ADM_HELP, ADM_SHOW_INFO, ADM_SHOW_STATS, ADM_SHOW_WORKERS, ADM_SHOW_CONNS,
+		      ADM_RELOAD, ADM_DRAIN };
 struct admin_cmd {
 	enum admin_cmd_kind kind;
 	int json;
+	int timeout_ms;                /* drain [SECONDS]: -1 = the daemon's default */
 };
 
 /* Parse one command line ("show stats json"). 0 or -EINVAL. Pure. */
@@ -56,9 +104,11 @@ int admin_parse(const char *line, struct admin_cmd *out);
 /* Render the answer to cmd from snap into f. 0 or -errno. */
 int admin_render(const struct admin_cmd *cmd, const struct admin_snapshot *snap, FILE *f);
 
-/* Create the socket at path (mode 0600, parent made 0750 if missing) and serve it on a
- * thread of its own. 0 or -errno; the error is logged. */
-int admin_start(const char *path, admin_snapshot_fn fn, void *ctx, struct admin **out);
+/* Create the socket at path (mode 0600, parent made 0750 if missing; NULL or "" = none) and,
+ * if metrics_listen is set ("ADDR:PORT"), the HTTP listener for /metrics, /healthz and
+ * /readyz; serve both on a thread of its own. 0 or -errno; the error is logged. */
+int admin_start(const char *path, const char *metrics_listen, const struct admin_ops *ops, void *ctx,
+		struct admin **out);
 /* Stop the thread, unlink the socket. */
 void admin_stop(struct admin *a);
 /* Client side (ktls-sidecar ctl): send cmd, copy the answer to out. 0, or -errno. */

@@ -4,6 +4,8 @@
 // Everything here is pure (memory and a FILE * only) so it can be fuzzed.
 #include "admin.h"
 
+const double admin_hist_bounds_ms[ADMIN_HIST_BUCKETS - 1] = { 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500 };
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -466,6 +468,11 @@ int admin_render(const struct admin_cmd *cmd, const struct admin_snapshot *snap,
 		break;
 	case ADM_SHOW_WORKERS:
 		rc = render_workers(snap, cmd->json, f);
+		break;
+	case ADM_SHOW_CONNS:
+	case ADM_RELOAD:
+	case ADM_DRAIN:
+		rc = -ENOTSUP; /* not wired yet */
 		break;
 	}
 	if (!rc && ferror(f))

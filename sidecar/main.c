@@ -284,7 +284,8 @@ static int cmd_run(int argc, char **argv)
 	if (choose_ktls(&sc) || load_tls(&sc) || choose_engine(&sc) || open_listeners(&sc))
 		return 1;
 	struct admin *adm = NULL;
-	if (cfg.admin_socket[0] && admin_start(cfg.admin_socket, snapshot, &sc, &adm))
+	static const struct admin_ops ops = { .snapshot = snapshot };
+	if (cfg.admin_socket[0] && admin_start(cfg.admin_socket, NULL, &ops, &sc, &adm))
 		return 1;
 
 	sigset_t set;

@@ -324,6 +324,8 @@ static int fake_snapshot(void *ctx, struct admin_snapshot *out)
 	return 0;
 }
 
+static const struct admin_ops fake_ops = { .snapshot = fake_snapshot };
+
 static int unix_connect(const char *path)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -513,10 +515,10 @@ static void test_live(void)
 	}
 	snprintf(sub, sizeof(sub), "%s/run", dir);
 	snprintf(path, sizeof(path), "%s/admin.sock", sub);
-	is(admin_start(path, fake_snapshot, NULL, &a), 0, "admin_start");
+	is(admin_start(path, NULL, &fake_ops, NULL, &a), 0, "admin_start");
 	ok(stat(sub, &st) == 0 && (st.st_mode & 07777) == 0750, "missing parent made 0750");
 	ok(stat(path, &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 07777) == 0600, "socket is 0600");
-	is(admin_start(path, fake_snapshot, NULL, &a2), -EADDRINUSE, "a live socket is not replaced");
+	is(admin_start(path, NULL, &fake_ops, NULL, &a2), -EADDRINUSE, "a live socket is not replaced");
 
 	time_t t0 = time(NULL);
 	int idle_fd = unix_connect(path);
@@ -538,11 +540,11 @@ static void test_live(void)
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
 	ok(bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0, "stale socket left behind");
 	close(fd);
-	is(admin_start(path, fake_snapshot, NULL, &a), 0, "stale socket replaced");
+	is(admin_start(path, NULL, &fake_ops, NULL, &a), 0, "stale socket replaced");
 	admin_stop(a);
 	FILE *f = fopen(path, "w");
 	fclose(f);
-	is(admin_start(path, fake_snapshot, NULL, &a), -EEXIST, "a regular file is not clobbered");
+	is(admin_start(path, NULL, &fake_ops, NULL, &a), -EEXIST, "a regular file is not clobbered");
 	ok(lstat(path, &st) == 0 && S_ISREG(st.st_mode), "the regular file is still there");
 	unlink(path);
 	rmdir(sub);
