@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
-// The connection state machine: PostgreSQL startup negotiation, the TLS
-// handshake fed record by record, the first packet inside TLS, the backend
-// connect, and the relay. It runs unchanged on either engine: every I/O is an
-// engine op whose completion comes back through conn_complete().
-#include "sidecar.h"
+// The connection state machine up to the relay: PostgreSQL startup
+// negotiation, the TLS handshake fed record by record, the move to kTLS, the
+// first packet inside TLS, the backend connect, and the connection's life and
+// death. It runs unchanged on either engine: every I/O is an engine op whose
+// completion comes back through conn_complete(). The data path is relay.c.
+#include "conn_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,12 +22,6 @@
 #include "log.h"
 #include "pgproto.h"
 
-#define TLS_HDR 5
-#define TLS_MAX_RECORD (16384 + 2048) /* largest ciphertext body we accept */
-#define CBUF_SIZE (TLS_HDR + TLS_MAX_RECORD)
-#define BBUF_SIZE 16384
-#define PIPE_CHUNK 65536 /* a default pipe holds 16 pages */
-
 const char *const close_reason_names[CR__COUNT] = {
 	[CR_EOF] = "eof",
 	[CR_CLIENT_RESET] = "client_error",
@@ -43,62 +38,15 @@ const char *const close_reason_names[CR__COUNT] = {
 	[CR_INTERNAL] = "internal_error",
 };
 
-enum phase { PH_NEGOTIATE, PH_HANDSHAKE, PH_STARTUP, PH_CONNECT, PH_CANCEL_WAIT, PH_RELAY, PH_FINAL, PH_CLOSING };
-
-/* What to do once the client-bound output queue is flushed. */
-enum after { AF_NONE, AF_NEGOTIATE, AF_HANDSHAKE_READ, AF_HANDSHAKE_DONE, AF_CLOSE };
-
-struct dir {
-	unsigned len, off;  /* bytes in the send window */
-	uint8_t done;       /* this direction saw EOF and propagated it */
-	uint8_t eof_pending;
-	uint8_t splicing;   /* the write in flight moves bytes out of the pipe */
-	uint8_t spl_in;     /* the read in flight splices into the pipe */
-	int pipe[2];        /* splice relay: read end, write end */
-};
-
-struct conn {
-	struct conn *prev, *next;
-	struct worker *w;
-	uint64_t id;
-	int cfd, bfd;
-	uint8_t phase;
-	uint8_t after;            /* enum after */
-	uint8_t saw_ssl, saw_gss, direct, cancel, plain;
-	uint8_t connecting, connect_timed_out;
-	uint8_t ktls_tx, ktls_rx, notify_sent, splice;
-	uint8_t reason;           /* enum close_reason once closing */
-	struct io_op cli_rd, cli_wr, be_rd, be_wr;
-	struct hs_conn *tls;
-	uint8_t *cbuf;            /* client reads: startup packets, TLS records, c2b relay */
-	uint8_t *bbuf;            /* client writes: TLS output, b2c relay */
-	uint8_t *pkt;             /* the first packet to forward (StartupMessage/CancelRequest) */
-	unsigned have, need;      /* exact-read progress into cbuf or pkt */
-	unsigned pkt_len;
-	struct dir c2b, b2c;
-	uint64_t started_ms, deadline_ms, active_ms;
-	uint64_t bytes_in, bytes_out;
-	struct sockaddr_storage peer;
-	char user[64], database[64];
-	char tls_version[8], tls_cipher[48], tls_peer[128]; /* kept after the SSL is freed */
-};
-
-static void conn_close(struct conn *c, enum close_reason why);
 static void cli_read_exact(struct conn *c);
 static void flush_client(struct conn *c);
-static void c2b_pump(struct conn *c);
-static void b2c_flush(struct conn *c);
-static void start_relay(struct conn *c);
-
-static struct engine *E(struct conn *c) { return c->w->eng; }
-static struct config *CFG(struct conn *c) { return c->w->sc->cfg; }
 
 static int conn_busy(const struct conn *c)
 {
 	return c->cli_rd.pending || c->cli_wr.pending || c->be_rd.pending || c->be_wr.pending;
 }
 
-static void log_conn(struct conn *c, enum log_level lvl, const char *msg, const char *extra)
+void conn_log(struct conn *c, enum log_level lvl, const char *msg, const char *extra)
 {
 	char addr[64];
 	net_addr_str(&c->peer, addr, sizeof(addr));
@@ -165,7 +113,7 @@ static void conn_free(struct conn *c)
 		 c->ktls_tx && c->ktls_rx ? "tx+rx" : c->ktls_tx ? "tx" : c->ktls_rx ? "rx" : "off",
 		 (unsigned long long)c->bytes_in,
 		 (unsigned long long)c->bytes_out, (unsigned long long)(w->now_ms - c->started_ms));
-	log_conn(c, c->reason == CR_EOF || c->reason == CR_CANCEL ? LOG_DEBUG : LOG_INFO, "closed", extra);
+	conn_log(c, c->reason == CR_EOF || c->reason == CR_CANCEL ? LOG_DEBUG : LOG_INFO, "closed", extra);
 	engine_close(w->eng, c->cfd);
 	engine_close(w->eng, c->bfd);
 	for (int i = 0; i < 2; i++) {
@@ -191,7 +139,7 @@ static void conn_free(struct conn *c)
 }
 
 /* Start closing: cancel what is in flight; the last completion frees. */
-static void conn_close(struct conn *c, enum close_reason why)
+void conn_close(struct conn *c, enum close_reason why)
 {
 	if (c->phase == PH_CLOSING)
 		return;
@@ -325,7 +273,7 @@ static void negotiate_packet(struct conn *c)
 		 * (CVE-2021-23214): refuse rather than hand them to the handshake */
 		int queued = 0;
 		if (ioctl(c->cfd, FIONREAD, &queued) == 0 && queued > 0) {
-			log_conn(c, LOG_WARN, "refused: unencrypted data after SSLRequest", NULL);
+			conn_log(c, LOG_WARN, "refused: unencrypted data after SSLRequest", NULL);
 			fail_with_error(c, CR_PROTOCOL, "08P01", "received unencrypted data after SSL request");
 			return;
 		}
@@ -346,7 +294,7 @@ static void negotiate_packet(struct conn *c)
 		return;
 	case PG_CANCEL_REQUEST:
 		if (!CFG(c)->plain_cancel) {
-			log_conn(c, LOG_INFO, "plaintext CancelRequest refused (plain-cancel=false)", NULL);
+			conn_log(c, LOG_INFO, "plaintext CancelRequest refused (plain-cancel=false)", NULL);
 			conn_close(c, CR_PROTOCOL);
 			return;
 		}
@@ -355,7 +303,7 @@ static void negotiate_packet(struct conn *c)
 	case PG_STARTUP:
 		if (!CFG(c)->allow_plaintext) {
 			note_startup(c, &st);
-			log_conn(c, LOG_INFO, "refused plaintext startup", "sqlstate=28000");
+			conn_log(c, LOG_INFO, "refused plaintext startup", "sqlstate=28000");
 			fail_with_error(c, CR_PLAINTEXT_REFUSED, "28000",
 					"ktls-sidecar: SSL is required (connect with sslmode=require)");
 			return;
@@ -383,7 +331,7 @@ static void negotiate_read(struct conn *c, int res)
 		/* PostgreSQL 17 direct TLS: the 5 bytes are a ClientHello record header */
 		int len = tls_record_len(c->cbuf, 1);
 		if (len < 0 || start_tls(c, 1)) {
-			log_conn(c, LOG_INFO, "refused: malformed TLS record header", NULL);
+			conn_log(c, LOG_INFO, "refused: malformed TLS record header", NULL);
 			conn_close(c, CR_PROTOCOL);
 			return;
 		}
@@ -396,7 +344,7 @@ static void negotiate_read(struct conn *c, int res)
 		uint32_t len;
 		int rc = pg_startup_len(c->cbuf, &len);
 		if (rc) {
-			log_conn(c, LOG_INFO, "refused: invalid startup packet length", NULL);
+			conn_log(c, LOG_INFO, "refused: invalid startup packet length", NULL);
 			fail_with_error(c, CR_PROTOCOL, "08P01", "invalid length of startup packet");
 			return;
 		}
@@ -422,7 +370,7 @@ static void handshake_read(struct conn *c, int res)
 		int len = tls_record_len(c->cbuf, 0);
 		/* TLS 1.3 wraps encrypted handshake messages in type 23 records */
 		if (len < 0) {
-			log_conn(c, LOG_INFO, "handshake failed", "reason=\"not a TLS handshake record\"");
+			conn_log(c, LOG_INFO, "handshake failed", "reason=\"not a TLS handshake record\"");
 			STAT_INC(c->w, handshakes_failed);
 			conn_close(c, CR_HANDSHAKE_FAILED);
 			return;
@@ -442,7 +390,7 @@ static void handshake_failed(struct conn *c)
 {
 	char extra[512], why[400];
 	snprintf(extra, sizeof(extra), "reason=\"%s\"", log_esc(why, sizeof(why), hs_conn_reason(c->tls)));
-	log_conn(c, LOG_WARN, "handshake failed", extra);
+	conn_log(c, LOG_WARN, "handshake failed", extra);
 	STAT_INC(c->w, handshakes_failed);
 	c->reason = CR_HANDSHAKE_FAILED;
 	c->phase = PH_FINAL;
@@ -461,10 +409,8 @@ static void handshake_step(struct conn *c)
 	flush_client(c);
 }
 
-static void startup_pump(struct conn *c);
-
 /* Log each kind of kTLS fallback once per process, not per connection. */
-static void ktls_fallback(const char *what, int err)
+void conn_ktls_fallback(const char *what, int err)
 {
 	static _Atomic unsigned seen;
 	unsigned h = 0;
@@ -483,15 +429,15 @@ static void try_ktls(struct conn *c)
 	struct ktls_keys tx, rx;
 	int rc = hs_conn_export_keys(c->tls, &tx, &rx);
 	if (rc)
-		ktls_fallback(rc == -EBUSY ? "bytes buffered past Finished" : rc == -ENOTSUP ? "suite not offloadable"
+		conn_ktls_fallback(rc == -EBUSY ? "bytes buffered past Finished" : rc == -ENOTSUP ? "suite not offloadable"
 											: "key export",
 			      rc);
 	else if ((rc = ktls_attach(c->cfd)))
-		ktls_fallback("attach TCP_ULP tls", rc);
+		conn_ktls_fallback("attach TCP_ULP tls", rc);
 	else if ((rc = ktls_install(c->cfd, KTLS_TX, &tx)))
-		ktls_fallback("install TLS_TX", rc);
+		conn_ktls_fallback("install TLS_TX", rc);
 	else if ((c->ktls_tx = 1, rc = ktls_install(c->cfd, KTLS_RX, &rx)))
-		ktls_fallback("install TLS_RX", rc);
+		conn_ktls_fallback("install TLS_RX", rc);
 	else
 		c->ktls_rx = 1;
 	ktls_keys_wipe(&tx);
@@ -519,7 +465,7 @@ static void handshake_done(struct conn *c)
 		snprintf(extra, sizeof(extra), "tls=%s cipher=%s alpn=%s sni=\"%s\" direct=%d",
 			 hs_conn_version(c->tls), hs_conn_cipher(c->tls), hs_conn_alpn(c->tls),
 			 log_esc(sni, sizeof(sni), hs_conn_sni(c->tls)), c->direct);
-		log_conn(c, LOG_DEBUG, "handshake done", extra);
+		conn_log(c, LOG_DEBUG, "handshake done", extra);
 	}
 	if (w->sc->ktls)
 		try_ktls(c);
@@ -536,7 +482,7 @@ static void handshake_done(struct conn *c)
 	}
 	c->have = 0;
 	c->need = 4;
-	startup_pump(c);
+	conn_startup_pump(c);
 }
 
 /* The first packet inside TLS: StartupMessage or CancelRequest. */
@@ -545,7 +491,7 @@ static void startup_packet(struct conn *c)
 	struct pg_startup st;
 	if (pg_startup_parse(c->pkt, c->need, &st) ||
 	    (st.kind != PG_STARTUP && st.kind != PG_CANCEL_REQUEST)) {
-		log_conn(c, LOG_INFO, "refused: invalid startup packet inside TLS", NULL);
+		conn_log(c, LOG_INFO, "refused: invalid startup packet inside TLS", NULL);
 		fail_with_error(c, CR_PROTOCOL, "08P01", "invalid startup packet layout");
 		return;
 	}
@@ -576,7 +522,7 @@ static int startup_progress(struct conn *c)
 	return 0;
 }
 
-static void startup_pump(struct conn *c)
+void conn_startup_pump(struct conn *c)
 {
 	for (;;) {
 		if (c->ktls_rx) { /* the kernel decrypts: read the packet exactly */
@@ -604,7 +550,7 @@ static void connect_backend(struct conn *c)
 	c->phase = PH_CONNECT;
 	c->bfd = socket(sc->backend.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->bfd < 0) {
-		log_conn(c, LOG_ERROR, "backend socket failed", NULL);
+		conn_log(c, LOG_ERROR, "backend socket failed", NULL);
 		fail_with_error(c, CR_BACKEND_CONNECT, "08006", "ktls-sidecar: cannot create backend socket");
 		return;
 	}
@@ -623,7 +569,7 @@ static void backend_connect_failed(struct conn *c, int err)
 	char msg[256], extra[256];
 	STAT_INC(c->w, backend_connect_failed);
 	snprintf(extra, sizeof(extra), "backend=%s error=\"%s\"", sc->backend_desc, strerror(err));
-	log_conn(c, LOG_WARN, "backend connect failed", extra);
+	conn_log(c, LOG_WARN, "backend connect failed", extra);
 	if (c->cancel) {
 		conn_close(c, CR_BACKEND_CONNECT);
 		return;
@@ -655,7 +601,7 @@ static void first_packet_sent(struct conn *c)
 		/* like libpq, wait for the pooler to hang up: PgBouncer drops a
 		 * cancel whose client disconnected before it was passed on */
 		STAT_INC(c->w, cancels);
-		log_conn(c, LOG_DEBUG, "cancel forwarded", NULL);
+		conn_log(c, LOG_DEBUG, "cancel forwarded", NULL);
 		if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE))) {
 			conn_close(c, CR_CANCEL);
 			return;
@@ -665,275 +611,7 @@ static void first_packet_sent(struct conn *c)
 		engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
 		return;
 	}
-	start_relay(c);
-}
-
-/* Both directions in the kernel: relay through a pipe per direction, so the
- * plaintext never enters user space, and drop the copy buffers. */
-static int start_splice(struct conn *c)
-{
-	if (pipe2(c->c2b.pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-		return -errno;
-	if (pipe2(c->b2c.pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-		int rc = -errno;
-		close(c->c2b.pipe[0]);
-		close(c->c2b.pipe[1]);
-		c->c2b.pipe[0] = c->c2b.pipe[1] = -1;
-		return rc;
-	}
-	c->splice = 1;
-	free(c->cbuf);
-	free(c->bbuf);
-	c->cbuf = c->bbuf = NULL;
-	return 0;
-}
-
-static void b2c_splice_in(struct conn *c)
-{
-	c->b2c.spl_in = 1;
-	engine_splice(E(c), &c->be_rd, c->bfd, c->b2c.pipe[1], PIPE_CHUNK, 1);
-}
-
-static void start_relay(struct conn *c)
-{
-	c->phase = PH_RELAY;
-	uint64_t idle = (uint64_t)CFG(c)->idle_timeout_ms;
-	c->deadline_ms = idle ? c->w->now_ms + idle : 0;
-	int rc = -1;
-	if (CFG(c)->relay == RELAY_SPLICE && c->ktls_tx && c->ktls_rx && (rc = start_splice(c)))
-		ktls_fallback("create splice pipes (using copy relay)", rc);
-	if (c->splice) {
-		b2c_splice_in(c);
-	} else {
-		if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE))) {
-			conn_close(c, CR_INTERNAL);
-			return;
-		}
-		engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
-	}
-	c2b_pump(c);
-}
-
-static void check_done(struct conn *c)
-{
-	if (c->c2b.done && c->b2c.done)
-		conn_close(c, CR_EOF);
-}
-
-/* Client -> backend: decrypt what is buffered, or read more. */
-static void c2b_pump(struct conn *c)
-{
-	if (c->splice) {
-		c->c2b.spl_in = 1;
-		engine_splice(E(c), &c->cli_rd, c->cfd, c->c2b.pipe[1], PIPE_CHUNK, 1);
-		return;
-	}
-	if (c->plain || c->ktls_rx) {
-		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
-		return;
-	}
-	int r = hs_conn_read(c->tls, c->cbuf, CBUF_SIZE);
-	if (r > 0) {
-		c->c2b.len = (unsigned)r;
-		c->c2b.off = 0;
-		engine_send(E(c), &c->be_wr, c->bfd, c->cbuf, (unsigned)r);
-		return;
-	}
-	if (r == 0) {
-		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
-		return;
-	}
-	if (r == -EPIPE) { /* close_notify: half-close toward the pooler */
-		c->c2b.done = 1;
-		shutdown(c->bfd, SHUT_WR);
-		check_done(c);
-		return;
-	}
-	char extra[512], why[400];
-	snprintf(extra, sizeof(extra), "reason=\"%s\"", log_esc(why, sizeof(why), hs_conn_reason(c->tls)));
-	log_conn(c, LOG_INFO, "TLS error from client", extra);
-	conn_close(c, CR_CLIENT_RESET);
-}
-
-static void ktls_control_record(struct conn *c);
-
-static void c2b_eof(struct conn *c)
-{
-	c->c2b.done = 1;
-	shutdown(c->bfd, SHUT_WR);
-	check_done(c);
-}
-
-/* A splice from the client into the pipe finished: push the bytes on to the pooler. */
-static void relay_cli_spliced(struct conn *c, int res)
-{
-	if (res == -EAGAIN) {
-		c2b_pump(c);
-	} else if (res == -EINVAL || res == -EIO) { /* kTLS: the next record is not data */
-		ktls_control_record(c);
-	} else if (res < 0) {
-		conn_close(c, CR_CLIENT_RESET);
-	} else if (res == 0) {
-		c2b_eof(c);
-	} else {
-		c->c2b.len = (unsigned)res;
-		c->c2b.off = 0;
-		c->c2b.splicing = 1;
-		engine_splice(E(c), &c->be_wr, c->c2b.pipe[0], c->bfd, (unsigned)res, 0);
-	}
-}
-
-static void relay_cli_read(struct conn *c, int res)
-{
-	if (res == -EIO && c->ktls_rx) { /* the next record is not application data */
-		ktls_control_record(c);
-		return;
-	}
-	if (res < 0) {
-		conn_close(c, CR_CLIENT_RESET);
-		return;
-	}
-	if (res == 0) {
-		c2b_eof(c);
-		return;
-	}
-	if (c->plain || c->ktls_rx) {
-		c->c2b.len = (unsigned)res;
-		c->c2b.off = 0;
-		engine_send(E(c), &c->be_wr, c->bfd, c->cbuf, (unsigned)res);
-		return;
-	}
-	if (hs_conn_feed(c->tls, c->cbuf, (size_t)res)) {
-		conn_close(c, CR_INTERNAL);
-		return;
-	}
-	c2b_pump(c); /* may free c */
-}
-
-static void on_cli_read(struct conn *c, int res);
-
-/* Read more client plaintext in the current phase. */
-static void cli_plain_read(struct conn *c)
-{
-	if (c->phase == PH_STARTUP)
-		startup_pump(c);
-	else
-		c2b_pump(c);
-}
-
-/* kTLS RX stopped at a non-data record: read it with its type and act on it. */
-static void ktls_control_record(struct conn *c)
-{
-	uint8_t type;
-	char extra[96];
-	if (!c->cbuf && !(c->cbuf = malloc(CBUF_SIZE))) { /* a splice relay has none */
-		conn_close(c, CR_INTERNAL);
-		return;
-	}
-	uint8_t *buf = c->phase == PH_STARTUP ? c->pkt + c->have : c->cbuf;
-	size_t cap = c->phase == PH_STARTUP ? c->need - c->have : CBUF_SIZE;
-	int n = ktls_recv_record(c->cfd, buf, cap, &type);
-	if (n == -EAGAIN) {
-		cli_plain_read(c);
-		return;
-	}
-	if (n < 0) {
-		snprintf(extra, sizeof(extra), "error=\"%s\"", strerror(-n));
-		log_conn(c, LOG_INFO, "kTLS receive failed", extra);
-		conn_close(c, CR_CLIENT_RESET);
-		return;
-	}
-	if (type == KTLS_REC_DATA) { /* raced with a data record: take it as read */
-		on_cli_read(c, n);
-		return;
-	}
-	if (type == KTLS_REC_ALERT && n >= 2 && buf[1] == 0) { /* close_notify */
-		on_cli_read(c, 0);
-		return;
-	}
-	if (type == KTLS_REC_ALERT) {
-		snprintf(extra, sizeof(extra), "alert=%d level=%d", n >= 2 ? buf[1] : -1, buf[0]);
-		log_conn(c, LOG_INFO, "fatal alert from client", extra);
-		conn_close(c, CR_CLIENT_RESET);
-		return;
-	}
-	if (type == KTLS_REC_HANDSHAKE && n >= 1 && buf[0] == 24) {
-		/* TLS 1.3 KeyUpdate: kernels before 6.14 cannot rekey RX, and the next
-		 * records would not decrypt. Close cleanly instead of passing garbage. */
-		log_conn(c, LOG_WARN, "client KeyUpdate: this kernel cannot rekey kTLS RX, closing",
-			 "reason=keyupdate_unsupported");
-		conn_close(c, CR_KEYUPDATE);
-		return;
-	}
-	/* other handshake messages (e.g. tickets) carry nothing for the pooler */
-	cli_plain_read(c);
-}
-
-/* Backend -> client: encrypt, then push ciphertext out in bbuf-sized chunks. */
-static void b2c_flush(struct conn *c)
-{
-	if (!c->plain && !c->ktls_tx) {
-		size_t n = hs_conn_drain(c->tls, c->bbuf, BBUF_SIZE);
-		if (n) {
-			c->b2c.len = (unsigned)n;
-			c->b2c.off = 0;
-			engine_send(E(c), &c->cli_wr, c->cfd, c->bbuf, (unsigned)n);
-			return;
-		}
-	}
-	if (c->b2c.eof_pending) {
-		c->b2c.done = 1;
-		if (c->ktls_tx && !c->notify_sent) {
-			c->notify_sent = 1;
-			ktls_send_close_notify(c->cfd);
-		}
-		shutdown(c->cfd, SHUT_WR);
-		check_done(c);
-		return;
-	}
-	if (c->splice)
-		b2c_splice_in(c);
-	else
-		engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
-}
-
-static void relay_be_read(struct conn *c, int res)
-{
-	if (res == -EAGAIN && c->splice) {
-		b2c_splice_in(c);
-		return;
-	}
-	if (res < 0) {
-		conn_close(c, CR_BACKEND_RESET);
-		return;
-	}
-	if (res == 0) {
-		c->b2c.eof_pending = 1;
-		if (!c->plain && !c->ktls_tx)
-			hs_conn_close_notify(c->tls);
-		b2c_flush(c);
-		return;
-	}
-	c->bytes_out += (unsigned)res;
-	STAT_ADD(c->w, bytes_b2c, (unsigned)res);
-	if (c->splice) { /* the bytes sit in the pipe */
-		c->b2c.len = (unsigned)res;
-		c->b2c.off = 0;
-		c->b2c.splicing = 1;
-		engine_splice(E(c), &c->cli_wr, c->b2c.pipe[0], c->cfd, (unsigned)res, 0);
-		return;
-	}
-	if (c->plain || c->ktls_tx) {
-		c->b2c.len = (unsigned)res;
-		c->b2c.off = 0;
-		engine_send(E(c), &c->cli_wr, c->cfd, c->bbuf, (unsigned)res);
-		return;
-	}
-	if (hs_conn_write(c->tls, c->bbuf, (size_t)res)) {
-		conn_close(c, CR_INTERNAL);
-		return;
-	}
-	b2c_flush(c);
+	relay_start(c);
 }
 
 /* Send the TLS output queue to the client, then run c->after. */
@@ -972,28 +650,9 @@ static void flush_client(struct conn *c)
 	}
 }
 
-/* A send (or splice out of d's pipe) finished: continue a partial one, else 0. */
-static int send_progress(struct conn *c, struct io_op *op, struct dir *d, int res, int fd)
-{
-	if (res == -EAGAIN && d->splicing)
-		res = 0; /* woken early: try again */
-	if (res < 0)
-		return res;
-	d->off += (unsigned)res;
-	if (d->off < d->len) {
-		if (d->splicing)
-			engine_splice(E(c), op, d->pipe[0], fd, d->len - d->off, 0);
-		else
-			engine_send(E(c), op, fd, (uint8_t *)op->buf + res, d->len - d->off);
-		return 1;
-	}
-	d->splicing = 0;
-	return 0;
-}
-
 static void on_cli_write(struct conn *c, int res)
 {
-	int r = send_progress(c, &c->cli_wr, &c->b2c, res, c->cfd);
+	int r = relay_send_progress(c, &c->cli_wr, &c->b2c, res, c->cfd);
 	if (r > 0)
 		return;
 	if (r < 0) {
@@ -1001,7 +660,7 @@ static void on_cli_write(struct conn *c, int res)
 		return;
 	}
 	if (c->phase == PH_RELAY)
-		b2c_flush(c);
+		relay_b2c_flush(c);
 	else
 		flush_client(c);
 }
@@ -1012,7 +671,7 @@ static void on_be_write(struct conn *c, int res)
 		connected(c, res);
 		return;
 	}
-	int r = send_progress(c, &c->be_wr, &c->c2b, res, c->bfd);
+	int r = relay_send_progress(c, &c->be_wr, &c->c2b, res, c->bfd);
 	if (res > 0 && c->phase == PH_RELAY) { /* plaintext delivered to the pooler */
 		c->bytes_in += (unsigned)res;
 		STAT_ADD(c->w, bytes_c2b, (unsigned)res);
@@ -1026,10 +685,10 @@ static void on_be_write(struct conn *c, int res)
 	if (c->phase == PH_CONNECT)
 		first_packet_sent(c);
 	else
-		c2b_pump(c);
+		relay_c2b_pump(c);
 }
 
-static void on_cli_read(struct conn *c, int res)
+void conn_on_cli_read(struct conn *c, int res)
 {
 	switch ((enum phase)c->phase) {
 	case PH_NEGOTIATE:
@@ -1046,7 +705,7 @@ static void on_cli_read(struct conn *c, int res)
 		break;
 	case PH_STARTUP:
 		if (res == -EIO && c->ktls_rx) {
-			ktls_control_record(c);
+			relay_ktls_record(c);
 			return;
 		}
 		if (res <= 0) {
@@ -1056,14 +715,14 @@ static void on_cli_read(struct conn *c, int res)
 		if (c->ktls_rx) {
 			c->have += (unsigned)res;
 			if (startup_progress(c))
-				startup_pump(c);
+				conn_startup_pump(c);
 			return;
 		}
 		if (hs_conn_feed(c->tls, c->cbuf, (size_t)res)) {
 			conn_close(c, CR_INTERNAL);
 			return;
 		}
-		startup_pump(c);
+		conn_startup_pump(c);
 		break;
 	case PH_RELAY:
 		if (c->c2b.spl_in) {
@@ -1110,7 +769,7 @@ void conn_complete(struct worker *w, struct io_op *op, int res)
 		c->deadline_ms = w->now_ms + (uint64_t)CFG(c)->idle_timeout_ms;
 	switch ((enum op_kind)op->kind) {
 	case K_CLI_RD:
-		on_cli_read(c, res);
+		conn_on_cli_read(c, res);
 		break;
 	case K_CLI_WR:
 		on_cli_write(c, res);
@@ -1143,7 +802,7 @@ void conn_scan(struct worker *w)
 		case PH_NEGOTIATE:
 		case PH_HANDSHAKE:
 		case PH_STARTUP:
-			log_conn(c, LOG_INFO, "handshake timeout", NULL);
+			conn_log(c, LOG_INFO, "handshake timeout", NULL);
 			if (c->phase == PH_HANDSHAKE)
 				STAT_INC(w, handshakes_failed);
 			conn_close(c, CR_HANDSHAKE_TIMEOUT);
@@ -1154,7 +813,7 @@ void conn_scan(struct worker *w)
 			engine_cancel(w->eng, &c->be_wr); /* completes with -ECANCELED */
 			break;
 		case PH_RELAY:
-			log_conn(c, LOG_INFO, "idle timeout", NULL);
+			conn_log(c, LOG_INFO, "idle timeout", NULL);
 			conn_close(c, CR_IDLE_TIMEOUT);
 			break;
 		case PH_CANCEL_WAIT:

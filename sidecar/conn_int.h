@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: MIT
+// Private to sidecar/: the connection object shared by conn.c (negotiation,
+// handshake, startup, connect, lifecycle) and relay.c (the data path).
+#ifndef KS_CONN_INT_H
+#define KS_CONN_INT_H
+
+#include "sidecar.h"
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+struct hs_conn;
+
+#define TLS_HDR 5
+#define TLS_MAX_RECORD (16384 + 2048) /* largest ciphertext body we accept */
+#define CBUF_SIZE (TLS_HDR + TLS_MAX_RECORD)
+#define BBUF_SIZE 16384
+#define PIPE_CHUNK 65536 /* a default pipe holds 16 pages */
+
+enum phase { PH_NEGOTIATE, PH_HANDSHAKE, PH_STARTUP, PH_CONNECT, PH_CANCEL_WAIT, PH_RELAY, PH_FINAL, PH_CLOSING };
+
+/* What to do once the client-bound output queue is flushed. */
+enum after { AF_NONE, AF_NEGOTIATE, AF_HANDSHAKE_READ, AF_HANDSHAKE_DONE, AF_CLOSE };
+
+struct dir {
+	unsigned len, off;  /* bytes in the send window */
+	uint8_t done;       /* this direction saw EOF and propagated it */
+	uint8_t eof_pending;
+	uint8_t splicing;   /* the write in flight moves bytes out of the pipe */
+	uint8_t spl_in;     /* the read in flight splices into the pipe */
+	int pipe[2];        /* splice relay: read end, write end */
+};
+
+struct conn {
+	struct conn *prev, *next;
+	struct worker *w;
+	uint64_t id;
+	int cfd, bfd;
+	uint8_t phase;
+	uint8_t after;            /* enum after */
+	uint8_t saw_ssl, saw_gss, direct, cancel, plain;
+	uint8_t connecting, connect_timed_out;
+	uint8_t ktls_tx, ktls_rx, notify_sent, splice;
+	uint8_t reason;           /* enum close_reason once closing */
+	struct io_op cli_rd, cli_wr, be_rd, be_wr;
+	struct hs_conn *tls;
+	uint8_t *cbuf;            /* client reads: startup packets, TLS records, c2b relay */
+	uint8_t *bbuf;            /* client writes: TLS output, b2c relay */
+	uint8_t *pkt;             /* the first packet to forward (StartupMessage/CancelRequest) */
+	unsigned have, need;      /* exact-read progress into cbuf or pkt */
+	unsigned pkt_len;
+	struct dir c2b, b2c;
+	uint64_t started_ms, deadline_ms, active_ms;
+	uint64_t bytes_in, bytes_out;
+	struct sockaddr_storage peer;
+	char user[64], database[64];
+	char tls_version[8], tls_cipher[48], tls_peer[128]; /* kept after the SSL is freed */
+};
+
+
+static inline struct engine *E(struct conn *c) { return c->w->eng; }
+static inline struct config *CFG(struct conn *c) { return c->w->sc->cfg; }
+
+/* conn.c */
+/* Start closing: cancel what is in flight; the last completion frees c. */
+void conn_close(struct conn *c, enum close_reason why);
+/* One log line about c with extra key=value pairs (may be NULL). */
+void conn_log(struct conn *c, enum log_level lvl, const char *msg, const char *extra);
+/* Note that kTLS was not used for a connection; logged once per kind per process. */
+void conn_ktls_fallback(const char *what, int err);
+/* A client read completed (any phase). */
+void conn_on_cli_read(struct conn *c, int res);
+/* Read the first packet inside TLS. */
+void conn_startup_pump(struct conn *c);
+
+/* relay.c */
+/* The first packet reached the pooler: relay both ways (copy or splice). */
+void relay_start(struct conn *c);
+/* Client -> pooler: decrypt what is buffered, or read/splice more. */
+void relay_c2b_pump(struct conn *c);
+/* Pooler -> client: send queued ciphertext, then read the pooler again. */
+void relay_b2c_flush(struct conn *c);
+/* Completions of the relay's reads. */
+void relay_cli_read(struct conn *c, int res);
+void relay_cli_spliced(struct conn *c, int res);
+void relay_be_read(struct conn *c, int res);
+/* kTLS RX stopped at a non-data record: read and act on it. */
+void relay_ktls_record(struct conn *c);
+/* A send or pipe splice finished: 1 if more of d is in flight, 0 if done, -errno. */
+int relay_send_progress(struct conn *c, struct io_op *op, struct dir *d, int res, int fd);
+
+#endif
