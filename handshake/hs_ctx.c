@@ -161,20 +161,38 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *xs)
 	return 1;
 }
 
+/* "DNS:a, IP:b" of the certificate's subjectAltName. */
+static void describe_sans(X509 *x, char *out, size_t len)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	int idx = X509_get_ext_by_NID(x, NID_subject_alt_name, -1);
+	X509_EXTENSION *ext = idx >= 0 ? X509_get_ext(x, idx) : NULL;
+	out[0] = 0;
+	if (b && ext && X509V3_EXT_print(b, ext, 0, 0)) {
+		int n = BIO_read(b, out, (int)len - 1);
+		out[n > 0 ? n : 0] = 0;
+	}
+	BIO_free(b);
+	ERR_clear_error();
+}
+
 static void describe_cert(struct hs_ctx *ctx)
 {
 	X509 *x = SSL_CTX_get0_certificate(ctx->ssl);
-	char subj[256] = "?", after[64] = "?";
+	snprintf(ctx->subject, sizeof(ctx->subject), "?");
+	snprintf(ctx->not_after, sizeof(ctx->not_after), "?");
 	if (x) {
-		X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+		X509_NAME_oneline(X509_get_subject_name(x), ctx->subject, sizeof(ctx->subject));
 		BIO *b = BIO_new(BIO_s_mem());
 		if (b && ASN1_TIME_print(b, X509_get0_notAfter(x))) {
-			int n = BIO_read(b, after, sizeof(after) - 1);
-			after[n > 0 ? n : 0] = 0;
+			int n = BIO_read(b, ctx->not_after, sizeof(ctx->not_after) - 1);
+			ctx->not_after[n > 0 ? n : 0] = 0;
 		}
 		BIO_free(b);
+		describe_sans(x, ctx->sans, sizeof(ctx->sans));
+		ctx->expired = X509_cmp_current_time(X509_get0_notAfter(x)) < 0;
 	}
-	snprintf(ctx->desc, sizeof(ctx->desc), "subject=\"%s\" not_after=\"%s\"", subj, after);
+	snprintf(ctx->desc, sizeof(ctx->desc), "subject=\"%s\" not_after=\"%s\"", ctx->subject, ctx->not_after);
 }
 
 static int ctx_configure(struct hs_ctx *ctx, const struct hs_settings *s, char *err, size_t errlen)
@@ -266,3 +284,7 @@ void hs_ctx_put(struct hs_ctx *ctx)
 }
 
 const char *hs_ctx_describe(const struct hs_ctx *ctx) { return ctx->desc; }
+const char *hs_ctx_subject(const struct hs_ctx *ctx) { return ctx->subject; }
+const char *hs_ctx_sans(const struct hs_ctx *ctx) { return ctx->sans; }
+const char *hs_ctx_not_after(const struct hs_ctx *ctx) { return ctx->not_after; }
+int hs_ctx_expired(const struct hs_ctx *ctx) { return ctx->expired; }

@@ -14,6 +14,8 @@ struct hs_ctx {
 	struct hs_settings s;      /* allow-lists point at the copies below */
 	char **cn, **dns, **uri;
 	char desc[384];
+	char subject[256], sans[512], not_after[64];
+	int expired;
 };
 
 struct hs_conn {

@@ -77,6 +77,12 @@ static const struct opt opts[] = {
 	  "forward CancelRequests sent before TLS (legacy libpq PQcancel)" },
 	{ "admin-socket", T_STR, O(admin_socket), "/run/ktls-sidecar/admin.sock", NULL, 0, 0,
 	  "admin unix socket path (\"\" disables)" },
+	{ "metrics-listen", T_STR, O(metrics_listen), "", NULL, 0, 0,
+	  "HTTP listener for /metrics, /healthz, /readyz, e.g. 0.0.0.0:9187 (\"\" = off)" },
+	{ "drain-timeout", T_DUR, O(drain_timeout_ms), "30s", NULL, 0, 86400000,
+	  "on SIGTERM or 'drain': how long open sessions may finish before they are closed" },
+	{ "watch-certs", T_BOOL, O(watch_certs), "true", NULL, 0, 0,
+	  "reload certificates when their directory changes (Kubernetes Secret updates)" },
 	{ "log-level", T_STR, O(log_level), "info", NULL, 0, 0, "error|warn|info|debug" },
 	{ "log-format", T_STR, O(log_format), "logfmt", NULL, 0, 0, "logfmt|json" },
 	{ "config", T_STR, O(config_file), NULL, NULL, 0, 0, "config file (key = value lines)" },
@@ -301,6 +307,9 @@ int config_finish(struct config *c, char *err, size_t errlen)
 	} else if (config_split_hostport(c->backend, host, sizeof(host), &port) || port == 0 || !host[0]) {
 		return fail(err, errlen, -EINVAL, "backend: '%s' is not HOST:PORT or unix:PATH", c->backend);
 	}
+	if (c->metrics_listen[0] &&
+	    (config_split_hostport(c->metrics_listen, host, sizeof(host), &port) || port == 0))
+		return fail(err, errlen, -EINVAL, "metrics-listen: '%s' is not ADDR:PORT", c->metrics_listen);
 	if (!c->cert || !*c->cert)
 		return fail(err, errlen, -EINVAL, "cert: a server certificate is required (--cert FILE)");
 	if (!c->key || !*c->key)

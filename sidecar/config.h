@@ -44,6 +44,9 @@ struct config {
 	int allow_plaintext;
 	int plain_cancel;
 	char *admin_socket;       /* "" disables */
+	char *metrics_listen;     /* "" disables */
+	int drain_timeout_ms;
+	int watch_certs;
 	char *log_level;
 	char *log_format;         /* "logfmt" or "json" */
 	char *config_file;

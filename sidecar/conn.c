@@ -15,8 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "handshake.h"
 #include "ktls.h"
 #include "log.h"
@@ -85,14 +87,18 @@ void conn_accept(struct worker *w, int fd)
 	c->be_wr.kind = K_BE_WR;
 	socklen_t l = sizeof(c->peer);
 	getpeername(fd, (struct sockaddr *)&c->peer, &l);
+	l = sizeof(c->local);
+	getsockname(fd, (struct sockaddr *)&c->local, &l);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->started_ms = c->active_ms = w->now_ms;
 	c->deadline_ms = w->now_ms + (uint64_t)sc->cfg->handshake_timeout_ms;
+	pthread_mutex_lock(&w->conns_lock);
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;
 	w->conns = c;
+	pthread_mutex_unlock(&w->conns_lock);
 	STAT_INC(w, active);
 	c->phase = PH_NEGOTIATE;
 	c->have = 0;
@@ -126,16 +132,41 @@ static void conn_free(struct conn *c)
 	free(c->cbuf);
 	free(c->bbuf);
 	free(c->pkt);
+	pthread_mutex_lock(&w->conns_lock);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
 		w->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	pthread_mutex_unlock(&w->conns_lock);
+	if (c->counted_tls) {
+		if (c->ktls_tx)
+			STAT_ADD(w, active_ktls_tx, (uint64_t)-1);
+		if (c->ktls_rx)
+			STAT_ADD(w, active_ktls_rx, (uint64_t)-1);
+		if (!c->ktls_tx || !c->ktls_rx)
+			STAT_ADD(w, active_user_tls, (uint64_t)-1);
+	}
 	STAT_INC(w, closed[c->reason]);
 	STAT_ADD(w, active, (uint64_t)-1);
 	atomic_fetch_sub(&w->sc->nconns, 1);
 	free(c);
+}
+
+/* Best effort, never blocks: tell a TLS client we are closing on purpose. */
+static void send_close_notify(struct conn *c)
+{
+	c->notify_sent = 1;
+	if (c->ktls_tx) {
+		ktls_send_close_notify(c->cfd);
+	} else if (c->tls && !c->cli_wr.pending) {
+		uint8_t buf[128];
+		hs_conn_close_notify(c->tls);
+		size_t n = hs_conn_drain(c->tls, buf, sizeof(buf));
+		if (n && send(c->cfd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			return; /* the client is gone or not reading: nothing more to do */
+	}
 }
 
 /* Start closing: cancel what is in flight; the last completion frees. */
@@ -143,12 +174,10 @@ void conn_close(struct conn *c, enum close_reason why)
 {
 	if (c->phase == PH_CLOSING)
 		return;
+	if (why != CR_CLIENT_RESET && c->tls_version[0] && !c->notify_sent)
+		send_close_notify(c);
 	c->phase = PH_CLOSING;
 	c->reason = (uint8_t)why;
-	if (c->ktls_tx && !c->notify_sent && why != CR_CLIENT_RESET) {
-		c->notify_sent = 1;
-		ktls_send_close_notify(c->cfd); /* best effort, never blocks */
-	}
 	if (!conn_busy(c)) {
 		conn_free(c);
 		return;
@@ -227,12 +256,37 @@ static int tls_record_len(const uint8_t *h, int handshake_only)
 	return (int)len;
 }
 
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static int start_tls(struct conn *c, int direct)
 {
+	struct sidecar *sc = c->w->sc;
 	c->direct = (uint8_t)direct;
+	c->hs_start_us = now_us();
 	if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE)))
 		return -ENOMEM;
-	return hs_conn_new(c->w->sc->hs, direct, &c->tls);
+	/* the lock only orders us against a certificate reload swapping sc->hs */
+	pthread_mutex_lock(&sc->hs_lock);
+	int rc = hs_conn_new(sc->hs, direct, &c->tls);
+	pthread_mutex_unlock(&sc->hs_lock);
+	return rc;
+}
+
+/* Count one handshake's duration into the latency histogram. */
+static void hs_observe(struct worker *w, uint64_t us)
+{
+	static const uint64_t bounds_us[HS_HIST_BUCKETS - 1] = { 1000, 2000, 5000, 10000, 25000, 50000,
+								 100000, 250000, 500000, 1000000, 2500000 };
+	int b = 0;
+	while (b < HS_HIST_BUCKETS - 1 && us > bounds_us[b])
+		b++;
+	STAT_INC(w, hs_hist[b]);
+	STAT_ADD(w, hs_sum_us, us);
 }
 
 static void connect_backend(struct conn *c);
@@ -250,8 +304,10 @@ static int keep_packet(struct conn *c, const uint8_t *p, unsigned len)
 
 static void note_startup(struct conn *c, const struct pg_startup *st)
 {
+	pthread_mutex_lock(&c->w->conns_lock); /* published to show conns */
 	snprintf(c->user, sizeof(c->user), "%s", st->user ? st->user : "");
 	snprintf(c->database, sizeof(c->database), "%s", st->database ? st->database : c->user);
+	pthread_mutex_unlock(&c->w->conns_lock);
 }
 
 /* A complete plaintext startup packet sits in cbuf[0..need). */
@@ -453,9 +509,13 @@ static void handshake_done(struct conn *c)
 {
 	struct worker *w = c->w;
 	STAT_INC(w, handshakes_ok);
+	hs_observe(w, now_us() - c->hs_start_us);
+	pthread_mutex_lock(&w->conns_lock); /* published to show conns */
 	snprintf(c->tls_version, sizeof(c->tls_version), "%s", hs_conn_version(c->tls));
 	snprintf(c->tls_cipher, sizeof(c->tls_cipher), "%s", hs_conn_cipher(c->tls));
 	snprintf(c->tls_peer, sizeof(c->tls_peer), "%s", hs_conn_peer(c->tls));
+	snprintf(c->tls_sni, sizeof(c->tls_sni), "%s", hs_conn_sni(c->tls));
+	pthread_mutex_unlock(&w->conns_lock);
 	if (strcmp(c->tls_version, "TLSv1.3") == 0)
 		STAT_INC(w, tls13);
 	else
@@ -469,12 +529,19 @@ static void handshake_done(struct conn *c)
 	}
 	if (w->sc->ktls)
 		try_ktls(c);
-	if (c->ktls_tx)
+	if (c->ktls_tx) {
 		STAT_INC(w, ktls_tx);
-	if (c->ktls_rx)
+		STAT_INC(w, active_ktls_tx);
+	}
+	if (c->ktls_rx) {
 		STAT_INC(w, ktls_rx);
-	if (!c->ktls_tx || !c->ktls_rx)
+		STAT_INC(w, active_ktls_rx);
+	}
+	if (!c->ktls_tx || !c->ktls_rx) {
 		STAT_INC(w, user_tls);
+		STAT_INC(w, active_user_tls);
+	}
+	c->counted_tls = 1;
 	c->phase = PH_STARTUP;
 	if (!(c->pkt = malloc(PG_STARTUP_MAX))) {
 		conn_close(c, CR_INTERNAL);
@@ -586,6 +653,13 @@ static void connected(struct conn *c, int res)
 		backend_connect_failed(c, c->connect_timed_out ? ETIMEDOUT : -res);
 		return;
 	}
+	struct sockaddr_storage ss;
+	socklen_t l = sizeof(ss);
+	if (getsockname(c->bfd, (struct sockaddr *)&ss, &l) == 0 && ss.ss_family != AF_UNIX)
+		__atomic_store_n(&c->backend_port,
+				 ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+							       : ((struct sockaddr_in6 *)&ss)->sin6_port),
+				 __ATOMIC_RELAXED);
 	c->deadline_ms = 0;
 	c->c2b.len = c->pkt_len;
 	c->c2b.off = 0;
@@ -825,6 +899,44 @@ void conn_scan(struct worker *w)
 			break;
 		}
 	}
+}
+
+static const char *const phase_names[] = {
+	[PH_NEGOTIATE] = "negotiate", [PH_HANDSHAKE] = "handshake", [PH_STARTUP] = "startup",
+	[PH_CONNECT] = "connect", [PH_CANCEL_WAIT] = "cancel", [PH_RELAY] = "relay",
+	[PH_FINAL] = "refusing", [PH_CLOSING] = "closing",
+};
+
+size_t conn_snapshot(struct worker *w, struct admin_conn *out, size_t cap)
+{
+	size_t n = 0;
+	uint64_t now = now_monotonic_ms();
+	pthread_mutex_lock(&w->conns_lock);
+	for (struct conn *c = w->conns; c && n < cap; c = c->next, n++) {
+		/* strings are published under the lock; the rest are single-word reads */
+		struct admin_conn *a = &out[n];
+		memset(a, 0, sizeof(*a));
+		a->id = c->id;
+		a->worker = w->id;
+		net_addr_str(&c->peer, a->client, sizeof(a->client));
+		net_addr_str(&c->local, a->local, sizeof(a->local));
+		a->backend_port = __atomic_load_n(&c->backend_port, __ATOMIC_RELAXED);
+		uint8_t ph = __atomic_load_n(&c->phase, __ATOMIC_RELAXED);
+		snprintf(a->state, sizeof(a->state), "%s", ph <= PH_CLOSING ? phase_names[ph] : "?");
+		snprintf(a->tls, sizeof(a->tls), "%s", c->tls_version);
+		snprintf(a->cipher, sizeof(a->cipher), "%s", c->tls_cipher);
+		snprintf(a->sni, sizeof(a->sni), "%s", c->tls_sni);
+		snprintf(a->peer, sizeof(a->peer), "%s", c->tls_peer);
+		snprintf(a->user, sizeof(a->user), "%s", c->user);
+		snprintf(a->database, sizeof(a->database), "%s", c->database);
+		uint8_t tx = __atomic_load_n(&c->ktls_tx, __ATOMIC_RELAXED), rx = __atomic_load_n(&c->ktls_rx, __ATOMIC_RELAXED);
+		snprintf(a->ktls, sizeof(a->ktls), "%s", tx && rx ? "tx+rx" : tx ? "tx" : rx ? "rx" : "off");
+		a->age_s = (double)(now - c->started_ms) / 1000.0;
+		a->bytes_in = __atomic_load_n(&c->bytes_in, __ATOMIC_RELAXED);
+		a->bytes_out = __atomic_load_n(&c->bytes_out, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&w->conns_lock);
+	return n;
 }
 
 void conn_close_all(struct worker *w)

@@ -53,10 +53,15 @@ struct conn {
 	unsigned pkt_len;
 	struct dir c2b, b2c;
 	uint64_t started_ms, deadline_ms, active_ms;
+	uint64_t hs_start_us;
+	struct sockaddr_storage local;
+	unsigned backend_port;
 	uint64_t bytes_in, bytes_out;
 	struct sockaddr_storage peer;
 	char user[64], database[64];
-	char tls_version[8], tls_cipher[48], tls_peer[128]; /* kept after the SSL is freed */
+	/* kept after the SSL is freed; written under w->conns_lock for show conns */
+	char tls_version[8], tls_cipher[48], tls_peer[128], tls_sni[128];
+	uint8_t counted_tls;      /* counted in the active_* gauges */
 };
 
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -75,6 +76,17 @@ static int choose_engine(struct sidecar *sc)
 }
 
 /* --ktls: auto uses kTLS where the kernel has it, on refuses to start without it. */
+static int load_tls(struct sidecar *sc)
+{
+	char err[512];
+	int rc = control_load_tls(sc, &sc->hs, err, sizeof(err));
+	if (rc)
+		log_error("main", "TLS setup failed", "error=\"%s\"", err);
+	else if (hs_ctx_expired(sc->hs))
+		log_warn("main", "the server certificate has expired", "not_after=\"%s\"", hs_ctx_not_after(sc->hs));
+	return rc;
+}
+
 static int choose_ktls(struct sidecar *sc)
 {
 	char why[128];
@@ -96,24 +108,6 @@ static int choose_ktls(struct sidecar *sc)
 	return 0;
 }
 
-static int load_tls(struct sidecar *sc)
-{
-	struct config *c = sc->cfg;
-	struct hs_settings s = {
-		.cert = c->cert, .key = c->key, .client_ca = c->client_ca, .verify = c->verify,
-		.allow_cn = c->allow_cn.v, .n_allow_cn = c->allow_cn.n,
-		.allow_dns = c->allow_dns.v, .n_allow_dns = c->allow_dns.n,
-		.allow_uri = c->allow_uri.v, .n_allow_uri = c->allow_uri.n,
-		.min_tls13 = strcmp(c->min_tls, "1.3") == 0,
-		.ciphers = c->ciphers, .ciphersuites = c->ciphersuites,
-		.export_keys = sc->ktls,
-	};
-	char err[512];
-	int rc = hs_ctx_load(&s, &sc->hs, err, sizeof(err));
-	if (rc)
-		log_error("main", "TLS setup failed", "error=\"%s\"", err);
-	return rc;
-}
 
 static int open_listeners(struct sidecar *sc)
 {
@@ -140,89 +134,87 @@ static int open_listeners(struct sidecar *sc)
 	return 0;
 }
 
+static int workers_running(struct sidecar *sc)
+{
+	for (int i = 0; i < sc->nworkers; i++)
+		if (!__atomic_load_n(&sc->workers[i].exited, __ATOMIC_ACQUIRE))
+			return 1;
+	return 0;
+}
+
+/* Watch the directories holding the certificate and key: Kubernetes swaps the
+ * ..data symlink of a mounted Secret atomically, which shows up as IN_MOVED_TO. */
+static int watch_certs(struct sidecar *sc)
+{
+	if (!sc->cfg->watch_certs)
+		return -1;
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	const char *paths[] = { sc->cfg->cert, sc->cfg->key };
+	for (int i = 0; i < 2; i++) {
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s", paths[i]);
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*(slash == dir ? slash + 1 : slash) = 0;
+		else
+			snprintf(dir, sizeof(dir), ".");
+		if (inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE) < 0)
+			log_warn("main", "cannot watch certificate directory", "dir=\"%s\" error=\"%s\"", dir,
+				 strerror(errno));
+	}
+	return fd;
+}
+
+/* True if the watch saw a change (events are drained). */
+static int certs_changed(int fd)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	int changed = 0;
+	while (fd >= 0 && read(fd, buf, sizeof(buf)) > 0)
+		changed = 1;
+	return changed;
+}
+
+/* SIGTERM drains (--drain-timeout), SIGINT drains with no grace, SIGHUP or a
+ * change in the certificate directory reloads certificates (after a quiet
+ * half second, so a multi-file update is seen whole). Returns once every worker
+ * has finished: 0, or 1 if one failed. */
 static int wait_for_signals(struct sidecar *sc)
 {
 	sigset_t set;
+	char msg[512];
+	uint64_t reload_at = 0;
+	int wfd = watch_certs(sc);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
-	for (;;) {
-		struct timespec ts = { .tv_sec = 0, .tv_nsec = 200 * 1000000L };
+	while (workers_running(sc)) {
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 100 * 1000000L };
 		int sig = sigtimedwait(&set, NULL, &ts);
-		if (atomic_load(&sc->stopping))
-			return 1; /* a worker failed */
 		if (sig == SIGTERM || sig == SIGINT) {
 			log_info("main", "shutting down", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
-			atomic_store(&sc->stopping, 1);
-			return 0;
+			control_drain(sc, sig == SIGTERM ? sc->cfg->drain_timeout_ms : 0);
+		} else if (sig == SIGHUP) {
+			control_reload(sc, msg, sizeof(msg));
 		}
-		if (sig == SIGHUP)
-			log_info("main", "SIGHUP received; certificate reload is not implemented yet", "%s", "");
+		if (certs_changed(wfd))
+			reload_at = now_monotonic_ms() + 500;
+		if (reload_at && now_monotonic_ms() >= reload_at) {
+			reload_at = 0;
+			log_info("main", "certificate files changed, reloading", "%s", "");
+			control_reload(sc, msg, sizeof(msg));
+		}
 	}
+	if (wfd >= 0)
+		close(wfd);
+	return atomic_load(&sc->stopping) ? 1 : 0;
 }
 
-#define COPY_STAT(dst, w, f) ((dst)->f = STAT_GET(w, f))
 
-static void snapshot_worker(struct worker *w, struct admin_worker *aw)
-{
-	struct admin_counters *c = &aw->c;
-	aw->id = w->id;
-	aw->engine = w->sc->engine_kind == ENGINE_URING ? "uring" : "epoll";
-	struct engine *e = w->eng;
-	if (e) { /* written by the worker without locks: a relaxed read is enough for stats */
-		const struct engine_stats *st = engine_stats(e);
-		aw->loops = __atomic_load_n(&st->loops, __ATOMIC_RELAXED);
-		aw->enters = __atomic_load_n(&st->enters, __ATOMIC_RELAXED);
-		aw->completions = __atomic_load_n(&st->completions, __ATOMIC_RELAXED);
-	}
-	COPY_STAT(c, w, accepted);
-	COPY_STAT(c, w, refused_max);
-	COPY_STAT(c, w, active);
-	COPY_STAT(c, w, handshakes_ok);
-	COPY_STAT(c, w, handshakes_failed);
-	COPY_STAT(c, w, cancels);
-	COPY_STAT(c, w, backend_connect_failed);
-	COPY_STAT(c, w, bytes_c2b);
-	COPY_STAT(c, w, bytes_b2c);
-	COPY_STAT(c, w, plaintext);
-	COPY_STAT(c, w, tls12);
-	COPY_STAT(c, w, tls13);
-	COPY_STAT(c, w, ktls_tx);
-	COPY_STAT(c, w, ktls_rx);
-	COPY_STAT(c, w, user_tls);
-	for (int r = 0; r < CR__COUNT && r < ADMIN_MAX_REASONS; r++)
-		c->closed[r] = STAT_GET(w, closed[r]);
-}
 
-static int snapshot(void *ctx, struct admin_snapshot *out)
-{
-	static struct utsname u;
-	struct sidecar *sc = ctx;
-	uname(&u);
-	memset(out, 0, sizeof(*out));
-	out->workers = calloc((size_t)sc->nworkers, sizeof(*out->workers));
-	if (!out->workers)
-		return -ENOMEM;
-	for (int i = 0; i < sc->nworkers; i++)
-		snapshot_worker(&sc->workers[i], &out->workers[i]);
-	out->nworkers = sc->nworkers;
-	out->version = KS_VERSION;
-	out->kernel = u.release;
-	out->openssl = hs_openssl_version();
-	out->cert = hs_ctx_describe(sc->hs);
-	out->io = sc->engine_kind == ENGINE_URING ? "uring" : "epoll";
-	out->io_why = sc->engine_why;
-	out->ktls = sc->ktls ? "available" : sc->cfg->ktls == KTLS_OFF ? "off" : "unavailable";
-	out->ktls_why = sc->ktls_why;
-	out->listen = sc->cfg->listen;
-	out->backend = sc->cfg->backend;
-	out->pid = (long)getpid();
-	out->uptime_s = (double)(now_monotonic_ms() - sc->started_ms) / 1000.0;
-	out->reason_names = close_reason_names;
-	out->nreasons = CR__COUNT;
-	return 0;
-}
 
 static int cmd_ctl(int argc, char **argv)
 {
@@ -281,11 +273,14 @@ static int cmd_run(int argc, char **argv)
 	sc.workers = calloc((size_t)sc.nworkers, sizeof(struct worker));
 	if (!sc.workers)
 		return 1;
+	pthread_mutex_init(&sc.hs_lock, NULL);
+	for (int i = 0; i < sc.nworkers; i++)
+		pthread_mutex_init(&sc.workers[i].conns_lock, NULL);
 	if (choose_ktls(&sc) || load_tls(&sc) || choose_engine(&sc) || open_listeners(&sc))
 		return 1;
 	struct admin *adm = NULL;
-	static const struct admin_ops ops = { .snapshot = snapshot };
-	if (cfg.admin_socket[0] && admin_start(cfg.admin_socket, NULL, &ops, &sc, &adm))
+	if ((cfg.admin_socket[0] || cfg.metrics_listen[0]) &&
+	    admin_start(cfg.admin_socket, cfg.metrics_listen, &control_ops, &sc, &adm))
 		return 1;
 
 	sigset_t set;

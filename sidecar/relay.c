@@ -254,8 +254,10 @@ void relay_be_read(struct conn *c, int res)
 	}
 	if (res == 0) {
 		c->b2c.eof_pending = 1;
-		if (!c->plain && !c->ktls_tx)
+		if (!c->plain && !c->ktls_tx) {
 			hs_conn_close_notify(c->tls);
+			c->notify_sent = 1;
+		}
 		relay_b2c_flush(c);
 		return;
 	}

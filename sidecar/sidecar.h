@@ -15,8 +15,11 @@
 
 struct hs_ctx;
 struct conn;
+struct admin_conn;
+struct admin_ops;
 
 #define CACHELINE 64
+#define HS_HIST_BUCKETS 12 /* = ADMIN_HIST_BUCKETS */
 
 /* Why a connection ended; one counter each. Keep close_reason_names in sync. */
 enum close_reason {
@@ -42,7 +45,9 @@ struct worker_stats {
 	_Atomic uint64_t accepted, refused_max, active, handshakes_ok, handshakes_failed, cancels;
 	_Atomic uint64_t backend_connect_failed, bytes_c2b, bytes_b2c, plaintext;
 	_Atomic uint64_t tls12, tls13, ktls_tx, ktls_rx, user_tls;
+	_Atomic uint64_t active_ktls_tx, active_ktls_rx, active_user_tls;
 	_Atomic uint64_t closed[CR__COUNT];
+	_Atomic uint64_t hs_hist[HS_HIST_BUCKETS], hs_sum_us;
 } __attribute__((aligned(CACHELINE)));
 
 #define STAT_ADD(w, field, n) \
@@ -64,6 +69,7 @@ struct worker {
 	struct io_op accept_op;
 	uint64_t accept_resume_ms; /* re-arm accept at this time; 0 = armed */
 	struct conn *conns;      /* doubly linked, owned by this worker */
+	pthread_mutex_t conns_lock; /* taken to link/unlink and to publish strings; never per I/O */
 	uint64_t now_ms;
 	uint64_t next_scan_ms;
 	int exited;
@@ -71,7 +77,9 @@ struct worker {
 
 struct sidecar {
 	struct config *cfg;
-	struct hs_ctx *hs;                 /* current TLS context */
+	struct hs_ctx *hs;                 /* current TLS context, swapped under hs_lock */
+	pthread_mutex_t hs_lock;
+	char reload_at[32], reload_result[256];
 	struct sockaddr_storage backend;
 	socklen_t backend_len;
 	char backend_desc[160];
@@ -86,6 +94,8 @@ struct sidecar {
 	_Atomic int nconns;
 	_Atomic uint64_t next_conn_id;
 	_Atomic int stopping;
+	_Atomic int draining;              /* stop accepting; close idle... then exit */
+	_Atomic uint64_t drain_deadline_ms;
 	uint64_t started_ms;
 };
 
@@ -98,13 +108,24 @@ void conn_accept(struct worker *w, int fd);
 void conn_complete(struct worker *w, struct io_op *op, int res);
 /* Enforce deadlines; called every few hundred ms. */
 void conn_scan(struct worker *w);
-/* Close every connection (shutdown). */
+/* Close every connection (shutdown), with a close_notify where TLS is up. */
 void conn_close_all(struct worker *w);
+/* Copy the open connections of w into out (at most cap). Returns the count. */
+size_t conn_snapshot(struct worker *w, struct admin_conn *out, size_t cap);
 
 /* worker.c */
 int worker_start_all(struct sidecar *sc);
 void worker_join_all(struct sidecar *sc);
 uint64_t now_monotonic_ms(void);
+
+/* control.c: what the admin socket and signals may ask of the daemon */
+extern const struct admin_ops control_ops;
+/* Build a TLS context from the configuration. 0 or -errno with err. */
+int control_load_tls(struct sidecar *sc, struct hs_ctx **out, char *err, size_t errlen);
+/* Swap in freshly loaded certificates; a broken or expired set is refused. 0 or -errno. */
+int control_reload(struct sidecar *sc, char *msg, size_t msglen);
+/* Stop accepting; close what is still open after timeout_ms. */
+void control_drain(struct sidecar *sc, int timeout_ms);
 
 /* net.c */
 /* Resolve "host:port" or "unix:/path". 0 or -errno with err. */

@@ -67,21 +67,22 @@ static void *worker_main(void *arg)
 	int rc = engine_create(sc->engine_kind, 4096, on_completion, w, &w->eng, why, sizeof(why));
 	if (rc) {
 		log_error("worker", "cannot create engine", "worker=%d reason=\"%s\"", w->id, why);
-		w->exited = 1;
 		atomic_store(&sc->stopping, 1);
+		__atomic_store_n(&w->exited, 1, __ATOMIC_RELEASE);
 		return NULL;
 	}
 	w->accept_op.kind = K_ACCEPT;
 	w->now_ms = now_monotonic_ms();
 	engine_accept(w->eng, &w->accept_op, w->listen_fd);
-	int stopping_seen = 0;
+	int draining = 0, closed_all = 0;
 	for (;;) {
 		if ((rc = engine_run(w->eng, TICK_MS)) < 0) {
 			log_error("worker", "engine failed", "worker=%d error=\"%s\"", w->id, strerror(-rc));
+			atomic_store(&sc->stopping, 1);
 			break;
 		}
 		w->now_ms = now_monotonic_ms();
-		if (w->accept_resume_ms && w->now_ms >= w->accept_resume_ms && !stopping_seen) {
+		if (w->accept_resume_ms && w->now_ms >= w->accept_resume_ms && !draining) {
 			w->accept_resume_ms = 0;
 			engine_accept(w->eng, &w->accept_op, w->listen_fd);
 		}
@@ -89,19 +90,29 @@ static void *worker_main(void *arg)
 			w->next_scan_ms = w->now_ms + TICK_MS;
 			conn_scan(w);
 		}
-		if (atomic_load_explicit(&sc->stopping, memory_order_relaxed) && !stopping_seen) {
-			stopping_seen = 1;
+		if (!draining && (atomic_load_explicit(&sc->draining, memory_order_relaxed) ||
+				  atomic_load_explicit(&sc->stopping, memory_order_relaxed))) {
+			draining = 1; /* stop accepting; the listener closes once its accept is back */
+			w->accept_resume_ms = 0;
 			engine_cancel(w->eng, &w->accept_op);
+		}
+		if (draining && w->listen_fd >= 0 && !w->accept_op.pending) {
+			engine_close(w->eng, w->listen_fd); /* new connections are now refused */
+			w->listen_fd = -1;
+		}
+		if (draining && !closed_all && (atomic_load(&sc->stopping) || w->now_ms >= atomic_load(&sc->drain_deadline_ms))) {
+			closed_all = 1;
 			conn_close_all(w);
 		}
-		if (stopping_seen && !w->conns && !w->accept_op.pending)
+		if (draining && !w->conns && w->listen_fd < 0)
 			break;
 	}
 	engine_close(w->eng, w->listen_fd);
 	w->listen_fd = -1;
-	engine_destroy(w->eng);
-	w->eng = NULL;
-	w->exited = 1;
+	struct engine *e = w->eng;
+	__atomic_store_n(&w->eng, NULL, __ATOMIC_RELEASE); /* the admin thread reads it */
+	engine_destroy(e);
+	__atomic_store_n(&w->exited, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: MIT
+// What operators can ask of the running daemon, through the admin socket or
+// signals: snapshots of counters and connections, certificate reload (the old
+// context stays if the new one is broken or expired), drain, and readiness.
+// Runs on the admin or main thread; talks to workers only through atomics and
+// the per-worker connection-list lock.
+#include "sidecar.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "handshake.h"
+#include "log.h"
+
+#ifndef KS_VERSION
+#define KS_VERSION "0.1.0-dev"
+#endif
+
+#define COPY_STAT(dst, w, f) ((dst)->f = STAT_GET(w, f))
+
+static void snapshot_worker(struct worker *w, struct admin_worker *aw)
+{
+	struct admin_counters *c = &aw->c;
+	aw->id = w->id;
+	aw->engine = w->sc->engine_kind == ENGINE_URING ? "uring" : "epoll";
+	struct engine *e = __atomic_load_n(&w->eng, __ATOMIC_ACQUIRE);
+	if (e) { /* written by the worker without locks: a relaxed read is enough for stats */
+		const struct engine_stats *st = engine_stats(e);
+		aw->loops = __atomic_load_n(&st->loops, __ATOMIC_RELAXED);
+		aw->enters = __atomic_load_n(&st->enters, __ATOMIC_RELAXED);
+		aw->completions = __atomic_load_n(&st->completions, __ATOMIC_RELAXED);
+	}
+	COPY_STAT(c, w, accepted);
+	COPY_STAT(c, w, refused_max);
+	COPY_STAT(c, w, active);
+	COPY_STAT(c, w, handshakes_ok);
+	COPY_STAT(c, w, handshakes_failed);
+	COPY_STAT(c, w, cancels);
+	COPY_STAT(c, w, backend_connect_failed);
+	COPY_STAT(c, w, bytes_c2b);
+	COPY_STAT(c, w, bytes_b2c);
+	COPY_STAT(c, w, plaintext);
+	COPY_STAT(c, w, tls12);
+	COPY_STAT(c, w, tls13);
+	COPY_STAT(c, w, ktls_tx);
+	COPY_STAT(c, w, ktls_rx);
+	COPY_STAT(c, w, user_tls);
+	COPY_STAT(c, w, active_ktls_tx);
+	COPY_STAT(c, w, active_ktls_rx);
+	COPY_STAT(c, w, active_user_tls);
+	COPY_STAT(c, w, hs_sum_us);
+	for (int r = 0; r < CR__COUNT && r < ADMIN_MAX_REASONS; r++)
+		c->closed[r] = STAT_GET(w, closed[r]);
+	for (int b = 0; b < HS_HIST_BUCKETS && b < ADMIN_HIST_BUCKETS; b++)
+		c->hs_hist[b] = STAT_GET(w, hs_hist[b]);
+}
+
+static int snapshot(void *ctx, struct admin_snapshot *out)
+{
+	/* the admin thread is the only caller: static buffers outlive the render */
+	static struct utsname u;
+	static char subject[256], sans[512], not_after[64], reload_at[32], reload_result[256];
+	struct sidecar *sc = ctx;
+	uname(&u);
+	memset(out, 0, sizeof(*out));
+	out->workers = calloc((size_t)sc->nworkers, sizeof(*out->workers));
+	if (!out->workers)
+		return -ENOMEM;
+	for (int i = 0; i < sc->nworkers; i++)
+		snapshot_worker(&sc->workers[i], &out->workers[i]);
+	pthread_mutex_lock(&sc->hs_lock);
+	snprintf(subject, sizeof(subject), "%s", hs_ctx_subject(sc->hs));
+	snprintf(sans, sizeof(sans), "%s", hs_ctx_sans(sc->hs));
+	snprintf(not_after, sizeof(not_after), "%s", hs_ctx_not_after(sc->hs));
+	snprintf(reload_at, sizeof(reload_at), "%s", sc->reload_at);
+	snprintf(reload_result, sizeof(reload_result), "%s", sc->reload_result);
+	pthread_mutex_unlock(&sc->hs_lock);
+	out->nworkers = sc->nworkers;
+	out->version = KS_VERSION;
+	out->kernel = u.release;
+	out->openssl = hs_openssl_version();
+	out->cert = subject;
+	out->cert_sans = sans;
+	out->cert_not_after = not_after;
+	out->reload_at = reload_at;
+	out->reload_result = reload_result;
+	out->draining = atomic_load(&sc->draining);
+	out->io = sc->engine_kind == ENGINE_URING ? "uring" : "epoll";
+	out->io_why = sc->engine_why;
+	out->ktls = sc->ktls ? "available" : sc->cfg->ktls == KTLS_OFF ? "off" : "unavailable";
+	out->ktls_why = sc->ktls_why;
+	out->listen = sc->cfg->listen;
+	out->backend = sc->cfg->backend;
+	out->pid = (long)getpid();
+	out->uptime_s = (double)(now_monotonic_ms() - sc->started_ms) / 1000.0;
+	out->reason_names = close_reason_names;
+	out->nreasons = CR__COUNT;
+	return 0;
+}
+
+static int conns(void *ctx, struct admin_conn **out, size_t *n)
+{
+	struct sidecar *sc = ctx;
+	/* a generous bound; connections opened meanwhile are simply not listed */
+	size_t cap = (size_t)atomic_load(&sc->nconns) + 64, got = 0;
+	struct admin_conn *v = calloc(cap, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (int i = 0; i < sc->nworkers && got < cap; i++)
+		got += conn_snapshot(&sc->workers[i], v + got, cap - got);
+	*out = v;
+	*n = got;
+	return 0;
+}
+
+int control_load_tls(struct sidecar *sc, struct hs_ctx **out, char *err, size_t errlen)
+{
+	struct config *c = sc->cfg;
+	struct hs_settings s = {
+		.cert = c->cert, .key = c->key, .client_ca = c->client_ca, .verify = c->verify,
+		.allow_cn = c->allow_cn.v, .n_allow_cn = c->allow_cn.n,
+		.allow_dns = c->allow_dns.v, .n_allow_dns = c->allow_dns.n,
+		.allow_uri = c->allow_uri.v, .n_allow_uri = c->allow_uri.n,
+		.min_tls13 = strcmp(c->min_tls, "1.3") == 0,
+		.ciphers = c->ciphers, .ciphersuites = c->ciphersuites,
+		.export_keys = sc->ktls,
+	};
+	return hs_ctx_load(&s, out, err, errlen);
+}
+
+/* Record the outcome of a reload for show info. Caller holds hs_lock. */
+static void note_reload(struct sidecar *sc, const char *result)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(sc->reload_at, sizeof(sc->reload_at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(sc->reload_result, sizeof(sc->reload_result), "%s", result);
+}
+
+int control_reload(struct sidecar *sc, char *msg, size_t msglen)
+{
+	struct hs_ctx *next = NULL, *old;
+	char err[512];
+	int rc = control_load_tls(sc, &next, err, sizeof(err));
+	if (!rc && hs_ctx_expired(next)) {
+		snprintf(err, sizeof(err), "certificate %s expired on %s", hs_ctx_subject(next), hs_ctx_not_after(next));
+		rc = -EKEYEXPIRED;
+	}
+	pthread_mutex_lock(&sc->hs_lock);
+	if (rc) {
+		snprintf(msg, msglen, "reload refused, the old certificate stays in service: %s", err);
+		note_reload(sc, msg);
+		old = next;
+	} else {
+		snprintf(msg, msglen, "reloaded: subject=%s not_after=%s", hs_ctx_subject(next), hs_ctx_not_after(next));
+		note_reload(sc, "ok");
+		old = sc->hs;
+		sc->hs = next; /* new handshakes take it; live ones keep their reference */
+	}
+	pthread_mutex_unlock(&sc->hs_lock);
+	hs_ctx_put(old);
+	if (rc)
+		log_error("control", "certificate reload failed", "error=\"%s\"", err);
+	else
+		log_info("control", "certificates reloaded", "%s", hs_ctx_describe(next));
+	return rc;
+}
+
+void control_drain(struct sidecar *sc, int timeout_ms)
+{
+	uint64_t deadline = now_monotonic_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+	uint64_t cur = atomic_load(&sc->drain_deadline_ms);
+	/* a second request may only shorten the wait */
+	if (!atomic_load(&sc->draining) || deadline < cur)
+		atomic_store(&sc->drain_deadline_ms, deadline);
+	if (!atomic_exchange(&sc->draining, 1))
+		log_info("control", "draining: not accepting; open sessions may finish", "timeout_ms=%d", timeout_ms);
+}
+
+static int reload_cb(void *ctx, char *msg, size_t msglen) { return control_reload(ctx, msg, msglen); }
+
+static int drain_cb(void *ctx, int timeout_ms)
+{
+	struct sidecar *sc = ctx;
+	control_drain(sc, timeout_ms < 0 ? sc->cfg->drain_timeout_ms : timeout_ms);
+	return 0;
+}
+
+/* Ready: not draining, and the pooler accepts a connection within a second. */
+static int ready_cb(void *ctx, char *why, size_t whylen)
+{
+	struct sidecar *sc = ctx;
+	if (atomic_load(&sc->draining)) {
+		snprintf(why, whylen, "draining");
+		return -ESHUTDOWN;
+	}
+	int fd = socket(sc->backend.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), rc = 0;
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sc->backend, sc->backend_len) < 0 && errno != EINPROGRESS) {
+		rc = -errno;
+	} else {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		int err = 0;
+		socklen_t l = sizeof(err);
+		if (poll(&p, 1, 1000) <= 0)
+			rc = -ETIMEDOUT;
+		else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err)
+			rc = -(err ? err : errno);
+	}
+	close(fd);
+	if (rc)
+		snprintf(why, whylen, "backend %s: %s", sc->backend_desc, strerror(-rc));
+	return rc;
+}
+
+const struct admin_ops control_ops = {
+	.snapshot = snapshot,
+	.conns = conns,
+	.reload = reload_cb,
+	.drain = drain_cb,
+	.ready = ready_cb,
+};
