@@ -119,7 +119,7 @@ static void conn_free(struct conn *c)
 		 c->ktls_tx && c->ktls_rx ? "tx+rx" : c->ktls_tx ? "tx" : c->ktls_rx ? "rx" : "off",
 		 (unsigned long long)c->bytes_in,
 		 (unsigned long long)c->bytes_out, (unsigned long long)(w->now_ms - c->started_ms));
-	conn_log(c, c->reason == CR_EOF || c->reason == CR_CANCEL ? LOG_DEBUG : LOG_INFO, "closed", extra);
+	conn_log(c, LOG_INFO, "closed", extra);
 	engine_close(w->eng, c->cfd);
 	engine_close(w->eng, c->bfd);
 	for (int i = 0; i < 2; i++) {
