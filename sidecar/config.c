@@ -403,6 +403,9 @@ int config_load_env(struct config *c, char **envp, char *err, size_t errlen)
 			continue;
 		if (strcmp(key, "config") == 0)
 			continue; /* consumed by config_load_all */
+		/* the kubelet's service links for a Service named ktls-sidecar */
+		if (strncmp(key, "service-", 8) == 0 || strcmp(key, "port") == 0 || strncmp(key, "port-", 5) == 0)
+			continue;
 		const struct opt *o = opt_find(key, strlen(key));
 		if (!o)
 			return fail(err, errlen, -ENOENT, "%.*s: unknown variable", (int)(eq - *envp), *envp);

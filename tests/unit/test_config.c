@@ -103,6 +103,11 @@ int main(void)
 	is(c.io, IO_EPOLL, "--key=value form");
 	config_free(&c);
 
+	char *k8s_env[] = { "KTLS_SIDECAR_SERVICE_HOST=10.0.0.1", "KTLS_SIDECAR_PORT=tcp://10.0.0.1:5432",
+			    "KTLS_SIDECAR_PORT_5432_TCP_ADDR=10.0.0.1", NULL };
+	config_init(&c);
+	is(config_load_env(&c, k8s_env, err, sizeof(err)), 0, "kubelet service-link variables are ignored");
+	config_free(&c);
 	char *bad_env[] = { "KTLS_SIDECAR_NOPE=1", NULL };
 	config_init(&c);
 	is(config_load_env(&c, bad_env, err, sizeof(err)), -ENOENT, "unknown env var refused");
