@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The admin unix socket: creating it safely (0600, stale sockets only), one
 // poll() thread that serves up to ADMIN_MAX_CLIENTS peers of the daemon's own
-// uid or root, and the client side used by `ktls-sidecar ctl`.
+// uid or root, and the metrics listener of http.c on the same loop. The client
+// side (`ktls-sidecar ctl`) is in ctl.c.
 //
 // Framing: a client sends commands as lines ending in '\n' (at most
 // ADMIN_LINE_MAX bytes before it; a last line may end at EOF instead). Every
@@ -14,32 +15,29 @@
 // too long, or when an answer cannot be written within ADMIN_SNDTIMEO_MS.
 // So `ctl` sends one line, shuts down writing and reads to EOF, while socat
 // users may type several commands on one connection.
-#include "admin.h"
+//
+// Sockets are non-blocking: a client that stops reading holds its own slot
+// until its deadline, never the thread that also answers /healthz.
+#include "admin_int.h"
 #include "log.h"
 
 #include <errno.h>
 #include <libgen.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #define ADMIN_MAX_CLIENTS 16
 #define ADMIN_IDLE_MS 5000
 #define ADMIN_SNDTIMEO_MS 2000
-#define ADMIN_CTL_TIMEOUT_MS 5000
-#define SUN_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
-/* A path escaped for a quoted log value; the buffer lives until the end of the block. */
-#define ESC_PATH(p) log_esc((char[2 * SUN_PATH_MAX + 1]){ 0 }, 2 * SUN_PATH_MAX + 1, p)
 
 #define ERR_UNKNOWN "ERROR: unknown command (try 'help')\n"
+#define ERR_NOT_SUPPORTED "ERROR: not supported\n"
 #define ERR_DENIED "ERROR: permission denied\n\n"
 #define ERR_BUSY "ERROR: too many admin clients\n\n"
 #define ERR_TOO_LONG "ERROR: line too long\n\n"
@@ -48,13 +46,18 @@ struct admin_client {
 	int fd;                        /* -1: free slot */
 	unsigned uid;
 	int pid;
-	uint64_t last_ms;              /* last input, for the idle timeout */
+	int eof;                       /* the peer shut down writing: answer what is left, close */
+	int closing;                   /* close once out is sent */
+	uint64_t last_ms;              /* last input or answer sent, for the idle timeout */
+	uint64_t send_deadline;        /* while out is pending */
 	size_t len;
 	char buf[ADMIN_LINE_MAX + 1];  /* one line and its '\n' */
+	char *out;                     /* the answer being sent, from outoff on */
+	size_t outlen, outoff;
 };
 
 struct admin {
-	char *path;
+	char *path;                    /* NULL: no unix socket */
 	int lfd, wake_fd;
 	dev_t dev;                     /* the socket we bound: stop unlinks only that one */
 	ino_t ino;
@@ -62,30 +65,14 @@ struct admin {
 	void *ctx;
 	pthread_t thread;
 	struct admin_client cl[ADMIN_MAX_CLIENTS];
+	struct admin_http http;
 };
 
-static uint64_t now_ms(void)
+uint64_t admin_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Send all of buf before deadline (SO_SNDTIMEO bounds each send). 0 or -errno. */
-static int send_all(int fd, const char *buf, size_t len, uint64_t deadline)
-{
-	while (len) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errno == EAGAIN ? -ETIMEDOUT : -errno;
-		buf += n;
-		len -= (size_t)n;
-		if (len && now_ms() >= deadline)
-			return -ETIMEDOUT;
-	}
-	return 0;
 }
 
 /* ---- answering -------------------------------------------------------------------- */
@@ -98,13 +85,26 @@ static int is_blank(const char *s)
 	return 1;
 }
 
-/* Render the answer to cmd into f, or an ERROR line in its place. */
-static void answer_cmd(struct admin *a, const struct admin_cmd *cmd, FILE *f)
+/* A message from the daemon on one line: control characters become ' '. */
+static void one_line(char *s, size_t cap)
+{
+	s[cap - 1] = 0;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = ' ';
+}
+
+/* help, show info|stats|workers: render from a snapshot. */
+static void answer_snapshot(struct admin *a, const struct admin_cmd *cmd, FILE *f)
 {
 	struct admin_snapshot snap = { 0 };
 	int rc = 0;
 
-	if (cmd->kind != ADM_HELP && a->ops && a->ops->snapshot)
+	if (cmd->kind != ADM_HELP && (!a->ops || !a->ops->snapshot)) {
+		fputs(ERR_NOT_SUPPORTED, f);
+		return;
+	}
+	if (cmd->kind != ADM_HELP)
 		rc = a->ops->snapshot(a->ctx, &snap);
 	if (rc) {
 		log_warn("admin", "snapshot failed", "error=\"%s\"", strerror(-rc));
@@ -121,13 +121,131 @@ static void answer_cmd(struct admin *a, const struct admin_cmd *cmd, FILE *f)
 	}
 }
 
-/* Answer one line (len bytes, NUL-terminated, '\n' removed). 0 or -errno: drop the client. */
+static void answer_conns(struct admin *a, int json, FILE *f)
+{
+	struct admin_conn *c = NULL;
+	size_t n = 0;
+
+	if (!a->ops || !a->ops->conns) {
+		fputs(ERR_NOT_SUPPORTED, f);
+		return;
+	}
+	int rc = a->ops->conns(a->ctx, &c, &n);
+	if (!rc && n && !c)
+		rc = -EINVAL;
+	if (rc) {
+		log_warn("admin", "cannot list connections", "error=\"%s\"", strerror(-rc));
+		fprintf(f, "ERROR: cannot list connections: %s\n", strerror(-rc));
+		return;
+	}
+	/* Without the kernel's view (logged in diag.c) the daemon's is still worth showing. */
+	(void)admin_diag_fill(c, n);
+	rc = admin_render_conns(c, n, json, f);
+	free(c);
+	if (rc) {
+		log_warn("admin", "cannot render an answer", "error=\"%s\"", strerror(-rc));
+		fseek(f, 0, SEEK_SET);
+		fprintf(f, "ERROR: cannot render the answer: %s\n", strerror(-rc));
+	}
+}
+
+static void answer_reload(struct admin *a, int json, FILE *f)
+{
+	char msg[512] = "";
+
+	if (!a->ops || !a->ops->reload) {
+		fputs(ERR_NOT_SUPPORTED, f);
+		return;
+	}
+	int rc = a->ops->reload(a->ctx, msg, sizeof(msg));
+	one_line(msg, sizeof(msg));
+	if (rc) {
+		fprintf(f, "ERROR: %s\n", msg[0] ? msg : strerror(rc < 0 ? -rc : rc));
+	} else if (json) {
+		fputs("{\"result\":\"ok\",\"message\":", f);
+		admin_json_str(f, msg[0] ? msg : "reloaded");
+		fputs("}\n", f);
+	} else {
+		fprintf(f, "OK: %s\n", msg[0] ? msg : "reloaded");
+	}
+}
+
+static void answer_drain(struct admin *a, const struct admin_cmd *cmd, FILE *f)
+{
+	char after[32] = "the default timeout";
+
+	if (!a->ops || !a->ops->drain) {
+		fputs(ERR_NOT_SUPPORTED, f);
+		return;
+	}
+	int rc = a->ops->drain(a->ctx, cmd->timeout_ms);
+	if (rc) {
+		fprintf(f, "ERROR: cannot drain: %s\n", strerror(rc < 0 ? -rc : rc));
+		return;
+	}
+	if (cmd->timeout_ms >= 0)
+		snprintf(after, sizeof(after), "%d s", cmd->timeout_ms / 1000);
+	if (cmd->json) {
+		fputs("{\"result\":\"ok\",\"draining\":true,\"timeout_s\":", f);
+		if (cmd->timeout_ms < 0)
+			fputs("null}\n", f);
+		else
+			fprintf(f, "%d}\n", cmd->timeout_ms / 1000);
+		return;
+	}
+	fprintf(f,
+		"OK: draining: new connections are refused, open ones close as they finish, the rest "
+		"after %s; then the process exits\n",
+		after);
+}
+
+/* Render the answer to cmd into f, or an ERROR line in its place. */
+static void answer_cmd(struct admin *a, const struct admin_cmd *cmd, FILE *f)
+{
+	switch (cmd->kind) {
+	case ADM_HELP:
+	case ADM_SHOW_INFO:
+	case ADM_SHOW_STATS:
+	case ADM_SHOW_WORKERS:
+		answer_snapshot(a, cmd, f);
+		return;
+	case ADM_SHOW_CONNS:
+		answer_conns(a, cmd->json, f);
+		return;
+	case ADM_RELOAD:
+		answer_reload(a, cmd->json, f);
+		return;
+	case ADM_DRAIN:
+		answer_drain(a, cmd, f);
+		return;
+	}
+	fputs(ERR_UNKNOWN, f);
+}
+
+/* ---- clients ---------------------------------------------------------------------- */
+
+static void client_close(struct admin_client *c)
+{
+	close(c->fd);
+	free(c->out);
+	*c = (struct admin_client){ .fd = -1 };
+}
+
+static void client_queue(struct admin_client *c, char *out, size_t len)
+{
+	c->out = out;
+	c->outlen = len;
+	c->outoff = 0;
+	c->send_deadline = admin_now_ms() + ADMIN_SNDTIMEO_MS;
+}
+
+/* Queue the answer to one line (len bytes, NUL-terminated, '\n' removed); a blank line
+ * queues nothing. 0 or -errno. */
 static int client_answer(struct admin *a, struct admin_client *c, const char *line, size_t len)
 {
 	struct admin_cmd cmd;
 	char *out = NULL;
 	size_t outlen = 0;
-	int rc;
 
 	if (strlen(line) == len && is_blank(line))
 		return 0;
@@ -143,59 +261,95 @@ static int client_answer(struct admin *a, struct admin_client *c, const char *li
 	}
 	fputc('\n', f); /* the empty line that ends every answer */
 	if (fclose(f)) {
-		rc = -errno;
-		goto out;
+		free(out);
+		return -ENOMEM;
 	}
-	rc = send_all(c->fd, out, outlen, now_ms() + ADMIN_SNDTIMEO_MS);
-	if (rc)
-		log_warn("admin", "cannot write an answer, dropping the client", "uid=%u pid=%d error=\"%s\"",
-			 c->uid, c->pid, strerror(-rc));
-out:
-	free(out);
-	return rc;
+	client_queue(c, out, outlen);
+	return 0;
 }
 
-static void client_close(struct admin_client *c)
+/* Send what the socket takes now. 1 when all is out, 0 to wait for POLLOUT, or -errno. */
+static int client_flush(struct admin_client *c)
 {
-	close(c->fd);
-	c->fd = -1;
-	c->len = 0;
+	while (c->outoff < c->outlen) {
+		ssize_t n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -errno;
+		c->outoff += (size_t)n;
+	}
+	free(c->out);
+	c->out = NULL;
+	c->last_ms = admin_now_ms();
+	return 1;
 }
 
-/* Read what is there, answer each complete line; on EOF answer a last partial line. */
+/* Answer complete lines one at a time, each sent before the next is parsed: a client
+ * holds at most one answer, and one that does not read stalls only itself. */
+static void client_work(struct admin *a, struct admin_client *c)
+{
+	for (;;) {
+		int rc = 0;
+		if (c->out) {
+			rc = client_flush(c);
+			if (rc == 0)
+				return;
+			if (rc < 0) {
+				log_warn("admin", "cannot write an answer, dropping the client",
+					 "uid=%u pid=%d error=\"%s\"", c->uid, c->pid, strerror(-rc));
+				goto drop;
+			}
+			if (c->closing)
+				goto drop;
+		}
+		char *nl = memchr(c->buf, '\n', c->len);
+		size_t used;
+		if (nl) {
+			*nl = 0;
+			used = (size_t)(nl - c->buf) + 1;
+			rc = client_answer(a, c, c->buf, used - 1);
+		} else if (c->len == sizeof(c->buf)) {
+			log_warn("admin", "command line too long, dropping the client", "uid=%u pid=%d max=%d",
+				 c->uid, c->pid, ADMIN_LINE_MAX);
+			char *out = strdup(ERR_TOO_LONG);
+			if (!out)
+				goto drop;
+			client_queue(c, out, strlen(out));
+			c->closing = 1;
+			used = c->len;
+		} else if (c->eof && c->len) {
+			c->buf[c->len] = 0; /* fits: a full buffer without '\n' is refused above */
+			used = c->len;
+			rc = client_answer(a, c, c->buf, used);
+		} else if (c->eof) {
+			goto drop;
+		} else {
+			return; /* wait for input */
+		}
+		c->len -= used;
+		memmove(c->buf, c->buf + used, c->len);
+		if (rc)
+			goto drop;
+	}
+drop:
+	client_close(c);
+}
+
 static void client_read(struct admin *a, struct admin_client *c)
 {
 	ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0) {
-		if (n == 0 && c->len) {
-			c->buf[c->len] = 0; /* fits: a full buffer without '\n' was dropped earlier */
-			client_answer(a, c, c->buf, c->len);
-		}
-		goto drop;
+	if (n < 0) {
+		client_close(c);
+		return;
 	}
+	if (n == 0)
+		c->eof = 1;
 	c->len += (size_t)n;
-	c->last_ms = now_ms();
-
-	char *start = c->buf, *end = c->buf + c->len, *nl;
-	while ((nl = memchr(start, '\n', (size_t)(end - start)))) {
-		*nl = 0;
-		if (client_answer(a, c, start, (size_t)(nl - start)))
-			goto drop;
-		start = nl + 1;
-	}
-	c->len = (size_t)(end - start);
-	memmove(c->buf, start, c->len);
-	if (c->len == sizeof(c->buf)) {
-		log_warn("admin", "command line too long, dropping the client", "uid=%u pid=%d max=%d",
-			 c->uid, c->pid, ADMIN_LINE_MAX);
-		send_all(c->fd, ERR_TOO_LONG, strlen(ERR_TOO_LONG), now_ms() + ADMIN_SNDTIMEO_MS);
-		goto drop;
-	}
-	return;
-drop:
-	client_close(c);
+	c->last_ms = admin_now_ms();
+	client_work(a, c);
 }
 
 /* ---- accepting -------------------------------------------------------------------- */
@@ -223,10 +377,8 @@ static void admin_accept(struct admin *a)
 {
 	struct ucred cr;
 	socklen_t crlen = sizeof(cr);
-	struct timeval tv = { .tv_sec = ADMIN_SNDTIMEO_MS / 1000,
-			      .tv_usec = ADMIN_SNDTIMEO_MS % 1000 * 1000 };
 
-	int fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC);
+	int fd = accept4(a->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0) {
 		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 			log_warn("admin", "accept failed", "error=\"%s\"", strerror(errno));
@@ -250,68 +402,73 @@ static void admin_accept(struct admin *a)
 		refuse(fd, ERR_BUSY);
 		return;
 	}
-	/* A reader that stops reading must not stall the admin thread for long. */
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)))
-		log_warn("admin", "cannot set a send timeout", "error=\"%s\"", strerror(errno));
-	c->fd = fd;
-	c->uid = (unsigned)cr.uid;
-	c->pid = (int)cr.pid;
-	c->len = 0;
-	c->last_ms = now_ms();
+	*c = (struct admin_client){ .fd = fd, .uid = (unsigned)cr.uid, .pid = (int)cr.pid,
+				    .last_ms = admin_now_ms() };
 	log_debug("admin", "admin client connected", "uid=%u pid=%d", c->uid, c->pid);
 }
 
 /* ---- the thread ------------------------------------------------------------------- */
 
-/* Fill pfd[2..] with live clients (map[k] = client index) and drop idle ones.
- * Returns the pollfd count; *timeout is the time to the next idle deadline. */
-static int poll_setup(struct admin *a, struct pollfd *pfd, int *map, int *timeout)
-{
-	uint64_t now = now_ms();
-	int n = 2;
+/* pollfd slots: fixed, fd -1 where unused (poll ignores those) */
+enum { PFD_WAKE, PFD_LISTEN, PFD_CLIENT, PFD_HTTP = PFD_CLIENT + ADMIN_MAX_CLIENTS,
+       PFD_COUNT = PFD_HTTP + ADMIN_HTTP_NFDS };
 
-	pfd[0] = (struct pollfd){ .fd = a->wake_fd, .events = POLLIN };
-	pfd[1] = (struct pollfd){ .fd = a->lfd, .events = POLLIN };
-	*timeout = -1;
+/* Fill the unix socket's pollfds and drop clients past their deadline. */
+static void poll_setup(struct admin *a, struct pollfd *pfd, uint64_t now, int *timeout)
+{
+	pfd[PFD_WAKE] = (struct pollfd){ .fd = a->wake_fd, .events = POLLIN };
+	pfd[PFD_LISTEN] = (struct pollfd){ .fd = a->lfd, .events = POLLIN };
 	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++) {
 		struct admin_client *c = &a->cl[i];
+		struct pollfd *p = &pfd[PFD_CLIENT + i];
+		*p = (struct pollfd){ .fd = -1 };
 		if (c->fd < 0)
 			continue;
-		uint64_t deadline = c->last_ms + ADMIN_IDLE_MS;
+		uint64_t deadline = c->out ? c->send_deadline : c->last_ms + ADMIN_IDLE_MS;
 		if (now >= deadline) {
-			log_debug("admin", "idle admin client dropped", "uid=%u pid=%d", c->uid, c->pid);
+			if (c->out)
+				log_warn("admin", "cannot write an answer in time, dropping the client",
+					 "uid=%u pid=%d", c->uid, c->pid);
+			else
+				log_debug("admin", "idle admin client dropped", "uid=%u pid=%d", c->uid, c->pid);
 			client_close(c);
 			continue;
 		}
-		if (*timeout < 0 || deadline - now < (uint64_t)*timeout)
-			*timeout = (int)(deadline - now);
-		map[n - 2] = i;
-		pfd[n++] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+		admin_timeout_min(timeout, deadline, now);
+		*p = (struct pollfd){ .fd = c->fd, .events = c->out ? POLLOUT : POLLIN };
 	}
-	return n;
 }
 
 static void *admin_thread(void *arg)
 {
 	struct admin *a = arg;
-	struct pollfd pfd[2 + ADMIN_MAX_CLIENTS];
-	int map[ADMIN_MAX_CLIENTS], timeout;
+	struct pollfd pfd[PFD_COUNT];
 
 	for (;;) {
-		int n = poll_setup(a, pfd, map, &timeout);
-		if (poll(pfd, (nfds_t)n, timeout) < 0) {
+		uint64_t now = admin_now_ms();
+		int timeout = -1;
+		poll_setup(a, pfd, now, &timeout);
+		admin_http_poll_setup(&a->http, pfd + PFD_HTTP, now, &timeout);
+		if (poll(pfd, PFD_COUNT, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_error("admin", "poll failed, admin socket stops answering", "error=\"%s\"",
 				  strerror(errno));
 			break;
 		}
-		if (pfd[0].revents)
+		if (pfd[PFD_WAKE].revents)
 			break;
-		for (int k = 2; k < n; k++)
-			if (pfd[k].revents)
-				client_read(a, &a->cl[map[k - 2]]);
-		if (pfd[1].revents & POLLIN)
+		for (int i = 0; i < ADMIN_MAX_CLIENTS; i++) {
+			struct admin_client *c = &a->cl[i];
+			if (c->fd < 0 || pfd[PFD_CLIENT + i].fd != c->fd || !pfd[PFD_CLIENT + i].revents)
+				continue;
+			if (c->out)
+				client_work(a, c);
+			else
+				client_read(a, c);
+		}
+		admin_http_poll_done(&a->http, pfd + PFD_HTTP);
+		if (pfd[PFD_LISTEN].revents & POLLIN)
 			admin_accept(a);
 	}
 	return NULL;
@@ -351,7 +508,7 @@ out:
 	return rc;
 }
 
-static void fill_addr(struct sockaddr_un *sun, const char *path)
+void admin_sun_fill(struct sockaddr_un *sun, const char *path)
 {
 	memset(sun, 0, sizeof(*sun));
 	sun->sun_family = AF_UNIX;
@@ -365,7 +522,7 @@ static int socket_alive(const char *path)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return 0;
-	fill_addr(&sun, path);
+	admin_sun_fill(&sun, path);
 	int alive = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 || errno == EAGAIN;
 	close(fd);
 	return alive;
@@ -413,7 +570,7 @@ static int bind_listen(struct admin *a)
 		rc = -errno;
 		goto err_log;
 	}
-	fill_addr(&sun, a->path);
+	admin_sun_fill(&sun, a->path);
 	/* Born 0600: a chmod after bind would leave a window. umask is per process;
 	 * this runs at startup before anything else creates files. */
 	mode_t old = umask(0177);
@@ -461,48 +618,61 @@ int admin_start(const char *path, const char *metrics_listen, const struct admin
 		struct admin **out)
 {
 	struct admin *a;
-	int rc;
+	int rc, sock = path && *path;
 
 	*out = NULL;
-	if (!path || !*path || strlen(path) >= SUN_PATH_MAX) {
-		log_error("admin", "admin socket path is empty or too long", "max=%zu", SUN_PATH_MAX - 1);
+	if (!sock && !(metrics_listen && *metrics_listen))
+		return 0;
+	if (sock && strlen(path) >= SUN_PATH_MAX) {
+		log_error("admin", "admin socket path is too long", "max=%zu", SUN_PATH_MAX - 1);
 		return -ENAMETOOLONG;
 	}
 	a = calloc(1, sizeof(*a));
-	if (!a || !(a->path = strdup(path))) {
+	if (!a || (sock && !(a->path = strdup(path)))) {
 		log_error("admin", "out of memory", "%s", "");
 		rc = -ENOMEM;
 		goto err_free;
 	}
-	(void)metrics_listen; /* TODO: HTTP listener */
 	a->ops = ops;
 	a->ctx = ctx;
 	a->lfd = a->wake_fd = -1;
 	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
 		a->cl[i].fd = -1;
-	if ((rc = make_parent_dir(path)) || (rc = remove_stale(path)) || (rc = bind_listen(a)))
+	if (sock && ((rc = make_parent_dir(path)) || (rc = remove_stale(path)) || (rc = bind_listen(a))))
 		goto err_free;
+	if ((rc = admin_http_open(&a->http, metrics_listen, ops, ctx)))
+		goto err_sock;
 	a->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (a->wake_fd < 0) {
 		rc = -errno;
 		log_error("admin", "cannot create an eventfd", "error=\"%s\"", strerror(errno));
-		goto err_sock;
+		goto err_http;
 	}
 	if ((rc = start_thread(a)))
 		goto err_wake;
-	log_info("admin", "admin socket ready", "path=\"%s\"", ESC_PATH(path));
+	if (sock)
+		log_info("admin", "admin socket ready", "path=\"%s\"", ESC_PATH(path));
 	*out = a;
 	return 0;
 err_wake:
 	close(a->wake_fd);
+err_http:
+	admin_http_close(&a->http);
 err_sock:
-	close(a->lfd);
-	unlink(a->path);
+	if (a->lfd >= 0) {
+		close(a->lfd);
+		unlink(a->path);
+	}
 err_free:
 	if (a)
 		free(a->path);
 	free(a);
 	return rc;
+}
+
+unsigned admin_metrics_port(const struct admin *a)
+{
+	return a ? a->http.port : 0;
 }
 
 void admin_stop(struct admin *a)
@@ -518,129 +688,13 @@ void admin_stop(struct admin *a)
 	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
 		if (a->cl[i].fd >= 0)
 			client_close(&a->cl[i]);
-	close(a->lfd);
+	admin_http_close(&a->http);
+	if (a->lfd >= 0)
+		close(a->lfd);
 	close(a->wake_fd);
 	/* A newer instance may have replaced our socket; leave that one alone. */
-	if (lstat(a->path, &st) == 0 && st.st_dev == a->dev && st.st_ino == a->ino)
+	if (a->path && lstat(a->path, &st) == 0 && st.st_dev == a->dev && st.st_ino == a->ino)
 		unlink(a->path);
 	free(a->path);
 	free(a);
-}
-
-/* ---- the client (ktls-sidecar ctl) ------------------------------------------------ */
-
-static int ctl_connect(const char *path)
-{
-	struct sockaddr_un sun;
-	struct timeval tv = { .tv_sec = ADMIN_CTL_TIMEOUT_MS / 1000 };
-	int rc;
-
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		rc = -errno;
-		goto err_log;
-	}
-	fill_addr(&sun, path);
-	/* SO_SNDTIMEO bounds connect() to a full backlog as well as send(). */
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) ||
-	    connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
-		rc = errno == EAGAIN || errno == EINPROGRESS ? -ETIMEDOUT : -errno;
-		goto err_close;
-	}
-	return fd;
-err_close:
-	close(fd);
-err_log:
-	log_error("admin", "cannot connect to the admin socket", "path=\"%s\" error=\"%s\"",
-		  ESC_PATH(path), strerror(-rc));
-	return rc;
-}
-
-/* Copies the answer to out, less the empty line that ends it. */
-struct ctl_copy {
-	FILE *out;
-	size_t got;
-	size_t held_nl;   /* newlines not written yet: the last one may be framing */
-	char head[5];     /* the first bytes, to recognise "ERROR" */
-};
-
-static void ctl_copy_chunk(struct ctl_copy *cc, const char *buf, size_t n)
-{
-	for (size_t i = 0; i < n; i++, cc->got++) {
-		if (cc->got < sizeof(cc->head))
-			cc->head[cc->got] = buf[i];
-		if (buf[i] == '\n') {
-			cc->held_nl++;
-			continue;
-		}
-		for (; cc->held_nl; cc->held_nl--)
-			fputc('\n', cc->out);
-		fputc(buf[i], cc->out);
-	}
-}
-
-/* Read to EOF within the deadline. 0 or -errno. */
-static int ctl_read(int fd, struct ctl_copy *cc, uint64_t deadline)
-{
-	char buf[4096];
-	for (;;) {
-		uint64_t now = now_ms();
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int rc = now < deadline ? poll(&p, 1, (int)(deadline - now)) : 0;
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc == 0)
-			return -ETIMEDOUT;
-		ssize_t n = rc < 0 ? -1 : recv(fd, buf, sizeof(buf), 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		/* The server may close on us (refusal) with our line unread: the answer counts. */
-		if (n == 0 || (n < 0 && errno == ECONNRESET && cc->got))
-			return 0;
-		if (n < 0)
-			return -errno;
-		ctl_copy_chunk(cc, buf, (size_t)n);
-	}
-}
-
-int admin_ctl(const char *path, const char *cmd, FILE *out)
-{
-	struct ctl_copy cc = { .out = out };
-	uint64_t deadline = now_ms() + ADMIN_CTL_TIMEOUT_MS;
-	char line[ADMIN_LINE_MAX + 1];
-	int fd, rc, src;
-
-	if (!path || !cmd || !out)
-		return -EINVAL;
-	size_t len = strnlen(cmd, ADMIN_LINE_MAX + 1);
-	if (len > ADMIN_LINE_MAX || memchr(cmd, '\n', len) || strlen(path) >= SUN_PATH_MAX) {
-		log_error("admin", "admin command or socket path too long, or command has a newline",
-			  "max=%d", ADMIN_LINE_MAX);
-		return -EINVAL;
-	}
-	memcpy(line, cmd, len);
-	line[len] = '\n';
-	fd = ctl_connect(path);
-	if (fd < 0)
-		return fd;
-	/* A refused client may find the socket closed before it writes; read anyway. */
-	src = send_all(fd, line, len + 1, deadline);
-	shutdown(fd, SHUT_WR);
-	rc = ctl_read(fd, &cc, deadline);
-	close(fd);
-	if (cc.held_nl)
-		fputc('\n', out); /* the newline ending the last line; the empty line is framing */
-	if (rc || (!cc.got && src)) {
-		rc = rc ? rc : src;
-		log_error("admin", "admin socket answer failed", "path=\"%s\" error=\"%s\"", ESC_PATH(path),
-			  strerror(-rc));
-		return rc;
-	}
-	if (!cc.got) {
-		log_error("admin", "admin socket closed without an answer", "path=\"%s\"", ESC_PATH(path));
-		return -EPROTO;
-	}
-	if (fflush(out) || ferror(out))
-		return -EIO;
-	return cc.got >= 5 && memcmp(cc.head, "ERROR", 5) == 0 ? -EINVAL : 0;
 }

@@ -99,16 +99,40 @@ struct admin_cmd {
 	int timeout_ms;                /* drain [SECONDS]: -1 = the daemon's default */
 };
 
-/* Parse one command line ("show stats json"). 0 or -EINVAL. Pure. */
+#define ADMIN_DRAIN_MAX_S 86400        /* drain SECONDS: 0..ADMIN_DRAIN_MAX_S */
+
+/* Parse one command line ("show stats json", "drain 30"). 0 or -EINVAL. Pure. */
 int admin_parse(const char *line, struct admin_cmd *out);
-/* Render the answer to cmd from snap into f. 0 or -errno. */
+/* Render the answer to cmd from snap into f (not ADM_SHOW_CONNS, ADM_RELOAD, ADM_DRAIN:
+ * -EINVAL). 0 or -errno. Pure. */
 int admin_render(const struct admin_cmd *cmd, const struct admin_snapshot *snap, FILE *f);
+/* Render n connections as a table or {"conns":[...]}. 0 or -errno. Pure. */
+int admin_render_conns(const struct admin_conn *c, size_t n, int json, FILE *f);
+/* Render snap in the Prometheus text exposition format 0.0.4. 0 or -errno. Pure. */
+int admin_metrics_render(const struct admin_snapshot *snap, FILE *f);
+/* The q-quantile (0 < q <= 1) of a handshake histogram in ms, interpolated linearly
+ * within its bucket (the +Inf bucket answers its lower bound); NAN if empty. Pure. */
+double admin_hist_quantile(const uint64_t hist[ADMIN_HIST_BUCKETS], double q);
+
+/* Fill the kernel view (k_*) of each connection from one sock_diag dump, matching
+ * (local, client). Unmatched ones keep k_* empty; no ULP gives k_txconf "none"; ULP info
+ * hidden for lack of CAP_NET_ADMIN gives "unknown (needs CAP_NET_ADMIN)". 0 or -errno. */
+int admin_diag_fill(struct admin_conn *c, size_t n);
+
+#define ADMIN_HTTP_HEAD_MAX 4096       /* request line and headers, with the empty line */
+/* Parse an HTTP/1.x request head in buf: 0 with the path (query removed) in path for a
+ * complete GET head; -EAGAIN if more bytes are needed; -EOPNOTSUPP for another method;
+ * -E2BIG if the head or the path does not fit; -EINVAL if malformed. Pure. */
+int admin_http_parse(const char *buf, size_t len, char *path, size_t pathlen);
 
 /* Create the socket at path (mode 0600, parent made 0750 if missing; NULL or "" = none) and,
- * if metrics_listen is set ("ADDR:PORT"), the HTTP listener for /metrics, /healthz and
- * /readyz; serve both on a thread of its own. 0 or -errno; the error is logged. */
+ * if metrics_listen is set ("ADDR:PORT", "[v6]:PORT", ":PORT"; numeric, port 0 = any), the
+ * HTTP listener for /metrics, /healthz and /readyz; serve both on a thread of its own.
+ * Neither set: 0 and *out = NULL. 0 or -errno; the error is logged. */
 int admin_start(const char *path, const char *metrics_listen, const struct admin_ops *ops, void *ctx,
 		struct admin **out);
+/* The TCP port the metrics listener is bound to (useful with port 0); 0 if none. */
+unsigned admin_metrics_port(const struct admin *a);
 /* Stop the thread, unlink the socket. */
 void admin_stop(struct admin *a);
 /* Client side (ktls-sidecar ctl): send cmd, copy the answer to out. 0, or -errno. */

@@ -2,7 +2,7 @@
 // The admin protocol without I/O: parsing one command line and rendering the
 // answer from a snapshot as PgBouncer-style aligned tables or one JSON object.
 // Everything here is pure (memory and a FILE * only) so it can be fuzzed.
-#include "admin.h"
+#include "admin_int.h"
 
 const double admin_hist_bounds_ms[ADMIN_HIST_BUCKETS - 1] = { 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500 };
 
@@ -15,7 +15,7 @@ const double admin_hist_bounds_ms[ADMIN_HIST_BUCKETS - 1] = { 1, 2, 5, 10, 25, 5
 
 /* ---- parsing --------------------------------------------------------------------- */
 
-#define MAX_TOKENS 3 /* "show stats json" */
+#define MAX_TOKENS 3 /* "show stats json", "drain 30 json" */
 
 struct token {
 	const char *s;
@@ -65,10 +65,27 @@ static int tokenize(const char *line, struct token *tok, int *ntok)
 	return 0;
 }
 
+/* Seconds 0..ADMIN_DRAIN_MAX_S, digits only, as milliseconds. 0 or -EINVAL. */
+static int parse_seconds(const struct token *t, int *ms)
+{
+	long v = 0;
+	if (t->len == 0 || t->len > 6)
+		return -EINVAL;
+	for (size_t i = 0; i < t->len; i++) {
+		if (t->s[i] < '0' || t->s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (t->s[i] - '0');
+	}
+	if (v > ADMIN_DRAIN_MAX_S)
+		return -EINVAL;
+	*ms = (int)v * 1000;
+	return 0;
+}
+
 int admin_parse(const char *line, struct admin_cmd *out)
 {
 	struct token tok[MAX_TOKENS];
-	struct admin_cmd cmd = { 0 };
+	struct admin_cmd cmd = { .timeout_ms = -1 };
 	int n, i;
 
 	if (!line || strnlen(line, ADMIN_LINE_MAX + 1) > ADMIN_LINE_MAX)
@@ -85,9 +102,20 @@ int admin_parse(const char *line, struct admin_cmd *out)
 			cmd.kind = ADM_SHOW_STATS;
 		else if (token_is(&tok[1], "workers"))
 			cmd.kind = ADM_SHOW_WORKERS;
+		else if (token_is(&tok[1], "conns"))
+			cmd.kind = ADM_SHOW_CONNS;
 		else
 			return -EINVAL;
 		i = 2;
+	} else if (token_is(&tok[0], "reload")) {
+		cmd.kind = ADM_RELOAD;
+		i = 1;
+	} else if (token_is(&tok[0], "drain")) {
+		cmd.kind = ADM_DRAIN;
+		i = 1;
+		/* "drain json" is the default timeout; anything else must be the seconds */
+		if (i < n && !token_is(&tok[i], "json") && parse_seconds(&tok[i++], &cmd.timeout_ms))
+			return -EINVAL;
 	} else {
 		return -EINVAL;
 	}
@@ -103,7 +131,7 @@ int admin_parse(const char *line, struct admin_cmd *out)
 
 /* ---- text tables ------------------------------------------------------------------ */
 
-#define TBL_MAX_COLS 10
+#define TBL_MAX_COLS 24
 
 struct tbl {
 	int ncols;
@@ -217,7 +245,7 @@ static int utf8_seq(const unsigned char *s)
 }
 
 /* Write s as a JSON string; NULL is "", invalid UTF-8 becomes U+FFFD. */
-static void json_str(FILE *f, const char *str)
+void admin_json_str(FILE *f, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)(str ? str : "");
 	fputc('"', f);
@@ -246,7 +274,7 @@ static void json_str(FILE *f, const char *str)
 static void json_kv_str(FILE *f, int first, const char *key, const char *val)
 {
 	fprintf(f, "%s\"%s\":", first ? "" : ",", key);
-	json_str(f, val);
+	admin_json_str(f, val);
 }
 
 /* ---- commands --------------------------------------------------------------------- */
@@ -256,9 +284,18 @@ static const struct {
 } help_rows[] = {
 	{ "help", "this list" },
 	{ "show info",
-	  "version, pid, uptime, io engine, kTLS status, kernel, OpenSSL, certificate, addresses" },
-	{ "show stats", "connection, handshake, kTLS and byte counters summed over workers" },
+	  "version, pid, uptime, io engine, kTLS status, kernel, OpenSSL, certificate, addresses, "
+	  "last reload, draining" },
+	{ "show stats",
+	  "connection, handshake, kTLS and byte counters summed over workers; handshake latency "
+	  "percentiles" },
 	{ "show workers", "per-worker connections, bytes and event loop counters" },
+	{ "show conns",
+	  "open connections: client, pooler-side port (PgBouncer SHOW CLIENTS port), TLS, identity, "
+	  "kTLS as the sidecar and the kernel see it" },
+	{ "reload", "reload the certificate and key; the old ones stay in use on failure" },
+	{ "drain [SECONDS]",
+	  "stop accepting, close connections as they finish and the rest after SECONDS, then exit" },
 };
 #define N_HELP (sizeof(help_rows) / sizeof(help_rows[0]))
 
@@ -302,9 +339,13 @@ static int render_info_json(const struct admin_snapshot *s, FILE *f)
 	json_kv_str(f, 0, "kernel", s->kernel);
 	json_kv_str(f, 0, "openssl", s->openssl);
 	json_kv_str(f, 0, "cert", s->cert);
+	json_kv_str(f, 0, "cert_sans", s->cert_sans);
+	json_kv_str(f, 0, "cert_not_after", s->cert_not_after);
 	json_kv_str(f, 0, "listen", s->listen);
 	json_kv_str(f, 0, "backend", s->backend);
-	fputs("}\n", f);
+	json_kv_str(f, 0, "reload_at", s->reload_at);
+	json_kv_str(f, 0, "reload_result", s->reload_result);
+	fprintf(f, ",\"draining\":%s}\n", s->draining ? "true" : "false");
 	return 0;
 }
 
@@ -333,12 +374,20 @@ static int render_info(const struct admin_snapshot *s, FILE *f)
 	tbl_add(&t, "kernel"), tbl_add(&t, "%s", nz(s->kernel));
 	tbl_add(&t, "openssl"), tbl_add(&t, "%s", nz(s->openssl));
 	tbl_add(&t, "cert"), tbl_add(&t, "%s", nz(s->cert));
+	tbl_add(&t, "cert_sans"), tbl_add(&t, "%s", nz(s->cert_sans));
+	tbl_add(&t, "cert_not_after"), tbl_add(&t, "%s", nz(s->cert_not_after));
 	tbl_add(&t, "listen"), tbl_add(&t, "%s", nz(s->listen));
 	tbl_add(&t, "backend"), tbl_add(&t, "%s", nz(s->backend));
+	tbl_add(&t, "reload");
+	if (s->reload_at && *s->reload_at)
+		tbl_add(&t, "%s (%s)", s->reload_at, nz(s->reload_result));
+	else
+		tbl_add(&t, "never");
+	tbl_add(&t, "draining"), tbl_add(&t, "%s", s->draining ? "yes" : "no");
 	return tbl_print(&t, f);
 }
 
-static void sum_counters(const struct admin_snapshot *s, struct admin_counters *t)
+void admin_counters_sum(const struct admin_snapshot *s, struct admin_counters *t)
 {
 	memset(t, 0, sizeof(*t));
 	for (int i = 0; i < s->nworkers; i++) {
@@ -350,9 +399,37 @@ static void sum_counters(const struct admin_snapshot *s, struct admin_counters *
 		t->plaintext += c->plaintext, t->cancels += c->cancels;
 		t->backend_connect_failed += c->backend_connect_failed;
 		t->bytes_c2b += c->bytes_c2b, t->bytes_b2c += c->bytes_b2c;
+		t->active_ktls_tx += c->active_ktls_tx, t->active_ktls_rx += c->active_ktls_rx;
+		t->active_user_tls += c->active_user_tls;
 		for (int r = 0; r < ADMIN_MAX_REASONS; r++)
 			t->closed[r] += c->closed[r];
+		for (int b = 0; b < ADMIN_HIST_BUCKETS; b++)
+			t->hs_hist[b] += c->hs_hist[b];
+		t->hs_sum_us += c->hs_sum_us;
 	}
+}
+
+double admin_hist_quantile(const uint64_t hist[ADMIN_HIST_BUCKETS], double q)
+{
+	uint64_t total = 0, below = 0;
+	for (int b = 0; b < ADMIN_HIST_BUCKETS; b++)
+		total += hist[b];
+	if (!total || !(q > 0) || q > 1)
+		return NAN;
+	/* The same rule as Prometheus' histogram_quantile(): the first bucket whose
+	 * cumulative count reaches the rank, linear within it. */
+	double rank = q * (double)total;
+	for (int b = 0; b < ADMIN_HIST_BUCKETS; b++) {
+		if (!hist[b] || (double)(below + hist[b]) < rank) {
+			below += hist[b];
+			continue;
+		}
+		if (b == ADMIN_HIST_BUCKETS - 1)
+			return admin_hist_bounds_ms[b - 1];
+		double lo = b ? admin_hist_bounds_ms[b - 1] : 0, hi = admin_hist_bounds_ms[b];
+		return lo + (hi - lo) * (rank - (double)below) / (double)hist[b];
+	}
+	return admin_hist_bounds_ms[ADMIN_HIST_BUCKETS - 2]; /* rounding: rank just above total */
 }
 
 static const char *reason_name(const struct admin_snapshot *s, int i, char *buf, size_t len)
@@ -363,6 +440,39 @@ static const char *reason_name(const struct admin_snapshot *s, int i, char *buf,
 	return buf;
 }
 
+static const struct {
+	const char *name;
+	double q;
+} quantiles[] = { { "p50", 0.5 }, { "p90", 0.9 }, { "p99", 0.99 } };
+#define N_QUANTILES (sizeof(quantiles) / sizeof(quantiles[0]))
+
+/* ,"handshake_ms":{"p50":..,"p90":..,"p99":..,"count":..,"sum":..,"bounds":[..],"buckets":[..]}
+ * buckets: one count each (not cumulative), the last one +Inf. Percentiles are null when
+ * there was no handshake. */
+static void render_hist_json(const struct admin_counters *t, FILE *f)
+{
+	uint64_t count = 0;
+
+	fputs(",\"handshake_ms\":{", f);
+	for (size_t i = 0; i < N_QUANTILES; i++) {
+		double v = admin_hist_quantile(t->hs_hist, quantiles[i].q);
+		fprintf(f, i ? ",\"%s\":" : "\"%s\":", quantiles[i].name);
+		if (isnan(v))
+			fputs("null", f);
+		else
+			fprintf(f, "%.3f", v);
+	}
+	for (int b = 0; b < ADMIN_HIST_BUCKETS; b++)
+		count += t->hs_hist[b];
+	fprintf(f, ",\"count\":%" PRIu64 ",\"sum\":%.3f,\"bounds\":[", count, (double)t->hs_sum_us / 1000.0);
+	for (int b = 0; b < ADMIN_HIST_BUCKETS - 1; b++)
+		fprintf(f, b ? ",%g" : "%g", admin_hist_bounds_ms[b]);
+	fputs("],\"buckets\":[", f);
+	for (int b = 0; b < ADMIN_HIST_BUCKETS; b++)
+		fprintf(f, b ? ",%" PRIu64 : "%" PRIu64, t->hs_hist[b]);
+	fputs("]}", f);
+}
+
 static int render_stats(const struct admin_snapshot *s, int json, FILE *f)
 {
 	static const char *const hdr[] = { "stat", "value" };
@@ -371,7 +481,7 @@ static int render_stats(const struct admin_snapshot *s, int json, FILE *f)
 	int nr = s->nreasons < 0 ? 0 : s->nreasons > ADMIN_MAX_REASONS ? ADMIN_MAX_REASONS : s->nreasons;
 	char buf[32];
 
-	sum_counters(s, &t);
+	admin_counters_sum(s, &t);
 	const struct {
 		const char *key;
 		uint64_t v;
@@ -399,12 +509,35 @@ static int render_stats(const struct admin_snapshot *s, int json, FILE *f)
 		}
 		if (r)
 			fputc(',', f);
-		json_str(f, name);
+		admin_json_str(f, name);
 		fprintf(f, ":%" PRIu64, t.closed[r]);
 	}
+	const struct {
+		const char *key;
+		uint64_t v;
+	} gauges[] = {
+		{ "active_ktls_tx", t.active_ktls_tx },
+		{ "active_ktls_rx", t.active_ktls_rx },
+		{ "active_user_tls", t.active_user_tls },
+	};
+	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
+		if (json)
+			fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "},", gauges[i].key, gauges[i].v);
+		else
+			tbl_add(&tb, "%s", gauges[i].key), tbl_add(&tb, "%" PRIu64, gauges[i].v);
+	}
 	if (json) {
-		fputs("}}\n", f);
+		render_hist_json(&t, f);
+		fputs("}\n", f);
 		return 0;
+	}
+	for (size_t i = 0; i < N_QUANTILES; i++) {
+		double v = admin_hist_quantile(t.hs_hist, quantiles[i].q);
+		tbl_add(&tb, "handshake_%s_ms", quantiles[i].name);
+		if (isnan(v))
+			tbl_add(&tb, "-");
+		else
+			tbl_add(&tb, "%.2f", v);
 	}
 	return tbl_print(&tb, f);
 }
@@ -449,6 +582,107 @@ static int render_workers(const struct admin_snapshot *s, int json, FILE *f)
 	return tbl_print(&t, f);
 }
 
+/* ---- show conns -------------------------------------------------------------------- */
+
+static const char *dash(const char *s)
+{
+	return *s ? s : "-";
+}
+
+/* The daemon fills fixed arrays; a missing terminator must not run off the end. */
+#define TERMINATE(a) ((a)[sizeof(a) - 1] = 0)
+static void conn_terminate(struct admin_conn *c)
+{
+	TERMINATE(c->client), TERMINATE(c->local), TERMINATE(c->state), TERMINATE(c->tls);
+	TERMINATE(c->cipher), TERMINATE(c->sni), TERMINATE(c->peer), TERMINATE(c->user);
+	TERMINATE(c->database), TERMINATE(c->ktls), TERMINATE(c->k_ulp), TERMINATE(c->k_version);
+	TERMINATE(c->k_cipher), TERMINATE(c->k_txconf), TERMINATE(c->k_rxconf);
+}
+
+static double age_of(const struct admin_conn *c)
+{
+	return isfinite(c->age_s) && c->age_s > 0 ? (c->age_s > 1e12 ? 1e12 : c->age_s) : 0;
+}
+
+static void conn_json(const struct admin_conn *c, FILE *f)
+{
+	fprintf(f, "{\"id\":%" PRIu64 ",\"worker\":%d", c->id, c->worker);
+	json_kv_str(f, 0, "client", c->client);
+	json_kv_str(f, 0, "local", c->local);
+	fprintf(f, ",\"backend_port\":%u", c->backend_port);
+	json_kv_str(f, 0, "state", c->state);
+	json_kv_str(f, 0, "tls", c->tls);
+	json_kv_str(f, 0, "cipher", c->cipher);
+	json_kv_str(f, 0, "sni", c->sni);
+	json_kv_str(f, 0, "peer", c->peer);
+	json_kv_str(f, 0, "user", c->user);
+	json_kv_str(f, 0, "database", c->database);
+	fprintf(f, ",\"age_s\":%.3f,\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64, age_of(c),
+		c->bytes_in, c->bytes_out);
+	json_kv_str(f, 0, "ktls", c->ktls);
+	fputs(",\"kernel\":{", f);
+	json_kv_str(f, 1, "ulp", c->k_ulp);
+	json_kv_str(f, 0, "version", c->k_version);
+	json_kv_str(f, 0, "cipher", c->k_cipher);
+	json_kv_str(f, 0, "txconf", c->k_txconf);
+	json_kv_str(f, 0, "rxconf", c->k_rxconf);
+	fprintf(f, ",\"rtt_us\":%" PRIu32 ",\"retrans\":%" PRIu32 "}}", c->k_rtt_us, c->k_retrans);
+}
+
+static void conn_row(struct tbl *t, const struct admin_conn *c)
+{
+	tbl_add(t, "%" PRIu64, c->id), tbl_add(t, "%d", c->worker), tbl_add(t, "%s", dash(c->client));
+	if (c->backend_port)
+		tbl_add(t, "%u", c->backend_port);
+	else
+		tbl_add(t, "-");
+	tbl_add(t, "%s", dash(c->state)), tbl_add(t, "%s", dash(c->tls));
+	tbl_add(t, "%s", dash(c->cipher)), tbl_add(t, "%s", dash(c->sni));
+	tbl_add(t, "%s", dash(c->peer)), tbl_add(t, "%s", dash(c->user));
+	tbl_add(t, "%s", dash(c->database)), tbl_add(t, "%.1f", age_of(c));
+	tbl_add(t, "%" PRIu64, c->bytes_in), tbl_add(t, "%" PRIu64, c->bytes_out);
+	tbl_add(t, "%s", dash(c->ktls)), tbl_add(t, "%s", dash(c->k_ulp));
+	tbl_add(t, "%s", dash(c->k_version)), tbl_add(t, "%s", dash(c->k_cipher));
+	tbl_add(t, "%s", dash(c->k_txconf)), tbl_add(t, "%s", dash(c->k_rxconf));
+	tbl_add(t, "%" PRIu32, c->k_rtt_us), tbl_add(t, "%" PRIu32, c->k_retrans);
+}
+
+int admin_render_conns(const struct admin_conn *conns, size_t n, int json, FILE *f)
+{
+	static const char *const hdr[] = { "id",       "worker",   "client",    "backend_port", "state",
+					   "tls",      "cipher",   "sni",       "peer",         "user",
+					   "database", "age_s",    "bytes_in",  "bytes_out",    "ktls",
+					   "k_ulp",    "k_version", "k_cipher", "k_txconf",     "k_rxconf",
+					   "rtt_us",   "retrans" };
+	/* numbers right-aligned: id, worker, backend_port, age_s, bytes_in/out, rtt_us, retrans */
+	struct tbl t = { .ncols = 22, .hdr = hdr, .right = 0x30380bu };
+	int rc;
+
+	if (!f || (n && !conns))
+		return -EINVAL;
+	if (json)
+		fputs("{\"conns\":[", f);
+	for (size_t i = 0; i < n; i++) {
+		struct admin_conn c = conns[i];
+		conn_terminate(&c);
+		if (json) {
+			if (i)
+				fputc(',', f);
+			conn_json(&c, f);
+		} else {
+			conn_row(&t, &c);
+		}
+	}
+	if (json)
+		fputs("]}\n", f);
+	rc = json ? 0 : tbl_print(&t, f);
+	if (!rc && ferror(f))
+		rc = -EIO;
+	return rc;
+}
+
+/* ---- dispatch ----------------------------------------------------------------------- */
+
 int admin_render(const struct admin_cmd *cmd, const struct admin_snapshot *snap, FILE *f)
 {
 	int rc = -EINVAL;
@@ -469,10 +703,10 @@ int admin_render(const struct admin_cmd *cmd, const struct admin_snapshot *snap,
 	case ADM_SHOW_WORKERS:
 		rc = render_workers(snap, cmd->json, f);
 		break;
-	case ADM_SHOW_CONNS:
+	case ADM_SHOW_CONNS: /* need the daemon: admin_render_conns, admin.c */
 	case ADM_RELOAD:
 	case ADM_DRAIN:
-		rc = -ENOTSUP; /* not wired yet */
+		rc = -EINVAL;
 		break;
 	}
 	if (!rc && ferror(f))

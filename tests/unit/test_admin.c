@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Unit tests for the admin module: command parsing, text and JSON rendering
-// (JSON checked by Python's parser), and a live socket: modes, ctl round trips,
-// framing, limits, SO_PEERCRED refusal of another uid, stale-socket handling.
+// (JSON checked by Python's parser), handshake percentiles, show conns, and a live
+// socket: modes, ctl round trips (reload, drain, conns), framing, limits,
+// SO_PEERCRED refusal of another uid, stale-socket handling.
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
@@ -41,9 +42,16 @@ static struct admin_snapshot fake(struct admin_worker *w)
 		w[i].c.bytes_b2c = 5;
 		w[i].c.closed[0] = 10;
 		w[i].c.closed[2] = 2 + (uint64_t)i; /* handshake_timeout: 5 */
+		w[i].c.active_ktls_tx = 2;
+		w[i].c.active_ktls_rx = 1;
+		w[i].c.active_user_tls = 1;
+		w[i].c.hs_hist[2] = i ? 4 : 6;       /* 10 handshakes in (2, 5] ms */
+		w[i].c.hs_sum_us = i ? 15000 : 20000; /* 35 ms */
 	}
 	return (struct admin_snapshot){
 		.version = "1.2.3", .kernel = "6.1.0", .openssl = "OpenSSL 3.0.15", .cert = weird,
+		.cert_sans = "DNS:db.example, IP:10.0.0.5", .cert_not_after = "Jan  1 00:00:00 2027 GMT",
+		.reload_at = "2026-11-22T00:00:00Z", .reload_result = "ok", .draining = 1,
 		.io = "epoll", .io_why = "io_uring_setup: \"Operation not permitted\"",
 		.ktls = "unavailable", .ktls_why = "tls module not loaded",
 		.listen = "0.0.0.0:5433", .backend = "unix:/run/pgbouncer/.s.PGSQL.6432",
@@ -109,10 +117,10 @@ static char *render(enum admin_cmd_kind kind, int json, const struct admin_snaps
 static int table_ok(const char *text, int nrows)
 {
 	char *dup = strdup(text), *save = NULL, *line;
-	char cols[64] = "";
+	char cols[1024] = "";
 	int n = 0, good = 1;
 	for (line = strtok_r(dup, "\n", &save); line; line = strtok_r(NULL, "\n", &save), n++) {
-		char pos[64] = "";
+		char pos[1024] = "";
 		int sep = n == 1;
 		if (sep && strspn(line, "-+") != strlen(line))
 			good = 0;
@@ -168,11 +176,36 @@ static void test_parse(void)
 	ok(c.kind == ADM_HELP && c.json, "help json");
 	is(admin_parse(" \tSHOW   Workers\tjson \r\n", &c), 0, "whitespace tolerated");
 	ok(c.kind == ADM_SHOW_WORKERS && c.json, "whitespace-padded command parsed");
+	ok(c.timeout_ms == -1, "timeout_ms is -1 outside drain");
+	is(admin_parse("show conns", &c), 0, "show conns");
+	ok(c.kind == ADM_SHOW_CONNS && !c.json, "show conns kind, text");
+	is(admin_parse("show CONNS json", &c), 0, "show conns json");
+	ok(c.kind == ADM_SHOW_CONNS && c.json, "show conns json kind");
+	is(admin_parse("reload", &c), 0, "reload");
+	ok(c.kind == ADM_RELOAD && !c.json, "reload kind");
+	is(admin_parse("reload json", &c), 0, "reload json");
+	ok(c.kind == ADM_RELOAD && c.json, "reload json kind");
+	is(admin_parse("drain", &c), 0, "drain");
+	ok(c.kind == ADM_DRAIN && c.timeout_ms == -1 && !c.json, "drain: the default timeout (-1)");
+	is(admin_parse("drain 30", &c), 0, "drain 30");
+	ok(c.kind == ADM_DRAIN && c.timeout_ms == 30000 && !c.json, "drain 30: 30000 ms");
+	is(admin_parse("DRAIN 0", &c), 0, "drain 0");
+	ok(c.kind == ADM_DRAIN && c.timeout_ms == 0, "drain 0: close at once");
+	is(admin_parse("drain 86400 json", &c), 0, "drain 86400 json");
+	ok(c.kind == ADM_DRAIN && c.timeout_ms == 86400000 && c.json, "drain 86400 json: the maximum");
+	is(admin_parse("drain json", &c), 0, "drain json");
+	ok(c.kind == ADM_DRAIN && c.timeout_ms == -1 && c.json, "drain json: default timeout, JSON");
+	is(admin_parse("drain 007", &c), 0, "drain 007");
+	is(c.timeout_ms, 7000, "leading zeros are decimal");
 
 	c = (struct admin_cmd){ .kind = ADM_SHOW_INFO, .json = 1 };
 	const char *bad[] = { "", "   ", "show", "show bogus", "bogus", "json", "showstats",
 			      "show stats json extra", "show stats xml", "help me", "show json stats",
-			      "show info json json", "show stat", "shows info", "show\x01info" };
+			      "show info json json", "show stat", "shows info", "show\x01info",
+			      "show conn", "show conns 5", "reload now", "reload json json", "drain -1",
+			      "drain abc", "drain 1.5", "drain 86401", "drain 99999999999", "drain 30 30",
+			      "drain json 30", "drain +5", "drain 0x10", "drain 5s", "drain 30 json x",
+			      "drains", "reload 5" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		is(admin_parse(bad[i], &c), -EINVAL, "invalid '%s' refused", bad[i]);
 	ok(c.kind == ADM_SHOW_INFO && c.json, "out untouched on error");
@@ -195,13 +228,19 @@ static void test_render_text(void)
 	char *t;
 
 	t = render(ADM_HELP, 0, NULL, &rc);
-	ok(rc == 0 && table_ok(t, 4), "help: aligned table of 4 commands");
+	ok(rc == 0 && table_ok(t, 7), "help: aligned table of 7 commands");
 	ok(strstr(t, "show workers") && strstr(t, "json"), "help lists commands and json");
+	ok(strstr(t, " show conns [json] ") && strstr(t, " reload [json] ") &&
+	   strstr(t, " drain [SECONDS] [json] "), "help lists show conns, reload, drain [SECONDS]");
 	free(t);
 
 	t = render(ADM_SHOW_INFO, 0, &s, &rc);
-	ok(rc == 0 && table_ok(t, 11), "show info: aligned table of 11 rows");
-	ok(strstr(t, " version | 1.2.3\n") && strstr(t, " pid     | 4242\n"), "info rows version, pid");
+	ok(rc == 0 && table_ok(t, 15), "show info: aligned table of 15 rows");
+	ok(row_is(t, "version", "1.2.3") && row_is(t, "pid", "4242"), "info rows version, pid");
+	ok(row_is(t, "cert_sans", "DNS:db.example, IP:10.0.0.5"), "info row cert_sans");
+	ok(row_is(t, "cert_not_after", "Jan  1 00:00:00 2027 GMT"), "info row cert_not_after");
+	ok(row_is(t, "reload", "2026-11-22T00:00:00Z (ok)"), "info row reload: time and result");
+	ok(row_is(t, "draining", "yes"), "info row draining");
 	ok(strstr(t, "1d 02:03:04"), "uptime formatted");
 	ok(strstr(t, "epoll (io_uring_setup: \"Operation not permitted\")"), "io engine and why");
 	ok(strstr(t, "unavailable (tls module not loaded)"), "ktls and why");
@@ -209,7 +248,11 @@ static void test_render_text(void)
 	free(t);
 
 	t = render(ADM_SHOW_STATS, 0, &s, &rc);
-	ok(rc == 0 && table_ok(t, 18), "show stats: aligned table of 15 + 3 rows");
+	ok(rc == 0 && table_ok(t, 24), "show stats: aligned table of 15 + 3 + 3 gauges + 3 percentiles");
+	ok(row_is(t, "active_ktls_tx", "4") && row_is(t, "active_ktls_rx", "2") &&
+	   row_is(t, "active_user_tls", "2"), "kTLS gauges summed");
+	ok(row_is(t, "handshake_p50_ms", "3.50") && row_is(t, "handshake_p90_ms", "4.70") &&
+	   row_is(t, "handshake_p99_ms", "4.97"), "handshake percentiles interpolated in (2, 5] ms");
 	ok(row_is(t, "accepted", "81"), "accepted summed");
 	ok(row_is(t, "bytes_c2b", "2199023255552"), "bytes summed");
 	ok(row_is(t, "closed_handshake_timeout", "5"), "closed per reason");
@@ -226,6 +269,18 @@ static void test_render_text(void)
 	s.nworkers = 0;
 	t = render(ADM_SHOW_WORKERS, 0, &s, &rc);
 	ok(rc == 0 && table_ok(t, 0), "no workers: header and separator only");
+	free(t);
+	t = render(ADM_SHOW_STATS, 0, &s, &rc);
+	ok(rc == 0 && row_is(t, "handshake_p50_ms", "-"), "no handshakes: percentiles '-'");
+	free(t);
+	s.reload_at = "";
+	s.draining = 0;
+	t = render(ADM_SHOW_INFO, 0, &s, &rc);
+	ok(rc == 0 && row_is(t, "reload", "never") && row_is(t, "draining", "no"),
+	   "never reloaded, not draining");
+	free(t);
+	t = render(ADM_SHOW_CONNS, 0, &s, &rc);
+	is(rc, -EINVAL, "admin_render refuses show conns (needs the connections)");
 	free(t);
 	s.nworkers = 1;
 	s.workers = NULL;
@@ -244,15 +299,22 @@ static void test_render_json(void)
 	j = render(ADM_HELP, 1, NULL, &rc);
 	ok(rc == 0 && one_line(j), "help json: one line");
 	json_is(j, "[c[\"command\"] for c in d[\"commands\"]]",
-		"['help', 'show info', 'show stats', 'show workers']", "help json parses, lists commands");
+		"['help', 'show info', 'show stats', 'show workers', 'show conns', 'reload', "
+		"'drain [SECONDS]']",
+		"help json parses, lists commands");
 	free(j);
 
 	j = render(ADM_SHOW_INFO, 1, &s, &rc);
 	ok(rc == 0 && one_line(j), "info json: one line");
 	json_is(j, "sorted(d)",
-		"['backend', 'cert', 'io', 'io_why', 'kernel', 'ktls', 'ktls_why', 'listen', 'openssl', "
-		"'pid', 'uptime_s', 'version', 'workers']",
+		"['backend', 'cert', 'cert_not_after', 'cert_sans', 'draining', 'io', 'io_why', 'kernel', "
+		"'ktls', 'ktls_why', 'listen', 'openssl', 'pid', 'reload_at', 'reload_result', 'uptime_s', "
+		"'version', 'workers']",
 		"info json keys");
+	json_is(j, "(d[\"cert_sans\"], d[\"cert_not_after\"], d[\"reload_at\"], d[\"reload_result\"], "
+		   "d[\"draining\"])",
+		"('DNS:db.example, IP:10.0.0.5', 'Jan  1 00:00:00 2027 GMT', '2026-11-22T00:00:00Z', 'ok', True)",
+		"info json: certificate, reload, draining");
 	json_is(j, "(d[\"pid\"], d[\"uptime_s\"], d[\"workers\"], d[\"io_why\"])",
 		"(4242, 93784.5, 2, 'io_uring_setup: \"Operation not permitted\"')", "info json values");
 	json_is(j, "d[\"cert\"]==\"CN=\\x22db\\x22 \\x5c O=x\\n\\t\\u00fc\\ufffd\"", "True",
@@ -264,8 +326,16 @@ static void test_render_json(void)
 	json_is(j, "list(d)",
 		"['accepted', 'active', 'refused_max', 'handshakes_ok', 'handshakes_failed', 'tls12', "
 		"'tls13', 'ktls_tx', 'ktls_rx', 'user_tls', 'plaintext', 'cancels', "
-		"'backend_connect_failed', 'bytes_c2b', 'bytes_b2c', 'closed']",
-		"stats json: stable keys in order");
+		"'backend_connect_failed', 'bytes_c2b', 'bytes_b2c', 'closed', 'active_ktls_tx', "
+		"'active_ktls_rx', 'active_user_tls', 'handshake_ms']",
+		"stats json: stable keys in order, new ones after");
+	json_is(j, "(d[\"active_ktls_tx\"], d[\"active_ktls_rx\"], d[\"active_user_tls\"])", "(4, 2, 2)",
+		"stats json: kTLS gauges");
+	json_is(j, "d[\"handshake_ms\"]",
+		"{'p50': 3.5, 'p90': 4.7, 'p99': 4.97, 'count': 10, 'sum': 35.0, "
+		"'bounds': [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500], "
+		"'buckets': [0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0]}",
+		"stats json: handshake percentiles and histogram");
 	json_is(j, "(d[\"accepted\"], d[\"active\"], d[\"refused_max\"], d[\"tls13\"], d[\"bytes_c2b\"])",
 		"(81, 6, 14, 58, 2199023255552)", "stats json: sums");
 	json_is(j, "d[\"closed\"]", "{'eof': 20, 'reason_1': 0, 'handshake_timeout': 5}",
@@ -297,10 +367,126 @@ static void test_render_json_empty(void)
 	free(j);
 	j = render(ADM_SHOW_STATS, 1, &empty, &rc);
 	json_is(j, "(d[\"accepted\"], d[\"closed\"])", "(0, {})", "empty snapshot: stats json valid");
+	json_is(j, "(d[\"handshake_ms\"][\"p50\"], d[\"handshake_ms\"][\"count\"])", "(None, 0)",
+		"empty snapshot: percentiles null");
 	free(j);
 	j = render(ADM_SHOW_WORKERS, 1, &empty, &rc);
 	json_is(j, "d[\"workers\"]", "[]", "empty snapshot: workers json valid");
 	free(j);
+}
+
+static int near(double a, double b)
+{
+	return fabs(a - b) < 1e-9;
+}
+
+static void test_quantile(void)
+{
+	uint64_t h[ADMIN_HIST_BUCKETS] = { 0 };
+
+	ok(isnan(admin_hist_quantile(h, 0.5)), "empty histogram: NAN");
+	h[2] = 10; /* all in (2, 5] ms */
+	ok(near(admin_hist_quantile(h, 0.5), 3.5), "p50 interpolated: 3.5 ms");
+	ok(near(admin_hist_quantile(h, 0.9), 4.7), "p90 interpolated: 4.7 ms");
+	ok(near(admin_hist_quantile(h, 0.99), 4.97), "p99 interpolated: 4.97 ms");
+	ok(near(admin_hist_quantile(h, 1), 5), "p100: the bucket's upper bound");
+	ok(isnan(admin_hist_quantile(h, 0)) && isnan(admin_hist_quantile(h, 1.5)) &&
+	   isnan(admin_hist_quantile(h, NAN)), "q outside (0, 1]: NAN");
+
+	memset(h, 0, sizeof(h));
+	h[0] = 4, h[1] = 4, h[ADMIN_HIST_BUCKETS - 1] = 2; /* <=1 ms, (1, 2] ms, > 2500 ms */
+	ok(near(admin_hist_quantile(h, 0.25), 0.625), "first bucket starts at 0 ms");
+	ok(near(admin_hist_quantile(h, 0.4), 1), "a rank on a bucket edge: that bucket's bound");
+	ok(near(admin_hist_quantile(h, 0.5), 1.25), "p50 in the second bucket: 1.25 ms");
+	ok(near(admin_hist_quantile(h, 0.9), 2500), "p90 in +Inf: the last finite bound");
+
+	memset(h, 0, sizeof(h));
+	h[5] = 1, h[9] = 1; /* (25, 50] and (500, 1000], empty buckets between */
+	ok(near(admin_hist_quantile(h, 0.5), 50), "empty buckets skipped (p50 = 50 ms)");
+	ok(near(admin_hist_quantile(h, 0.75), 750), "p75 = 750 ms");
+	h[5] = UINT64_MAX / 4, h[9] = UINT64_MAX / 4;
+	double v = admin_hist_quantile(h, 0.99);
+	ok(v > 500 && v <= 1000, "huge counts stay finite (%g)", v);
+}
+
+static const struct admin_conn conns_fixture[] = {
+	{ .id = 7, .worker = 1, .client = "192.0.2.10:50123", .local = "10.0.0.5:5433",
+	  .backend_port = 41234, .state = "relay", .tls = "TLSv1.3", .cipher = "TLS_AES_256_GCM_SHA384",
+	  .sni = "db.example", .peer = "CN=app", .user = "app", .database = "orders", .ktls = "tx+rx",
+	  .age_s = 12.25, .bytes_in = 100, .bytes_out = 1ULL << 40, .k_ulp = "tls", .k_version = "TLSv1.3",
+	  .k_cipher = "aes-256-gcm", .k_txconf = "SW", .k_rxconf = "HW", .k_rtt_us = 120, .k_retrans = 3 },
+	{ .id = 8, .worker = 0, .client = "[2001:db8::1]:40000", .local = "[2001:db8::2]:5433",
+	  .state = "handshake", .peer = "CN=\"x\"\n\xff", .ktls = "off", .age_s = NAN,
+	  .k_txconf = "unknown (needs CAP_NET_ADMIN)", .k_rxconf = "unknown (needs CAP_NET_ADMIN)" },
+};
+
+static char *render_conns(const struct admin_conn *c, size_t n, int json, int *rc)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	*rc = admin_render_conns(c, n, json, f);
+	fclose(f);
+	return buf;
+}
+
+static void test_render_conns(void)
+{
+	struct admin_conn c[2];
+	int rc;
+	char *t;
+
+	memcpy(c, conns_fixture, sizeof(c));
+	t = render_conns(c, 2, 0, &rc);
+	ok(rc == 0 && table_ok(t, 2), "show conns: aligned table of 2 rows");
+	ok(strncmp(t, " id | worker | client ", 22) == 0, "conns header starts with id, worker, client");
+	ok(strstr(t, " backend_port ") && strstr(t, " k_txconf ") && strstr(t, " rtt_us | retrans\n"),
+	   "conns header has backend_port, the kernel view, rtt and retransmits");
+	ok(strstr(t, "| 192.0.2.10:50123    |") && strstr(t, "|        41234 |"),
+	   "client and backend_port (right-aligned)");
+	ok(strstr(t, "| db.example |") && strstr(t, "| orders   |") && strstr(t, "| tx+rx |"),
+	   "sni, database, ktls");
+	ok(strstr(t, "| tls   | TLSv1.3   | aes-256-gcm | SW     "), "kernel view: ulp, version, cipher, tx");
+	ok(strstr(t, "12.2 |") || strstr(t, "12.3 |"), "age in seconds");
+	ok(strstr(t, "| 1099511627776 |"), "bytes out");
+	ok(strstr(t, "|    120 |       3\n"), "rtt_us and retrans");
+	ok(strstr(t, "| CN=\"x\"?\xff |"), "control characters in cells become '?'");
+	ok(strstr(t, "|            - |"), "no backend port: '-'");
+	free(t);
+
+	t = render_conns(c, 0, 0, &rc);
+	ok(rc == 0 && table_ok(t, 0), "no conns: header and separator only");
+	free(t);
+	t = render_conns(NULL, 1, 0, &rc);
+	is(rc, -EINVAL, "conns NULL with n > 0: -EINVAL");
+	free(t);
+
+	/* Unterminated arrays from the daemon stay inside their fields. */
+	memset(c[1].user, 'u', sizeof(c[1].user));
+	memset(c[1].k_ulp, 'k', sizeof(c[1].k_ulp));
+	t = render_conns(c, 2, 1, &rc);
+	ok(rc == 0 && one_line(t), "conns json: one line");
+	json_is(t, "[sorted(x) for x in d[\"conns\"]][0]",
+		"['age_s', 'backend_port', 'bytes_in', 'bytes_out', 'cipher', 'client', 'database', 'id', "
+		"'kernel', 'ktls', 'local', 'peer', 'sni', 'state', 'tls', 'user', 'worker']",
+		"conns json keys");
+	json_is(t, "sorted(d[\"conns\"][0][\"kernel\"].items())",
+		"[('cipher', 'aes-256-gcm'), ('retrans', 3), ('rtt_us', 120), ('rxconf', 'HW'), "
+		"('txconf', 'SW'), ('ulp', 'tls'), ('version', 'TLSv1.3')]",
+		"conns json: the kernel view");
+	json_is(t, "[(x[\"id\"], x[\"worker\"], x[\"client\"], x[\"local\"], x[\"backend_port\"], "
+		   "x[\"state\"], x[\"age_s\"], x[\"bytes_out\"]) for x in d[\"conns\"]]",
+		"[(7, 1, '192.0.2.10:50123', '10.0.0.5:5433', 41234, 'relay', 12.25, 1099511627776), "
+		"(8, 0, '[2001:db8::1]:40000', '[2001:db8::2]:5433', 0, 'handshake', 0.0, 0)]",
+		"conns json values");
+	json_is(t, "(d[\"conns\"][1][\"peer\"]==\"CN=\\x22x\\x22\\n\\ufffd\", len(d[\"conns\"][1][\"user\"]), "
+		   "d[\"conns\"][1][\"kernel\"][\"ulp\"], d[\"conns\"][1][\"kernel\"][\"txconf\"])",
+		"(True, 63, 'kkkkkkk', 'unknown (needs CAP_NET_ADMIN)')",
+		"conns json: escaped, unterminated fields cut at their size");
+	free(t);
+	t = render_conns(c, 0, 1, &rc);
+	json_is(t, "d", "{'conns': []}", "no conns: empty JSON list");
+	free(t);
 }
 
 /* ---- the live socket ---------------------------------------------------------------- */
@@ -324,7 +510,41 @@ static int fake_snapshot(void *ctx, struct admin_snapshot *out)
 	return 0;
 }
 
-static const struct admin_ops fake_ops = { .snapshot = fake_snapshot };
+static atomic_int reload_fail, drain_calls, drain_timeout;
+
+static int fake_conns(void *ctx, struct admin_conn **out, size_t *n)
+{
+	(void)ctx;
+	*out = malloc(sizeof(conns_fixture));
+	if (!*out)
+		return -ENOMEM;
+	memcpy(*out, conns_fixture, sizeof(conns_fixture));
+	*n = 2;
+	return 0;
+}
+
+static int fake_reload(void *ctx, char *msg, size_t len)
+{
+	(void)ctx;
+	if (atomic_load(&reload_fail)) {
+		snprintf(msg, len, "cannot read /etc/tls/tls.crt: No such file\nor directory");
+		return -ENOENT;
+	}
+	snprintf(msg, len, "certificate reloaded: CN=db, not after Jan  1 00:00:00 2027 GMT");
+	return 0;
+}
+
+static int fake_drain(void *ctx, int timeout_ms)
+{
+	(void)ctx;
+	atomic_fetch_add(&drain_calls, 1);
+	atomic_store(&drain_timeout, timeout_ms);
+	return 0;
+}
+
+static const struct admin_ops fake_ops = { .snapshot = fake_snapshot, .conns = fake_conns,
+					   .reload = fake_reload, .drain = fake_drain };
+static const struct admin_ops snapshot_only_ops = { .snapshot = fake_snapshot };
 
 static int unix_connect(const char *path)
 {
@@ -400,6 +620,47 @@ static void test_ctl(const char *path)
 	free(t);
 	rc = ctl(path, "help", &t);
 	is(atomic_load(&snap_calls), calls + 2, "help takes no snapshot");
+	free(t);
+
+	rc = ctl(path, "show conns", &t);
+	ok(rc == 0 && table_ok(t, 2), "ctl show conns: a table of 2 connections");
+	ok(strstr(t, "| 192.0.2.10:50123    |") && strstr(t, "|        41234 |"), "show conns rows");
+	free(t);
+	rc = ctl(path, "show conns json", &t);
+	json_is(t, "[(x[\"id\"], x[\"client\"], x[\"kernel\"][\"ulp\"], x[\"kernel\"][\"txconf\"]) "
+		   "for x in d[\"conns\"]]",
+		"[(7, '192.0.2.10:50123', '', ''), (8, '[2001:db8::1]:40000', '', '')]",
+		"show conns json: the kernel view is replaced by sock_diag (no such sockets here)");
+	free(t);
+
+	rc = ctl(path, "reload", &t);
+	is(rc, 0, "ctl reload: 0");
+	is_str(t, "OK: certificate reloaded: CN=db, not after Jan  1 00:00:00 2027 GMT\n", "reload: OK and the message");
+	free(t);
+	rc = ctl(path, "reload json", &t);
+	json_is(t, "(d[\"result\"], d[\"message\"][:20])", "('ok', 'certificate reloaded')", "reload json");
+	free(t);
+	atomic_store(&reload_fail, 1);
+	rc = ctl(path, "reload", &t);
+	is(rc, -EINVAL, "ctl reload failing: -EINVAL");
+	is_str(t, "ERROR: cannot read /etc/tls/tls.crt: No such file or directory\n",
+	       "reload failure: ERROR and the message, on one line");
+	atomic_store(&reload_fail, 0);
+	free(t);
+
+	rc = ctl(path, "drain 7", &t);
+	ok(rc == 0 && strncmp(t, "OK: draining", 12) == 0 && strstr(t, "after 7 s"), "ctl drain 7: OK: draining");
+	ok(atomic_load(&drain_calls) == 1 && atomic_load(&drain_timeout) == 7000, "drain callback got 7000 ms");
+	free(t);
+	rc = ctl(path, "drain", &t);
+	ok(rc == 0 && strstr(t, "the default timeout") && atomic_load(&drain_timeout) == -1,
+	   "ctl drain: the default timeout (-1)");
+	free(t);
+	rc = ctl(path, "drain 3 json", &t);
+	json_is(t, "d", "{'result': 'ok', 'draining': True, 'timeout_s': 3}", "drain json");
+	free(t);
+	rc = ctl(path, "drain soon", &t);
+	ok(rc == -EINVAL && atomic_load(&drain_calls) == 3, "drain with bad seconds: refused, no callback");
 	free(t);
 
 	rc = ctl(path, "bogus", &t);
@@ -483,6 +744,45 @@ static void test_peercred(const char *dir, const char *sub, const char *path)
 	chmod(dir, 0700);
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A client that sends many commands and reads nothing fills its socket: it must not hold
+ * up other clients, and it is dropped once an answer waits longer than 2 s. */
+static void test_slow_reader(const char *path)
+{
+	static char junk[1 << 20];
+	char *t = NULL;
+	int fd = unix_connect(path), good = fd >= 0;
+
+	/* one send: the socket takes it all, the server reads it a line at a time */
+	for (int i = 0; i < 1000; i++)
+		memcpy(junk + 11 * i, "show stats\n", 11);
+	good = good && send(fd, junk, 11000, MSG_NOSIGNAL) == 11000;
+	usleep(300 * 1000);
+	uint64_t t1 = mono_ms();
+	int rc = ctl(path, "help", &t);
+	uint64_t took = mono_ms() - t1;
+	ok(good && rc == 0 && took < 1000, "a client that does not read does not delay another (%llu ms)",
+	   (unsigned long long)took);
+	if (!good || rc)
+		diag("good %d rc %d answer '%s'", good, rc, t ? t : "");
+	free(t);
+	usleep(2500 * 1000);
+	size_t got = 0;
+	ssize_t n;
+	while ((n = recv(fd, junk, sizeof(junk), MSG_DONTWAIT)) > 0)
+		got += (size_t)n;
+	/* its unread commands turn the close into ECONNRESET */
+	ok((n == 0 || (n < 0 && errno == ECONNRESET)) && got > 100000 && got < 1000 * 1000,
+	   "... and is dropped after its answer waits 2 s (%zu bytes of answers, then closed)", got);
+	close(fd);
+}
+
 /* idle_fd is one slot already; fill the rest, the next client is refused. */
 static void test_max_clients(const char *path)
 {
@@ -530,6 +830,7 @@ static void test_live(void)
 	long waited = (long)(time(NULL) - t0);
 	ok(idle_got == 0 && waited >= 4, "an idle client is dropped after about 5 s (%lds)", waited);
 	close(idle_fd);
+	test_slow_reader(path);
 
 	admin_stop(a);
 	ok(lstat(path, &st) < 0 && errno == ENOENT, "admin_stop removes the socket");
@@ -540,8 +841,18 @@ static void test_live(void)
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
 	ok(bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0, "stale socket left behind");
 	close(fd);
-	is(admin_start(path, NULL, &fake_ops, NULL, &a), 0, "stale socket replaced");
+	is(admin_start(path, NULL, &snapshot_only_ops, NULL, &a), 0, "stale socket replaced");
+	char *t = NULL;
+	const char *const unsupported[] = { "show conns", "reload", "drain 5" };
+	for (int i = 0; i < 3; i++) {
+		int rc = ctl(path, unsupported[i], &t);
+		ok(rc == -EINVAL && strcmp(t, "ERROR: not supported\n") == 0, "no callback: '%s' is not supported",
+		   unsupported[i]);
+		free(t);
+	}
 	admin_stop(a);
+	is(admin_start(NULL, "", &fake_ops, NULL, &a), 0, "neither socket nor listener: 0");
+	ok(a == NULL && admin_metrics_port(a) == 0, "... and nothing started");
 	FILE *f = fopen(path, "w");
 	fclose(f);
 	is(admin_start(path, NULL, &fake_ops, NULL, &a), -EEXIST, "a regular file is not clobbered");
@@ -560,6 +871,8 @@ int main(void)
 	test_render_text();
 	test_render_json();
 	test_render_json_empty();
+	test_quantile();
+	test_render_conns();
 	test_live();
 	return done_testing();
 }
