@@ -5,7 +5,7 @@
 # ---- Debian packages (the one list) -------------------------------------------
 PKGS_BUILD := build-essential pkg-config liburing-dev libssl-dev libnl-3-dev libyaml-dev
 PKGS_RUN   := postgresql-15 postgresql-client-15 pgbouncer openssl procps iproute2 python3
-PKGS_TEST  := perl jq qemu-system-x86 busybox-static cpio nodejs npm
+PKGS_TEST  := perl jq qemu-system-x86 busybox-static cpio nodejs npm clang libclang-rt-14-dev
 PKGS_DEMO  := $(PKGS_BUILD) $(PKGS_RUN)
 PKGS_CHECK := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST)
 
@@ -38,6 +38,8 @@ UNITS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%.t)
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(wildcard tests/tools/*.c))
 BIN   := $(BUILD)/ktls-sidecar
 
+.PHONY: fuzz check-fuzz
+.SECONDARY:
 .PHONY: all unit clean deps deps-demo deps-check demo check check-unit check-integration check-asan check-vm help
 all: $(BIN) $(UNITS) $(TOOLS)
 
@@ -96,6 +98,7 @@ check: deps-check
 	$(MAKE) --no-print-directory check-unit
 	$(MAKE) --no-print-directory check-integration
 	$(MAKE) --no-print-directory check-asan
+	$(MAKE) --no-print-directory check-fuzz
 	$(MAKE) --no-print-directory check-vm
 
 check-unit: $(UNITS)
@@ -109,6 +112,37 @@ check-asan:
 	$(PROVE) --exec '' $(patsubst build/%,build/asan/%,$(UNITS))
 	KTLS_SIDECAR=$(abspath build/asan/ktls-sidecar) TEST_SANITIZE=1 TEST_COPY_MB=20 \
 		ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 $(PROVE) tests/t/*.t
+
+# ---- libFuzzer targets (clang): `make fuzz` explores, `make check-fuzz` replays the corpus ----
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_NAMES   := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS    := $(FUZZ_NAMES:%=build/fuzz/%)
+FUZZ_OBJS    := $(filter-out build/fuzz/obj/sidecar/main.o,$(SRCS:%.c=build/fuzz/obj/%.o))
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) -pthread \
+		$(shell $(PKGCONF) --cflags $(LIBS) 2>/dev/null) -c -o $@ $<
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) -pthread -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
+
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZ_NAMES); do \
+		mkdir -p build/fuzz/corpus-$$f; \
+		echo "== $$f ($(FUZZ_SECONDS) s)"; \
+		build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -print_final_stats=1 \
+			build/fuzz/corpus-$$f tests/fuzz/corpus/$$f 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|crash-' ; \
+	done
+
+# Replay every seed (and anything `make fuzz` found and you kept) as a regression test.
+check-fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZ_NAMES); do \
+		build/fuzz/$$f tests/fuzz/corpus/$$f/* >build/fuzz/$$f.replay.log 2>&1 || { cat build/fuzz/$$f.replay.log; exit 1; }; \
+		echo "ok - $$f replays $$(ls tests/fuzz/corpus/$$f | wc -l) inputs"; \
+	done
 
 check-vm: $(BIN)
 	$(PROVE) -v tests/vm/*.t

@@ -68,6 +68,7 @@ struct worker {
 	int listen_fd;
 	struct io_op accept_op;
 	uint64_t accept_resume_ms; /* re-arm accept at this time; 0 = armed */
+	unsigned accept_failing;   /* consecutive failed accepts (EMFILE...) */
 	struct conn *conns;      /* doubly linked, owned by this worker */
 	pthread_mutex_t conns_lock; /* taken to link/unlink and to publish strings; never per I/O */
 	uint64_t now_ms;

@@ -27,13 +27,15 @@ uint64_t now_monotonic_ms(void)
 static void on_accept(struct worker *w, int res, int more)
 {
 	if (res >= 0) {
+		w->accept_failing = 0;
 		conn_accept(w, res);
 		return;
 	}
 	if (more || atomic_load(&w->sc->stopping))
 		return;
-	/* the accept ended (EMFILE, ENFILE, ENOMEM...): back off instead of spinning */
-	if (res != -ECANCELED)
+	/* the accept ended (EMFILE, ENFILE, ENOMEM...): back off instead of spinning,
+	 * and say so once per episode rather than every retry */
+	if (res != -ECANCELED && !w->accept_failing++)
 		log_warn("worker", "accept failed, pausing", "worker=%d error=\"%s\" pause_ms=%d", w->id,
 			 strerror(-res), ACCEPT_BACKOFF_MS);
 	w->accept_resume_ms = w->now_ms + ACCEPT_BACKOFF_MS;

@@ -240,6 +240,102 @@ def cmd_fatal_alert(port):
         print("alert %s reset" % reason)
 
 
+def cmd_slowloris(port, n, timeout_s):
+    """n clients: silent, partial SSLRequest, partial ClientHello, byte by byte.
+    Prints how many the sidecar closed, and when the last one went."""
+    import selectors
+    n, timeout_s = int(n), float(timeout_s)
+    sel = selectors.DefaultSelector()
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+    ssl_req = struct.pack("!II", 8, SSL_CODE)
+    socks = []
+    for i in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", int(port)))
+        socks.append((s, [b"", ssl_req[:7], hello][i % 3]))
+    t0 = time.monotonic()
+    time.sleep(0.2)
+    for s, _ in socks:
+        sel.register(s, selectors.EVENT_READ)
+    closed, last, sent = 0, 0.0, 0
+    while closed < n and time.monotonic() - t0 < timeout_s:
+        # dribble one more byte of each partial message every 100 ms
+        if sent < 7:
+            for s, msg in socks:
+                if sent < len(msg):
+                    try:
+                        s.send(msg[sent:sent + 1])
+                    except OSError:
+                        pass
+            sent += 1
+        for key, _ in sel.select(0.1):
+            try:
+                data = key.fileobj.recv(4096)
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(key.fileobj)
+                closed += 1
+                last = time.monotonic() - t0
+    print("closed %d of %d last %.1f" % (closed, n, last))
+
+
+def cmd_garbage(port, kind):
+    s = connect(port)
+    payload = {
+        "random": bytes(range(256)) * 4,
+        "http": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "sslv2": b"\x80\x2e\x01\x00\x02\x00\x15\x00\x00\x00\x10" + b"\x07\x00\xc0" * 7 + b"A" * 16,
+        "tls-garbage": b"\x16\x03\x01\x00\x10" + b"\xff" * 16,
+    }[kind]
+    s.sendall(payload)
+    s.settimeout(10)
+    got = b""
+    try:
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+    except ConnectionResetError:
+        pass
+    print("closed %s %s" % (got[:1].hex() or "-", len(got)))
+
+
+def cmd_flood(port, n, hold_s):
+    """Open n TCP connections at once; count the ones closed by the server at once."""
+    n = int(n)
+    socks = [socket.create_connection(("127.0.0.1", int(port)), timeout=5) for _ in range(n)]
+    time.sleep(float(hold_s))
+    closed = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(1) == b"":
+                closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    for s in socks:
+        s.close()
+    print("refused %d of %d" % (closed, n))
+
+
+def cmd_rst_storm(port, n):
+    """n sessions that reset the connection in the middle of a query."""
+    n = int(n)
+    for _ in range(n):
+        t = session(port)
+        until_ready(t)
+        q = b"select repeat('x', 100000)\0"
+        t.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        t.close()
+    print("done %d" % n)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {
@@ -253,6 +349,10 @@ def main():
         "silent": cmd_silent,
         "close-notify": cmd_close_notify,
         "fatal-alert": cmd_fatal_alert,
+        "slowloris": cmd_slowloris,
+        "garbage": cmd_garbage,
+        "flood": cmd_flood,
+        "rst-storm": cmd_rst_storm,
     }[cmd]
     try:
         fn(*args)

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Pod lifecycle: certificate rotation the way Kubernetes updates a mounted
+# Secret (new directory, atomic rename of the ..data symlink), SIGHUP and the
+# admin `reload`, broken replacements refused with the old certificate kept,
+# and graceful drain on SIGTERM / SIGINT / drain timeout.
+set -euo pipefail
+source "$(dirname "$0")/../lib/common.sh"
+ks_setup
+C="$FX_CERTS"
+S="$FX_DIR/secret"
+mkdir -p "$S"
+
+# A fresh server certificate for localhost, signed by the test CA, into dir $1.
+mkcert() {
+    mkdir -p "$1"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1/tls.key" \
+        -subj /CN=localhost -out "$1/req.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$1/ext"
+    openssl x509 -req -in "$1/req.csr" -CA "$C/ca.crt" -CAkey "$C/ca.key" -set_serial "0x$(openssl rand -hex 8)" \
+        -days 30 -extfile "$1/ext" -out "$1/tls.crt" 2>/dev/null
+    cp "$C/ca.crt" "$1/ca.crt"
+}
+# Point ..data at directory $1 the way kubelet does: new symlink, then rename over.
+swap() { ln -sfn "$1" "$S/..data_tmp" && mv -T "$S/..data_tmp" "$S/..data"; }
+serial_of() { openssl x509 -noout -serial -in "$1" | cut -d= -f2; }
+served_serial() {
+    echo | fx_with_timeout 10 openssl s_client -starttls postgres -connect "127.0.0.1:$KS_PORT" 2>/dev/null |
+        openssl x509 -noout -serial 2>/dev/null | cut -d= -f2
+}
+reload_result() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reload_result; }
+wait_serial() { for _ in $(seq 40); do [[ "$(served_serial)" == "$1" ]] && return 0; sleep 0.25; done; return 1; }
+
+io="$(ks_io_modes | awk '{print $1}')"
+mkcert "$S/..2026_1"
+swap ..2026_1
+ln -s ..data/tls.crt "$S/tls.crt"
+ln -s ..data/tls.key "$S/tls.key"
+ks_start rot "$io" --cert "$S/tls.crt" --key "$S/tls.key" || BAIL_OUT "sidecar did not start"
+s1="$(serial_of "$S/..2026_1/tls.crt")"
+is "$(served_serial)" "$s1" "the mounted certificate is served"
+
+out="$FX_DIR/long.out"
+fx_psql "$(ks_dsn)" -c 'select pg_sleep(2)' -c 'select 77' >"$out" 2>&1 &
+long=$!
+fx_register_pid "$long"
+sleep 0.5
+mkcert "$S/..2026_2"
+swap ..2026_2
+s2="$(serial_of "$S/..2026_2/tls.crt")"
+ok "after the ..data swap a new handshake sees the new serial" wait_serial "$s2"
+is "$(reload_result)" ok "show info reports the reload as ok"
+wait "$long"; rc=$?
+is "$rc" 0 "a session opened before the swap keeps working"
+like "$(cat "$out")" '77' "... and finishes its queries"
+
+mkdir -p "$S/..2026_3"
+cp "$S/..2026_2/tls.crt" "$S/..2026_3/tls.crt"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$S/..2026_3/tls.key" 2>/dev/null
+swap ..2026_3
+sleep 1.5
+is "$(served_serial)" "$s2" "a key that does not match: the old certificate stays in service"
+like "$(reload_result)" 'refused.*(mismatch|does not match)' "... and show info says why"
+mkdir -p "$S/..2026_4"
+echo "not a certificate" >"$S/..2026_4/tls.crt"
+cp "$S/..2026_2/tls.key" "$S/..2026_4/tls.key"
+swap ..2026_4
+sleep 1.5
+is "$(served_serial)" "$s2" "an unparseable certificate is refused too"
+mkdir -p "$S/..2026_5"
+cp "$C/expired.crt" "$S/..2026_5/tls.crt" # fx_certs made it with openssl ca -enddate in the past
+cp "$C/expired.key" "$S/..2026_5/tls.key"
+swap ..2026_5
+sleep 1.5
+is "$(served_serial)" "$s2" "an expired certificate is refused"
+like "$(reload_result)" 'expired' "... with the reason"
+like "$(cat "$(fx_sidecar_log rot)")" 'msg="certificate reload failed"' "failed reloads are logged"
+
+mkcert "$S/..2026_6"
+cp "$S/..2026_6/tls.crt" "$S/..2026_6/tls.crt.new"
+fx_sidecar_stop rot || true
+ks_start hup "$io" --cert "$S/..2026_6/tls.crt" --key "$S/..2026_6/tls.key" --no-watch-certs || BAIL_OUT "start"
+s6="$(serial_of "$S/..2026_6/tls.crt")"
+is "$(served_serial)" "$s6" "--no-watch-certs: serves the file it was given"
+mkcert "$FX_DIR/next"
+cp "$FX_DIR/next/tls.key" "$S/..2026_6/tls.key"
+cp "$FX_DIR/next/tls.crt" "$S/..2026_6/tls.crt"
+sleep 1
+is "$(served_serial)" "$s6" "... and does not reload on its own"
+kill -HUP "${FX_SIDECAR_PIDS[hup]}"
+ok "SIGHUP reloads" wait_serial "$(serial_of "$FX_DIR/next/tls.crt")"
+mkcert "$FX_DIR/next2"
+cp "$FX_DIR/next2/tls.key" "$S/..2026_6/tls.key"
+cp "$FX_DIR/next2/tls.crt" "$S/..2026_6/tls.crt"
+like "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" reload)" '^OK' "admin 'reload' answers OK"
+is "$(served_serial)" "$(serial_of "$FX_DIR/next2/tls.crt")" "... and the new certificate is served"
+fx_sidecar_stop hup || true
+
+# --- drain
+ks_start drain "$io" --drain-timeout 10s || BAIL_OUT "sidecar did not start"
+pid="${FX_SIDECAR_PIDS[drain]}"
+fx_psql "$(ks_dsn)" -c 'select pg_sleep(3)' -c 'select 88' >"$out" 2>&1 &
+long=$!
+fx_register_pid "$long"
+sleep 0.7
+t0=$(date +%s%N)
+kill -TERM "$pid"
+sleep 0.3
+nok "while draining, new connections are refused" fx_psql "$(ks_dsn)" -c 'select 1'
+rc=0; wait "$long" || rc=$?
+is "$rc" 0 "the running query completes during the drain"
+like "$(cat "$out")" '88' "... with its result"
+rc=0; fx_sidecar_stop drain || rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+is "$rc" 0 "SIGTERM: exit status 0"
+ok "exited within the drain timeout (${ms} ms < 10000)" test "$ms" -lt 10000
+
+ks_start drain2 "$io" --drain-timeout 1s || BAIL_OUT "sidecar did not start"
+pid="${FX_SIDECAR_PIDS[drain2]}"
+fx_psql "$(ks_dsn)" -c 'select pg_sleep(20)' >"$out" 2>&1 &
+long=$!
+fx_register_pid "$long"
+sleep 0.7
+t0=$(date +%s%N)
+kill -TERM "$pid"
+rc=0; wait "$long" || rc=$?
+isnt "$rc" 0 "a session still open at the drain timeout is closed"
+rc=0; fx_sidecar_stop drain2 || rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+is "$rc" 0 "... and the sidecar exits 0"
+ok "... about the drain timeout later (${ms} ms)" test "$ms" -lt 5000
+like "$(cat "$(fx_sidecar_log drain2)")" 'reason=shutdown' "the closed session is logged with reason=shutdown"
+
+ks_start int "$io" || BAIL_OUT "sidecar did not start"
+fx_psql "$(ks_dsn)" -c 'select pg_sleep(20)' >"$out" 2>&1 &
+long=$!
+fx_register_pid "$long"
+sleep 0.7
+t0=$(date +%s%N)
+rc=0; fx_sidecar_stop int INT || rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+is "$rc" 0 "SIGINT: exit status 0"
+ok "SIGINT does not wait for sessions (${ms} ms)" test "$ms" -lt 2000
+wait "$long" || true
+done_testing
