@@ -31,7 +31,7 @@ ks_start() {
     shift 2
     KS_PORT="$(fx_free_port)"
     KS_ADMIN="$FX_DIR/$name.sock"
-    fx_sidecar_start "$name" --listen "127.0.0.1:$KS_PORT" --backend "127.0.0.1:$FX_PGB_PORT" \
+    fx_sidecar_start "$name" --listen "127.0.0.1:$KS_PORT" --backend "127.0.0.1:${FX_PGB_PORT:-6432}" \
         --cert "$FX_CERTS/server.crt" --key "$FX_CERTS/server.key" --io "$io" --workers 2 \
         --admin-socket "$KS_ADMIN" "$@"
 }

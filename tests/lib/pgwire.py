@@ -336,6 +336,70 @@ def cmd_rst_storm(port, n):
     print("done %d" % n)
 
 
+def cmd_echo_server(port):
+    """A backend that echoes every byte back, reading and writing in random sizes."""
+    import random
+    import threading
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", int(port)))
+    srv.listen(64)
+
+    def serve(c):
+        rnd = random.Random()
+        with c:
+            while True:
+                d = c.recv(rnd.randint(1, 65536))
+                if not d:
+                    c.shutdown(socket.SHUT_WR)
+                    return
+                while d:
+                    n = rnd.randint(1, len(d))
+                    c.sendall(d[:n])
+                    d = d[n:]
+
+    print("listening", flush=True)
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
+def cmd_chunked(port, total_mb, seed):
+    """Random payload in random TLS record sizes (1 B to 16 KB) through the sidecar to the
+    echo backend; prints the SHA-256 of what was sent and of what came back."""
+    import hashlib
+    import random
+    import threading
+    rnd = random.Random(int(seed))
+    total = int(float(total_mb) * 1024 * 1024)
+    t = session(port)  # the StartupMessage is echoed back like everything else
+    first = startup_packet()
+    sent, got = hashlib.sha256(first), hashlib.sha256()
+    left = [total + len(first)]
+
+    def reader():
+        while left[0] > 0:
+            d = t.recv(65536)
+            if not d:
+                break
+            got.update(d)
+            left[0] -= len(d)
+
+    th = threading.Thread(target=reader)
+    th.start()
+    block = rnd.randbytes(1 << 20)
+    done = 0
+    while done < total:
+        n = min(rnd.randint(1, 16384), total - done)
+        off = rnd.randint(0, len(block) - n)
+        chunk = block[off:off + n]
+        t.sendall(chunk)  # one write, one record
+        sent.update(chunk)
+        done += n
+    th.join(120)
+    print("%s %s %d" % (sent.hexdigest(), got.hexdigest(), left[0]))
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {
@@ -353,6 +417,8 @@ def main():
         "garbage": cmd_garbage,
         "flood": cmd_flood,
         "rst-storm": cmd_rst_storm,
+        "echo-server": cmd_echo_server,
+        "chunked": cmd_chunked,
     }[cmd]
     try:
         fn(*args)
