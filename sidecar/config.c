@@ -83,6 +83,8 @@ static const struct opt opts[] = {
 	  "on SIGTERM or 'drain': how long open sessions may finish before they are closed" },
 	{ "watch-certs", T_BOOL, O(watch_certs), "true", NULL, 0, 0,
 	  "reload certificates when their directory changes (Kubernetes Secret updates)" },
+	{ "user", T_STR, O(user), "", NULL, 0, 0,
+	  "switch to this user after binding and reading the key (privileged ports)" },
 	{ "log-level", T_STR, O(log_level), "info", NULL, 0, 0, "error|warn|info|debug" },
 	{ "log-format", T_STR, O(log_format), "logfmt", NULL, 0, 0, "logfmt|json" },
 	{ "config", T_STR, O(config_file), NULL, NULL, 0, 0, "config file (key = value lines)" },

@@ -47,6 +47,7 @@ struct config {
 	char *metrics_listen;     /* "" disables */
 	int drain_timeout_ms;
 	int watch_certs;
+	char *user;               /* drop to this user after binding; "" = stay */
 	char *log_level;
 	char *log_format;         /* "logfmt" or "json" */
 	char *config_file;

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/inotify.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -131,6 +133,27 @@ static int open_listeners(struct sidecar *sc)
 			return sc->workers[i].listen_fd;
 		}
 	}
+	return 0;
+}
+
+/* Give up root once the sockets are bound and the key is read. */
+static int drop_privileges(const char *user, const char *admin_path)
+{
+	struct passwd *pw = getpwnam(user);
+	if (!pw) {
+		log_error("main", "no such user", "user=\"%s\"", user);
+		return -ENOENT;
+	}
+	/* the admin socket accepts its owner's uid: hand it to the new identity */
+	if (admin_path && admin_path[0] && chown(admin_path, pw->pw_uid, pw->pw_gid) < 0)
+		log_warn("main", "cannot chown the admin socket", "error=\"%s\"", strerror(errno));
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0 ||
+	    (pw->pw_uid != 0 && setuid(0) == 0)) {
+		log_error("main", "cannot drop privileges", "user=\"%s\" error=\"%s\"", user, strerror(errno));
+		return -EPERM;
+	}
+	log_info("main", "dropped privileges", "user=\"%s\" uid=%u gid=%u", user, (unsigned)pw->pw_uid,
+		 (unsigned)pw->pw_gid);
 	return 0;
 }
 
@@ -289,6 +312,10 @@ static int cmd_run(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (cfg.user[0] && drop_privileges(cfg.user, cfg.admin_socket)) {
+		admin_stop(adm);
+		return 1;
+	}
 	if (worker_start_all(&sc)) {
 		worker_join_all(&sc);
 		admin_stop(adm);

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Privileges and secrets: --user drops root after binding a privileged port and
+# reading the key; no key material ever reaches the logs.
+set -euo pipefail
+source "$(dirname "$0")/../lib/common.sh"
+ks_setup
+io="$(ks_io_modes | awk '{print $1}')"
+port=""
+for p in $(seq 700 999); do
+    [[ -z "$(ss -Hltn "sport = :$p")" ]] && { port=$p; break; }
+done
+[[ -n "$port" ]] || BAIL_OUT "no free privileged port"
+fx_sidecar_start priv --listen "127.0.0.1:$port" --backend "127.0.0.1:$FX_PGB_PORT" --io "$io" \
+    --cert "$FX_CERTS/server.crt" --key "$FX_CERTS/server.key" --admin-socket "$FX_DIR/priv.sock" \
+    --user nobody --log-level debug || BAIL_OUT "sidecar did not start"
+pid="${FX_SIDECAR_PIDS[priv]}"
+is "$(stat -c %a "$FX_CERTS/server.key")" 600 "the key file is readable by root only"
+is "$(awk '/^Uid:/ {print $2, $3, $4, $5}' "/proc/$pid/status")" "65534 65534 65534 65534" \
+    "--user nobody: every uid of the process is nobody's"
+is "$(awk '/^CapEff:/ {print $2}' "/proc/$pid/status")" 0000000000000000 "... with no capabilities left"
+is "$(fx_psql "host=127.0.0.1 port=$port user=app dbname=app sslmode=require" -c 'select 5')" 5 \
+    "serves TLS on privileged port $port after dropping root"
+like "$("$KTLS_SIDECAR" ctl --admin-socket "$FX_DIR/priv.sock" show info)" 'version' \
+    "the admin socket still answers (root may always ask)"
+is "$(stat -c %U "$FX_DIR/priv.sock")" nobody "the admin socket now belongs to the new user"
+fx_sidecar_stop priv || true
+
+port2="$(fx_free_port)"
+rc=0; out="$(fx_with_timeout 10 "$KTLS_SIDECAR" run --listen "127.0.0.1:$port2" --admin-socket "" \
+    --cert "$FX_CERTS/server.crt" --key "$FX_CERTS/server.key" --user no-such-user-here 2>&1)" || rc=$?
+isnt "$rc" 0 "an unknown --user refuses to start"
+like "$out" 'no such user' "... and says so"
+
+# key material never reaches the logs, not even at debug level with failures around
+ks_start keys "$io" --log-level debug --client-ca "$FX_CERTS/ca.crt" --verify optional || BAIL_OUT "start"
+fx_psql "$(ks_dsn)" -c 'select 1' >/dev/null
+PGSSLMAXPROTOCOLVERSION=TLSv1.2 fx_psql "$(ks_dsn sslcert=$FX_CERTS/alice.crt sslkey=$FX_CERTS/alice.key)" -c 'select 1' >/dev/null
+fx_psql "$(ks_dsn sslcert=$FX_CERTS/untrusted.crt sslkey=$FX_CERTS/untrusted.key)" -c 'select 1' >/dev/null 2>&1 || true
+fx_sidecar_stop keys || true
+leaks=0
+for k in server.key alice.key untrusted.key; do
+    while read -r line; do
+        [[ "$line" == -----* || ${#line} -lt 16 ]] && continue
+        grep -qF -- "${line:0:24}" "$(fx_sidecar_log keys)" "$(fx_sidecar_log priv)" && leaks=$((leaks + 1))
+    done <"$FX_CERTS/$k"
+done
+is "$leaks" 0 "no line of any private key's base64 appears in the logs"
+ok "the logs are not empty (the check above looked at something)" test -s "$(fx_sidecar_log keys)"
+done_testing
