@@ -75,13 +75,25 @@ void hs_keys_setup_ctx(SSL_CTX *ctx)
 	SSL_CTX_set_msg_callback(ctx, msg_cb);
 }
 
+/* Run the named OpenSSL KDF with params into out. 0 or -EINVAL. */
+static int kdf_derive(const char *name, const OSSL_PARAM *params, uint8_t *out, size_t outlen)
+{
+	int rc = -EINVAL;
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, name, NULL);
+	EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	if (kctx && EVP_KDF_derive(kctx, out, outlen, params) > 0)
+		rc = 0;
+	EVP_KDF_CTX_free(kctx);
+	EVP_KDF_free(kdf);
+	ERR_clear_error();
+	return rc;
+}
+
 int hs_kdf_tls13_expand(const char *md, const uint8_t *secret, size_t slen, const char *label, uint8_t *out,
 			size_t outlen)
 {
 	static const unsigned char empty[1];
-	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, rc = -EINVAL;
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "TLS13-KDF", NULL);
-	EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
 	OSSL_PARAM p[] = {
 		OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
 		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)md, 0),
@@ -91,20 +103,12 @@ int hs_kdf_tls13_expand(const char *md, const uint8_t *secret, size_t slen, cons
 		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_DATA, (void *)empty, 0),
 		OSSL_PARAM_construct_end(),
 	};
-	if (kctx && EVP_KDF_derive(kctx, out, outlen, p) > 0)
-		rc = 0;
-	EVP_KDF_CTX_free(kctx);
-	EVP_KDF_free(kdf);
-	ERR_clear_error();
-	return rc;
+	return kdf_derive("TLS13-KDF", p, out, outlen);
 }
 
 int hs_kdf_tls12_prf(const char *md, const uint8_t *secret, size_t slen, const char *label, const uint8_t *s1,
 		     size_t s1len, const uint8_t *s2, size_t s2len, uint8_t *out, size_t outlen)
 {
-	int rc = -EINVAL;
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "TLS1-PRF", NULL);
-	EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
 	/* repeated SEED parameters are concatenated: label || s1 || s2 */
 	OSSL_PARAM p[] = {
 		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)md, 0),
@@ -114,12 +118,7 @@ int hs_kdf_tls12_prf(const char *md, const uint8_t *secret, size_t slen, const c
 		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, (void *)s2, s2len),
 		OSSL_PARAM_construct_end(),
 	};
-	if (kctx && EVP_KDF_derive(kctx, out, outlen, p) > 0)
-		rc = 0;
-	EVP_KDF_CTX_free(kctx);
-	EVP_KDF_free(kdf);
-	ERR_clear_error();
-	return rc;
+	return kdf_derive("TLS1-PRF", p, out, outlen);
 }
 
 /* Which AEAD, key size and PRF hash the negotiated suite uses. */
