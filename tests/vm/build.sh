@@ -21,7 +21,8 @@ log() { [[ -z ${KTLS_VM_QUIET:-} ]] && echo "$prog: $*" >&2; return 0; }
 fs_mods=(virtio_pci 9pnet_virtio 9p overlay)
 required_mods=(tls gcm ghash-generic ctr)
 optional_mods=(aesni-intel ghash-clmulni-intel ccm chacha20poly1305
-	chacha_generic chacha-x86_64 poly1305_generic poly1305-x86_64)
+	chacha_generic chacha-x86_64 poly1305_generic poly1305-x86_64
+	inet_diag tcp_diag)  # sock_diag for `show conns` (autoloaded on real nodes)
 
 # --- prerequisites -------------------------------------------------------
 command -v qemu-system-x86_64 >/dev/null 2>&1 ||
