@@ -22,6 +22,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <libgen.h>
 #include <pthread.h>
 #include <signal.h>
@@ -66,7 +67,18 @@ struct admin {
 	pthread_t thread;
 	struct admin_client cl[ADMIN_MAX_CLIENTS];
 	struct admin_http http;
+	_Atomic long group;            /* -1, or a gid whose members may also connect */
 };
+
+int admin_set_group(struct admin *a, gid_t gid)
+{
+	if (!a || !a->path)
+		return -EINVAL;
+	if (chown(a->path, (uid_t)-1, gid) < 0 || chmod(a->path, 0660) < 0)
+		return -errno;
+	atomic_store(&a->group, (long)gid);
+	return 0;
+}
 
 uint64_t admin_now_ms(void)
 {
@@ -389,7 +401,8 @@ static void admin_accept(struct admin *a)
 		close(fd);
 		return;
 	}
-	if (cr.uid != 0 && cr.uid != geteuid()) {
+	long grp = atomic_load(&a->group);
+	if (cr.uid != 0 && cr.uid != geteuid() && !(grp >= 0 && cr.gid == (gid_t)grp)) {
 		log_warn("admin", "admin client refused: other user", "uid=%u pid=%d", (unsigned)cr.uid,
 			 (int)cr.pid);
 		refuse(fd, ERR_DENIED);
@@ -633,6 +646,7 @@ int admin_start(const char *path, const char *metrics_listen, const struct admin
 		rc = -ENOMEM;
 		goto err_free;
 	}
+	atomic_init(&a->group, -1);
 	a->ops = ops;
 	a->ctx = ctx;
 	a->lfd = a->wake_fd = -1;

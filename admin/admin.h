@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 struct admin;
 
@@ -133,6 +134,9 @@ int admin_start(const char *path, const char *metrics_listen, const struct admin
 		struct admin **out);
 /* The TCP port the metrics listener is bound to (useful with port 0); 0 if none. */
 unsigned admin_metrics_port(const struct admin *a);
+/* Let members of gid in as well: the socket becomes group gid, mode 0660, and a peer
+ * whose primary gid is gid passes the SO_PEERCRED check. 0 or -errno. */
+int admin_set_group(struct admin *a, gid_t gid);
 /* Stop the thread, unlink the socket. */
 void admin_stop(struct admin *a);
 /* Client side (ktls-sidecar ctl): send cmd, copy the answer to out. 0, or -errno. */

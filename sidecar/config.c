@@ -77,6 +77,8 @@ static const struct opt opts[] = {
 	  "forward CancelRequests sent before TLS (legacy libpq PQcancel)" },
 	{ "admin-socket", T_STR, O(admin_socket), "/run/ktls-sidecar/admin.sock", NULL, 0, 0,
 	  "admin unix socket path (\"\" disables)" },
+	{ "admin-group", T_STR, O(admin_group), "", NULL, 0, 0,
+	  "also let this group use the admin socket (mode 0660)" },
 	{ "metrics-listen", T_STR, O(metrics_listen), "", NULL, 0, 0,
 	  "HTTP listener for /metrics, /healthz, /readyz, e.g. 0.0.0.0:9187 (\"\" = off)" },
 	{ "drain-timeout", T_DUR, O(drain_timeout_ms), "30s", NULL, 0, 86400000,

@@ -45,6 +45,7 @@ struct config {
 	int plain_cancel;
 	char *admin_socket;       /* "" disables */
 	char *metrics_listen;     /* "" disables */
+	char *admin_group;        /* "" = owner (and root) only */
 	int drain_timeout_ms;
 	int watch_certs;
 	char *user;               /* drop to this user after binding; "" = stay */

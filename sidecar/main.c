@@ -136,6 +136,16 @@ static int open_listeners(struct sidecar *sc)
 	return 0;
 }
 
+static int set_admin_group(struct admin *adm, const char *name)
+{
+	struct group *g = getgrnam(name);
+	int rc = g ? admin_set_group(adm, g->gr_gid) : -ENOENT;
+	if (rc)
+		log_error("main", "cannot give the admin socket to the group", "group=\"%s\" error=\"%s\"", name,
+			  strerror(-rc));
+	return rc;
+}
+
 /* Give up root once the sockets are bound and the key is read. */
 static int drop_privileges(const char *user, const char *admin_path)
 {
@@ -145,7 +155,7 @@ static int drop_privileges(const char *user, const char *admin_path)
 		return -ENOENT;
 	}
 	/* the admin socket accepts its owner's uid: hand it to the new identity */
-	if (admin_path && admin_path[0] && chown(admin_path, pw->pw_uid, pw->pw_gid) < 0)
+	if (admin_path && admin_path[0] && chown(admin_path, pw->pw_uid, (gid_t)-1) < 0)
 		log_warn("main", "cannot chown the admin socket", "error=\"%s\"", strerror(errno));
 	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0 ||
 	    (pw->pw_uid != 0 && setuid(0) == 0)) {
@@ -305,6 +315,10 @@ static int cmd_run(int argc, char **argv)
 	if ((cfg.admin_socket[0] || cfg.metrics_listen[0]) &&
 	    admin_start(cfg.admin_socket, cfg.metrics_listen, &control_ops, &sc, &adm))
 		return 1;
+	if (cfg.admin_group[0] && set_admin_group(adm, cfg.admin_group)) {
+		admin_stop(adm);
+		return 1;
+	}
 
 	sigset_t set;
 	sigemptyset(&set);

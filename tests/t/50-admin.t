@@ -35,6 +35,8 @@ is "$(fx_psql "$(ks_dsn)" -c 'select 1')" 1 "a psql session"
 bytes_out="$(fx_psql "$(ks_dsn)" -c 'copy t to stdout' | wc -c)"
 fx_psql "$direct" -c 'copy t to stdout' >"$FX_DIR/t.copy"
 fx_psql "$(ks_dsn)" -c 'create temp table u(line text)' -c 'copy u from stdin' <"$FX_DIR/t.copy" >/dev/null
+# the last close is asynchronous to psql's exit: wait for it (bounded)
+for _ in $(seq 50); do [[ "$(ctl show stats json | jq .active)" == 0 ]] && break; sleep 0.1; done
 s="$(ctl show stats json)"
 is "$(jq .handshakes_ok <<<"$s")" 3 "handshake count is exact (3 sessions)"
 is "$(jq .accepted <<<"$s")" 3 "accepted count is exact"
@@ -67,6 +69,16 @@ chmod 0666 "$KS_ADMIN"
 out="$(runuser -u nobody -- "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info 2>&1)" || true
 like "$out" 'permission denied' "another uid is refused by SO_PEERCRED"
 chmod 0600 "$KS_ADMIN"
+admin_sock="$KS_ADMIN"
+ks_start grp "$io" --admin-group postgres || BAIL_OUT "sidecar did not start"
+is "$(stat -c '%a %G' "$KS_ADMIN")" "660 postgres" "--admin-group: the socket is group-accessible (0660)"
+chmod 0755 "$(dirname "$KS_ADMIN")"
+like "$(runuser -u postgres -- "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info 2>&1)" 'version' \
+    "a member of the admin group may use it"
+like "$(runuser -u nobody -- "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info 2>&1)" 'denied' \
+    "... others still may not"
+fx_sidecar_stop grp || true
+KS_ADMIN="$admin_sock"
 
 # metrics and health
 m="$(python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$mport/metrics', timeout=5).read().decode())")"
