@@ -323,15 +323,25 @@ def cmd_flood(port, n, hold_s):
     print("refused %d of %d" % (closed, n))
 
 
-def cmd_rst_storm(port, n):
-    """n sessions that reset the connection in the middle of a query."""
+def cmd_rst_storm(port, n, how="rst"):
+    """n sessions that, in the middle of a query, reset the connection (rst) or
+    half-close it with a bare FIN and no close_notify (fin)."""
     n = int(n)
     for _ in range(n):
         t = session(port)
         until_ready(t)
         q = b"select repeat('x', 100000)\0"
         t.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
-        t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if how == "fin":
+            t.shutdown(socket.SHUT_WR)
+            t.settimeout(10)
+            try:
+                while t.recv(65536):
+                    pass
+            except (OSError, ssl.SSLError):
+                pass
+        else:
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         t.close()
     print("done %d" % n)
 

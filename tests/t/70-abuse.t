@@ -49,8 +49,9 @@ for io in $(ks_io_modes); do
     is "$(fds "$pid")" "$fd0" "$io: open fds back to the baseline ($fd0)"
 
     rss0="$(rss_kb "$pid")"
-    is "$(wire rst-storm "$KS_PORT" 300)" "done 300" "$io: 300 clients reset their connection mid-query"
-    ok "$io: every reset connection is released" wait_active 0
+    is "$(wire rst-storm "$KS_PORT" 1000 rst)" "done 1000" "$io: 1000 clients reset their connection mid-query"
+    is "$(wire rst-storm "$KS_PORT" 200 fin)" "done 200" "$io: 200 clients half-close (FIN, no close_notify) mid-query"
+    ok "$io: every reset or half-closed connection is released" wait_active 0
     is "$(fds "$pid")" "$fd0" "$io: open fds back to the baseline after the resets"
     rss1="$(rss_kb "$pid")"
     if [[ -n "${TEST_SANITIZE:-}" ]]; then
