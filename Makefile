@@ -6,6 +6,7 @@
 PKGS_BUILD := build-essential pkg-config liburing-dev libssl-dev libnl-3-dev libyaml-dev
 PKGS_RUN   := postgresql-15 postgresql-client-15 pgbouncer openssl procps iproute2 python3
 PKGS_TEST  := perl jq qemu-system-x86 busybox-static cpio nodejs npm clang libclang-rt-14-dev
+PKGS_BENCH := stunnel4
 PKGS_DEMO  := $(PKGS_BUILD) $(PKGS_RUN)
 PKGS_CHECK := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST)
 
@@ -40,6 +41,7 @@ BIN   := $(BUILD)/ktls-sidecar
 
 .PHONY: fuzz check-fuzz
 .SECONDARY:
+.PHONY: bench deps-bench
 .PHONY: all unit clean deps deps-demo deps-check demo check check-unit check-integration check-asan check-vm help
 all: $(BIN) $(UNITS) $(TOOLS)
 
@@ -86,6 +88,14 @@ deps-demo:
 
 deps-check:
 	$(call apt_install,$(PKGS_CHECK))
+
+deps-bench:
+	$(call apt_install,$(PKGS_BUILD) $(PKGS_RUN) $(PKGS_BENCH))
+
+# Side-by-side benchmark (not part of check): see bench/RESULTS.md for the knobs.
+bench: deps-bench
+	$(MAKE) --no-print-directory all
+	bench/run.sh
 
 # ---- the two commands ---------------------------------------------------------------
 demo: deps-demo
