@@ -109,16 +109,17 @@ void conn_accept(struct worker *w, int fd)
 static void conn_free(struct conn *c)
 {
 	struct worker *w = c->w;
-	char extra[768], peer[200], user[140], db[140];
+	char extra[900], peer[200], user[140], db[140];
 	snprintf(extra, sizeof(extra), "reason=%s tls=%s cipher=%s peer=\"%s\" user=\"%s\" database=\"%s\" "
-		 "ktls=%s bytes_in=%llu bytes_out=%llu duration_ms=%llu",
+		 "ktls=%s bytes_in=%llu bytes_out=%llu duration_ms=%llu error=\"%s\"",
 		 close_reason_names[c->reason], c->tls_version[0] ? c->tls_version : "none",
 		 c->tls_cipher[0] ? c->tls_cipher : "none", log_esc(peer, sizeof(peer), c->tls_peer),
 		 log_esc(user, sizeof(user), c->user),
 		 log_esc(db, sizeof(db), c->database),
 		 c->ktls_tx && c->ktls_rx ? "tx+rx" : c->ktls_tx ? "tx" : c->ktls_rx ? "rx" : "off",
 		 (unsigned long long)c->bytes_in,
-		 (unsigned long long)c->bytes_out, (unsigned long long)(w->now_ms - c->started_ms));
+		 (unsigned long long)c->bytes_out, (unsigned long long)(w->now_ms - c->started_ms),
+		 c->err > 0 ? strerror(c->err) : "");
 	conn_log(c, LOG_INFO, "closed", extra);
 	engine_close(w->eng, c->cfd);
 	engine_close(w->eng, c->bfd);
@@ -170,6 +171,13 @@ static void send_close_notify(struct conn *c)
 }
 
 /* Start closing: cancel what is in flight; the last completion frees. */
+void conn_fail(struct conn *c, enum close_reason why, int res)
+{
+	if (!c->err)
+		c->err = -res;
+	conn_close(c, why);
+}
+
 void conn_close(struct conn *c, enum close_reason why)
 {
 	if (c->phase == PH_CLOSING)
@@ -730,7 +738,7 @@ static void on_cli_write(struct conn *c, int res)
 	if (r > 0)
 		return;
 	if (r < 0) {
-		conn_close(c, c->phase == PH_FINAL ? (enum close_reason)c->reason : CR_CLIENT_RESET);
+		conn_fail(c, c->phase == PH_FINAL ? (enum close_reason)c->reason : CR_CLIENT_RESET, r);
 		return;
 	}
 	if (c->phase == PH_RELAY)
@@ -753,7 +761,7 @@ static void on_be_write(struct conn *c, int res)
 	if (r > 0)
 		return;
 	if (r < 0) {
-		conn_close(c, CR_BACKEND_RESET);
+		conn_fail(c, CR_BACKEND_RESET, r);
 		return;
 	}
 	if (c->phase == PH_CONNECT)

@@ -62,6 +62,7 @@ struct conn {
 	/* kept after the SSL is freed; written under w->conns_lock for show conns */
 	char tls_version[8], tls_cipher[48], tls_peer[128], tls_sni[128];
 	uint8_t counted_tls;      /* counted in the active_* gauges */
+	int err;                  /* the errno that ended the connection, for the close log */
 };
 
 
@@ -71,6 +72,8 @@ static inline struct config *CFG(struct conn *c) { return c->w->sc->cfg; }
 /* conn.c */
 /* Start closing: cancel what is in flight; the last completion frees c. */
 void conn_close(struct conn *c, enum close_reason why);
+/* conn_close for an I/O error: res (-errno) is logged with the close line. */
+void conn_fail(struct conn *c, enum close_reason why, int res);
 /* One log line about c with extra key=value pairs (may be NULL). */
 void conn_log(struct conn *c, enum log_level lvl, const char *msg, const char *extra);
 /* Note that kTLS was not used for a connection; logged once per kind per process. */

@@ -118,7 +118,7 @@ void relay_cli_spliced(struct conn *c, int res)
 	} else if (res == -EINVAL || res == -EIO) { /* kTLS: the next record is not data */
 		relay_ktls_record(c);
 	} else if (res < 0) {
-		conn_close(c, CR_CLIENT_RESET);
+		conn_fail(c, CR_CLIENT_RESET, res);
 	} else if (res == 0) {
 		c2b_eof(c);
 	} else {
@@ -136,7 +136,7 @@ void relay_cli_read(struct conn *c, int res)
 		return;
 	}
 	if (res < 0) {
-		conn_close(c, CR_CLIENT_RESET);
+		conn_fail(c, CR_CLIENT_RESET, res);
 		return;
 	}
 	if (res == 0) {
@@ -185,7 +185,7 @@ void relay_ktls_record(struct conn *c)
 	if (n < 0) {
 		snprintf(extra, sizeof(extra), "error=\"%s\"", strerror(-n));
 		conn_log(c, LOG_INFO, "kTLS receive failed", extra);
-		conn_close(c, CR_CLIENT_RESET);
+		conn_fail(c, CR_CLIENT_RESET, n);
 		return;
 	}
 	if (type == KTLS_REC_DATA) { /* raced with a data record: take it as read */
@@ -249,7 +249,7 @@ void relay_be_read(struct conn *c, int res)
 		return;
 	}
 	if (res < 0) {
-		conn_close(c, CR_BACKEND_RESET);
+		conn_fail(c, CR_BACKEND_RESET, res);
 		return;
 	}
 	if (res == 0) {

@@ -376,38 +376,51 @@ def cmd_echo_server(port):
 
 def cmd_chunked(port, total_mb, seed):
     """Random payload in random TLS record sizes (1 B to 16 KB) through the sidecar to the
-    echo backend; prints the SHA-256 of what was sent and of what came back."""
+    echo backend; prints the SHA-256 of what was sent and of what came back. One thread:
+    an SSL object must not be read and written from two threads at once."""
     import hashlib
     import random
-    import threading
+    import selectors
     rnd = random.Random(int(seed))
     total = int(float(total_mb) * 1024 * 1024)
     t = session(port)  # the StartupMessage is echoed back like everything else
     first = startup_packet()
     sent, got = hashlib.sha256(first), hashlib.sha256()
-    left = [total + len(first)]
-
-    def reader():
-        while left[0] > 0:
-            d = t.recv(65536)
+    left = total + len(first)
+    block = rnd.randbytes(1 << 20)
+    done, chunk = 0, b""
+    t.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(t, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    deadline = time.monotonic() + 300
+    while left > 0 and time.monotonic() < deadline:
+        if not chunk and done < total:
+            n = min(rnd.randint(1, 16384), total - done)
+            off = rnd.randint(0, len(block) - n)
+            chunk = block[off:off + n]
+        sel.modify(t, selectors.EVENT_READ | (selectors.EVENT_WRITE if chunk else 0))
+        sel.select(1.0)
+        while True:  # drain everything decrypted so far
+            try:
+                d = t.recv(65536)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
             if not d:
+                left = -left if left > 0 else left
                 break
             got.update(d)
-            left[0] -= len(d)
-
-    th = threading.Thread(target=reader)
-    th.start()
-    block = rnd.randbytes(1 << 20)
-    done = 0
-    while done < total:
-        n = min(rnd.randint(1, 16384), total - done)
-        off = rnd.randint(0, len(block) - n)
-        chunk = block[off:off + n]
-        t.sendall(chunk)  # one write, one record
-        sent.update(chunk)
-        done += n
-    th.join(120)
-    print("%s %s %d" % (sent.hexdigest(), got.hexdigest(), left[0]))
+            left -= len(d)
+        if left <= 0:
+            break
+        if chunk:
+            try:
+                t.send(chunk)  # one write, one record; on WantWrite the same chunk again
+                sent.update(chunk)
+                done += len(chunk)
+                chunk = b""
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass
+    print("%s %s %d" % (sent.hexdigest(), got.hexdigest(), abs(left)))
 
 
 def main():

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# bench/report.py: turns bench/run.sh's raw runs (one JSON object per line) and
+# machine facts into the results JSON and one Markdown table: per workload and
+# terminator the median with min..max over rounds, the terminator's CPU cost, and
+# the ratios to `plain` and to `stunnel`. Usage: report.py META.json RAW.jsonl OUT.json
+import json
+import statistics
+import sys
+
+# workload -> (title, value key, value label, cost label)
+WORKLOADS = {
+    "W1": ("steady, pgbench -S -c 16", "tps", "TPS", "CPU-us/txn"),
+    "W2": ("connection storm, pgbench -S -C -c 4", "tps", "TPS (conn/s)", "CPU-us/txn"),
+    "W3": ("bulk COPY TO STDOUT", "mb_s", "MB/s", "CPU-s/GB"),
+    "W4": ("idle TLS sessions", "delta_per_conn_kb", "KiB/conn (RSS(N)-RSS(0))/N", "setup CPU-us/conn"),
+    "W5": ("scale, pgbench -S -c W5_CONNS", "tps", "TPS", "CPU-us/txn"),
+}
+
+
+def cost(run):
+    """The terminator's CPU cost of one run, or None."""
+    w = run["workload"].split("-")[0]
+    if w in ("W1", "W2", "W5"):
+        # W1/W5: CPU after pgbench's initial connections (see run_pgbench); W2: all of it
+        cpu = run.get("term_cpu_run_s")
+        if cpu is None:
+            cpu = run["term_cpu_s"]
+        return cpu / run["txns"] * 1e6 if run["txns"] else None
+    if w == "W3":
+        return run["term_cpu_s"] / (run["bytes"] / 1e9)
+    if w == "W4":
+        return run["setup_cpu_us_per_conn"]
+    return None
+
+
+def spread(vals):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or not b["median"]:
+        return None
+    return a["median"] / b["median"]
+
+
+def main():
+    meta = json.load(open(sys.argv[1]))
+    runs = [json.loads(line) for line in open(sys.argv[2]) if line.strip()]
+    out_path = sys.argv[3]
+
+    order_t = []
+    order_w = []
+    for r in runs:
+        if r["terminator"] not in order_t:
+            order_t.append(r["terminator"])
+        if r["workload"] not in order_w:
+            order_w.append(r["workload"])
+    order_w.sort(key=lambda w: (w.split("-")[0], int(w.split("-")[1]) if "-" in w else 0))
+
+    summary = []
+    cells = {}
+    for w in order_w:
+        base = w.split("-")[0]
+        _, key, unit, cost_unit = WORKLOADS[base]
+        for t in order_t:
+            mine = [r for r in runs if r["workload"] == w and r["terminator"] == t]
+            good = [r for r in mine if r["ok"]]
+            if not mine:
+                continue
+            s = {
+                "workload": w, "terminator": t, "unit": unit, "cost_unit": cost_unit,
+                "runs": len(mine), "failed": len(mine) - len(good),
+                "value": spread([r[key] for r in good]),
+                "cost": spread([cost(r) for r in good]),
+                "pgbouncer_cpu_s": spread([r.get("pgbouncer_cpu_s") for r in good]),
+                "machine_busy_pct": spread([r.get("machine_busy_pct") for r in good]),
+                "errors": sorted({r["error"] for r in mine if not r["ok"]}),
+            }
+            if base in ("W1", "W5"):
+                s["latency_ms"] = spread([r.get("latency_ms") for r in good])
+            if base == "W4":
+                s["rss_per_conn_kb"] = spread([r["rss_per_conn_kb"] for r in good])
+                s["pgbouncer_delta_per_conn_kb"] = spread([r["pgbouncer_delta_per_conn_kb"] for r in good])
+                s["open_s"] = spread([r["open_s"] for r in good])
+            if base == "W5":
+                # TPS(W5)/TPS(W1) of the same terminator in the same round
+                w1 = {r["round"]: r["tps"] for r in runs
+                      if r["workload"] == "W1" and r["terminator"] == t and r["ok"]}
+                s["tps_ratio_w5_w1"] = spread([r["tps"] / w1[r["round"]] for r in good if r["round"] in w1])
+            summary.append(s)
+            cells[(w, t)] = s
+    for s in summary:
+        s["value_vs_plain"] = ratio(s["value"], cells.get((s["workload"], "plain"), {}).get("value"))
+        s["value_vs_stunnel"] = ratio(s["value"], cells.get((s["workload"], "stunnel"), {}).get("value"))
+        s["cost_vs_stunnel"] = ratio(s["cost"], cells.get((s["workload"], "stunnel"), {}).get("cost"))
+
+    result = dict(meta)
+    result["summary"] = summary
+    result["runs"] = runs
+    with open(out_path, "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+
+    m = meta["machine"]
+    c = meta["config"]
+    print()
+    print(f"Machine: {m['nproc']} CPUs ({m['cpu']}), kernel {m['kernel']}, {m['openssl']}; "
+          f"{m['ktls']}; {m['io_uring']}{'; inside the TCG VM' if meta['in_vm'] else ''}")
+    print(f"Config: {c['rounds']} round(s), pgbench -T {c['duration_s']}, W3 {c['bulk_rows']} rows, "
+          f"W4 N={c['w4_conns']}, W5 {c['w5_conns']} clients, cert {c['cert']}, "
+          f"suite {c['ciphersuite']}, sidecar workers {c['sidecar_workers'] or 'nproc'}")
+    loads = spread([r.get("loadavg1_before") for r in runs if r.get("ok")])
+    if loads:
+        print(f"Load average (1 min) before each run: {fmt(loads['min'])}..{fmt(loads['max'])}, "
+              f"median {fmt(loads['median'])} (above {m['nproc']}: other work shared the CPUs)")
+    if meta.get("not_run"):
+        print("Not run: " + "; ".join(f"{k} ({v})" for k, v in meta["not_run"].items()))
+    print()
+    print("| workload | terminator | value | min..max | CPU cost | x plain | x stunnel | note |")
+    print("|---|---|---:|---|---:|---:|---:|---|")
+    for s in summary:
+        base = s["workload"].split("-")[0]
+        w = s["workload"] if base != "W4" else f"W4 N={s['workload'].split('-')[1]}"
+        v, cst = s["value"], s["cost"]
+        notes = []
+        if base in ("W1", "W5") and s.get("latency_ms"):
+            notes.append(f"lat {fmt(s['latency_ms']['median'])} ms")
+        if base == "W4" and s.get("rss_per_conn_kb"):
+            notes.append(f"RSS/N {fmt(s['rss_per_conn_kb']['median'])} KiB")
+        if base == "W5" and s.get("tps_ratio_w5_w1"):
+            notes.append(f"TPS({c['w5_conns']})/TPS(16) {s['tps_ratio_w5_w1']['median']:.2f}")
+        if s["terminator"] == "plain":
+            notes.append("no TLS; CPU is PgBouncer's")
+        if s["failed"]:
+            notes.append(f"{s['failed']}/{s['runs']} runs FAILED")
+        unit = s["unit"] if base != "W4" else "KiB/conn"
+        print(f"| {w} | {s['terminator']} | "
+              f"{fmt(v['median']) + ' ' + unit if v else 'FAILED'} | "
+              f"{(fmt(v['min']) + '..' + fmt(v['max'])) if v and v['n'] > 1 else '-'} | "
+              f"{fmt(cst['median']) + ' ' + s['cost_unit'] if cst else '-'} | "
+              f"{fmt(s['value_vs_plain']) if base != 'W4' else '-'} | {fmt(s['value_vs_stunnel'])} | "
+              f"{'; '.join(notes)} |")
+    print()
+    print("value: W1/W2/W5 TPS, W3 MB/s (higher is better); W4 (RSS(N)-RSS(0))/N of the terminator "
+          "(lower is better). x plain / x stunnel: value / the same workload's value for plain / stunnel "
+          "(no x plain for W4: plain's value is PgBouncer's own memory).")
+    print("CPU cost: the terminator's utime+stime per transaction (W1, W2, W5), per GB (W3), or per "
+          "connection set up (W4); for pgbouncer-tls it is PgBouncer's own, for plain PgBouncer's "
+          "(for reference).")
+
+
+if __name__ == "__main__":
+    main()
