@@ -71,10 +71,14 @@ help:
 	@echo "make        - build $(BIN)"
 
 # ---- Debian dependencies ----------------------------------------------------------
-# Install whatever is missing from a list, with one apt-get update first.
+# Install whatever is missing from a list, with one apt-get update first. A node/npm
+# that did not come from Debian (NodeSource, nvm) counts as present: Debian's npm
+# package would conflict with it.
 define apt_install
 	@missing=""; for p in $(1); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" && continue; \
+		case $$p in nodejs) command -v node >/dev/null && continue;; npm) command -v npm >/dev/null && continue;; esac; \
+		missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run as root, or install them)"; exit 1; fi; \

@@ -423,6 +423,18 @@ def cmd_chunked(port, total_mb, seed):
     print("%s %s %d" % (sent.hexdigest(), got.hexdigest(), abs(left)))
 
 
+def cmd_idle_hold(port, n, hold_s):
+    """Open n TLS sessions past ReadyForQuery and keep them idle for hold_s seconds."""
+    conns = []
+    for _ in range(int(n)):
+        t = session(port)
+        until_ready(t)
+        conns.append(t)
+    print("ready %d" % len(conns), flush=True)
+    time.sleep(float(hold_s))
+    print("done")
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {
@@ -442,6 +454,7 @@ def main():
         "rst-storm": cmd_rst_storm,
         "echo-server": cmd_echo_server,
         "chunked": cmd_chunked,
+        "idle-hold": cmd_idle_hold,
     }[cmd]
     try:
         fn(*args)

@@ -105,6 +105,21 @@ for combo in "splice uring ${TEST_VM_COPY_MB:-100}" "copy epoll 8" "copy uring 8
     ks_check_log "copy-$relay-$io"
 done
 
+# --- idle splice connections must not each hold an io-wq kernel thread
+note "t=${SECONDS}s: idle"
+ks_start idle "$first" --ktls on --relay splice || BAIL_OUT "sidecar did not start"
+python3 "$PGWIRE" idle-hold "$KS_PORT" 60 120 >"$FX_DIR/idle.out" 2>&1 &
+holder=$!
+fx_register_pid "$holder"
+for _ in $(seq 600); do grep -q ready "$FX_DIR/idle.out" && break; sleep 0.2; done
+sleep 2
+pid="${FX_SIDECAR_PIDS[idle]}"
+is "$(stat_json .active_ktls_rx)" 60 "60 idle sessions relayed by splice with kTLS"
+threads="$(ls "/proc/$pid/task" | wc -l)"
+ok "... cost no thread each: the sidecar has $threads threads" test "$threads" -lt 24
+kill "$holder" 2>/dev/null || true
+fx_sidecar_stop idle INT || true
+
 # --- random record sizes both ways through an echo backend, every relay and engine
 note "t=${SECONDS}s: chunking"
 eport="$(fx_free_port)"
