@@ -83,7 +83,8 @@ mount -t devtmpfs devtmpfs "$R/dev" || die "mount devtmpfs"
 mkdir -p "$R/dev/pts" "$R/dev/shm"
 mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts "$R/dev/pts" || die "mount devpts"
 mount -t tmpfs -o mode=1777 tmpfs "$R/dev/shm" || die "mount /dev/shm"
-mount -t tmpfs -o mode=1777 tmpfs "$R/tmp" || die "mount /tmp"
+# /tmp stays the host's, seen through the overlay (writes land in RAM): a
+# checkout under /tmp (CI clones there) must be visible in the VM.
 mount -t tmpfs -o mode=0755 tmpfs "$R/run" || die "mount /run"
 mkdir -p "$R/run/lock" "$R/run/ktls-vm"
 chmod 1777 "$R/run/lock"
