@@ -217,29 +217,10 @@ pgb_start() {
     local name="$1" port="$2" tls="$3" d="$FX_DIR/$1" pid
     mkdir -p "$d" && chown postgres: "$d" && chmod 0755 "$d" || return 1
     if [[ ! -f "$d/pgbouncer.ini" ]]; then
-        printf '"app" ""\n"postgres" ""\n' >"$d/userlist.txt"
-        cat >"$d/pgbouncer.ini" <<EOF
-[databases]
-app = host=127.0.0.1 port=$FX_PG_PORT dbname=app
-postgres = host=127.0.0.1 port=$FX_PG_PORT dbname=postgres
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $port
-unix_socket_dir = $d
-logfile = $d/pgbouncer.log
-pidfile = $d/pgbouncer.pid
-auth_type = trust
-auth_file = $d/userlist.txt
-admin_users = postgres
-pool_mode = transaction
-max_client_conn = $((NOFILE - 500))
-default_pool_size = 20
-ignore_startup_parameters = extra_float_digits,options
-server_tls_sslmode = disable
-log_connections = 0
-log_disconnections = 0
-EOF
+        # the fixture's config, then the bench's overrides (a later key wins in pgbouncer.ini)
+        _fx_pgb_config "$d" "$port" transaction || return 1
+        printf 'max_client_conn = %s\nlog_connections = 0\nlog_disconnections = 0\n' \
+            "$((NOFILE - 500))" >>"$d/pgbouncer.ini"
         if [[ "$tls" == 1 ]]; then
             install -o postgres -m 0600 "$FX_CERTS/$CERT_NAME.key" "$d/server.key"
             install -o postgres -m 0644 "$FX_CERTS/$CERT_NAME.crt" "$d/server.crt"
