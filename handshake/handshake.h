@@ -58,8 +58,6 @@ void hs_conn_close_notify(struct hs_conn *c);
 size_t hs_conn_pending_out(const struct hs_conn *c);
 /* Move up to cap bytes of ciphertext to buf; returns the count. */
 size_t hs_conn_drain(struct hs_conn *c, void *buf, size_t cap);
-/* Free OpenSSL's record buffers while the connection is idle. */
-void hs_conn_idle(struct hs_conn *c);
 
 /* Derive both directions' record state for kTLS after the handshake. 0, -EBUSY (bytes
  * past the client Finished are buffered: stay in user space), -ENOTSUP (suite), -ENOKEY. */

@@ -134,12 +134,6 @@ size_t hs_conn_drain(struct hs_conn *c, void *buf, size_t cap)
 	return n > 0 ? (size_t)n : 0;
 }
 
-void hs_conn_idle(struct hs_conn *c)
-{
-	if (!SSL_has_pending(c->ssl))
-		SSL_free_buffers(c->ssl);
-}
-
 const char *hs_conn_reason(const struct hs_conn *c) { return c->reason; }
 const char *hs_conn_version(const struct hs_conn *c) { return SSL_get_version(c->ssl); }
 
