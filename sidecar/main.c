@@ -32,7 +32,7 @@ static void usage(FILE *f)
 	fprintf(f, "ktls-sidecar %s: TLS terminator for PostgreSQL poolers (kernel TLS + io_uring)\n\n"
 		   "Usage:\n"
 		   "  ktls-sidecar run --cert FILE --key FILE [--listen ADDR:PORT] [--backend HOST:PORT|unix:PATH] [options]\n"
-		   "  ktls-sidecar ctl [--admin-socket PATH] show info|stats|workers [json] | help\n"
+		   "  ktls-sidecar ctl [--admin-socket PATH] show info|stats|workers|conns [json] | reload | drain [S]\n"
 		   "  ktls-sidecar inject [options] [FILE...]   (add the sidecar to Kubernetes YAML)\n"
 		   "  ktls-sidecar version\n"
 		   "  ktls-sidecar help\n\n",
@@ -271,7 +271,7 @@ static int cmd_ctl(int argc, char **argv)
 	}
 	if (!cmd[0] || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
 		printf("usage: ktls-sidecar ctl [--admin-socket PATH] COMMAND\n"
-		       "commands: show info|stats|workers [json], help\n"
+		       "commands: show info|stats|workers|conns [json], reload, drain [SECONDS], help\n"
 		       "socket: --admin-socket, else $KTLS_SIDECAR_ADMIN_SOCKET, else /run/ktls-sidecar/admin.sock\n");
 		return cmd[0] ? 0 : 2;
 	}
