@@ -232,9 +232,7 @@ static void fail_with_error(struct conn *c, enum close_reason why, const char *s
 		return;
 	}
 	memcpy(c->bbuf, pkt, (size_t)n);
-	c->b2c.len = (unsigned)n;
-	c->b2c.off = 0;
-	engine_send(E(c), &c->cli_wr, c->cfd, c->bbuf, (unsigned)n);
+	dir_send(c, &c->cli_wr, &c->b2c, c->cfd, c->bbuf, (unsigned)n);
 }
 
 /* Plaintext one-byte answers to SSLRequest ('S') and GSSENCRequest ('N'). */
@@ -245,10 +243,8 @@ static void answer_byte(struct conn *c, char b, enum after next)
 		return;
 	}
 	c->bbuf[0] = (uint8_t)b;
-	c->b2c.len = 1;
-	c->b2c.off = 0;
 	c->after = (uint8_t)next;
-	engine_send(E(c), &c->cli_wr, c->cfd, c->bbuf, 1);
+	dir_send(c, &c->cli_wr, &c->b2c, c->cfd, c->bbuf, 1);
 }
 
 /* Validate a TLS record header in cbuf; body length or -1. */
@@ -669,9 +665,7 @@ static void connected(struct conn *c, int res)
 							       : ((struct sockaddr_in6 *)&ss)->sin6_port),
 				 __ATOMIC_RELAXED);
 	c->deadline_ms = 0;
-	c->c2b.len = c->pkt_len;
-	c->c2b.off = 0;
-	engine_send(E(c), &c->be_wr, c->bfd, c->pkt, c->pkt_len);
+	dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->pkt, c->pkt_len);
 }
 
 /* The forwarded first packet is out: relay, or finish a cancel. */
@@ -701,9 +695,7 @@ static void flush_client(struct conn *c)
 {
 	size_t n = c->tls && !c->ktls_tx ? hs_conn_drain(c->tls, c->bbuf, BBUF_SIZE) : 0;
 	if (n) {
-		c->b2c.len = (unsigned)n;
-		c->b2c.off = 0;
-		engine_send(E(c), &c->cli_wr, c->cfd, c->bbuf, (unsigned)n);
+		dir_send(c, &c->cli_wr, &c->b2c, c->cfd, c->bbuf, (unsigned)n);
 		return;
 	}
 	enum after a = (enum after)c->after;

@@ -69,6 +69,24 @@ struct conn {
 static inline struct engine *E(struct conn *c) { return c->w->eng; }
 static inline struct config *CFG(struct conn *c) { return c->w->sc->cfg; }
 
+/* Send n bytes of buf on fd as direction d's window; the completion comes back on op. */
+static inline void dir_send(struct conn *c, struct io_op *op, struct dir *d, int fd, const void *buf, unsigned n)
+{
+	d->len = n;
+	d->off = 0;
+	d->splicing = 0;
+	engine_send(c->w->eng, op, fd, buf, n);
+}
+
+/* Move n bytes from d's pipe to fd; the completion comes back on op. */
+static inline void dir_splice_out(struct conn *c, struct io_op *op, struct dir *d, int fd, unsigned n)
+{
+	d->len = n;
+	d->off = 0;
+	d->splicing = 1;
+	engine_splice(c->w->eng, op, d->pipe[0], fd, n, 0);
+}
+
 /* conn.c */
 /* Start closing: cancel what is in flight; the last completion frees c. */
 void conn_close(struct conn *c, enum close_reason why);

@@ -81,9 +81,7 @@ void relay_c2b_pump(struct conn *c)
 	}
 	int r = hs_conn_read(c->tls, c->cbuf, CBUF_SIZE);
 	if (r > 0) {
-		c->c2b.len = (unsigned)r;
-		c->c2b.off = 0;
-		engine_send(E(c), &c->be_wr, c->bfd, c->cbuf, (unsigned)r);
+		dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->cbuf, (unsigned)r);
 		return;
 	}
 	if (r == 0) {
@@ -122,10 +120,7 @@ void relay_cli_spliced(struct conn *c, int res)
 	} else if (res == 0) {
 		c2b_eof(c);
 	} else {
-		c->c2b.len = (unsigned)res;
-		c->c2b.off = 0;
-		c->c2b.splicing = 1;
-		engine_splice(E(c), &c->be_wr, c->c2b.pipe[0], c->bfd, (unsigned)res, 0);
+		dir_splice_out(c, &c->be_wr, &c->c2b, c->bfd, (unsigned)res);
 	}
 }
 
@@ -144,9 +139,7 @@ void relay_cli_read(struct conn *c, int res)
 		return;
 	}
 	if (c->plain || c->ktls_rx) {
-		c->c2b.len = (unsigned)res;
-		c->c2b.off = 0;
-		engine_send(E(c), &c->be_wr, c->bfd, c->cbuf, (unsigned)res);
+		dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->cbuf, (unsigned)res);
 		return;
 	}
 	if (hs_conn_feed(c->tls, c->cbuf, (size_t)res)) {
@@ -220,9 +213,7 @@ void relay_b2c_flush(struct conn *c)
 	if (!c->plain && !c->ktls_tx) {
 		size_t n = hs_conn_drain(c->tls, c->bbuf, BBUF_SIZE);
 		if (n) {
-			c->b2c.len = (unsigned)n;
-			c->b2c.off = 0;
-			engine_send(E(c), &c->cli_wr, c->cfd, c->bbuf, (unsigned)n);
+			dir_send(c, &c->cli_wr, &c->b2c, c->cfd, c->bbuf, (unsigned)n);
 			return;
 		}
 	}
@@ -264,16 +255,11 @@ void relay_be_read(struct conn *c, int res)
 	c->bytes_out += (unsigned)res;
 	STAT_ADD(c->w, bytes_b2c, (unsigned)res);
 	if (c->splice) { /* the bytes sit in the pipe */
-		c->b2c.len = (unsigned)res;
-		c->b2c.off = 0;
-		c->b2c.splicing = 1;
-		engine_splice(E(c), &c->cli_wr, c->b2c.pipe[0], c->cfd, (unsigned)res, 0);
+		dir_splice_out(c, &c->cli_wr, &c->b2c, c->cfd, (unsigned)res);
 		return;
 	}
 	if (c->plain || c->ktls_tx) {
-		c->b2c.len = (unsigned)res;
-		c->b2c.off = 0;
-		engine_send(E(c), &c->cli_wr, c->cfd, c->bbuf, (unsigned)res);
+		dir_send(c, &c->cli_wr, &c->b2c, c->cfd, c->bbuf, (unsigned)res);
 		return;
 	}
 	if (hs_conn_write(c->tls, c->bbuf, (size_t)res)) {
