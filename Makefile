@@ -58,7 +58,7 @@ $(BUILD)/tests/%.t: tests/unit/%.c $(LIBOBJS)
 
 $(BUILD)/tests/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
 -include $(OBJS:.o=.d)
 

@@ -26,6 +26,7 @@ struct admin_counters {
 	uint64_t backend_connect_failed, bytes_c2b, bytes_b2c, plaintext;
 	uint64_t tls12, tls13, ktls_tx, ktls_rx, user_tls;   /* per handshake, cumulative */
 	uint64_t active_ktls_tx, active_ktls_rx, active_user_tls; /* gauges: open connections */
+	uint64_t rekey_rx, rekey_tx;                          /* TLS 1.3 KeyUpdates followed in kTLS */
 	uint64_t closed[ADMIN_MAX_REASONS];
 	uint64_t hs_hist[ADMIN_HIST_BUCKETS];                /* not cumulative: one bucket each */
 	uint64_t hs_sum_us;                                  /* sum of handshake durations */

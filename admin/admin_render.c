@@ -401,6 +401,7 @@ void admin_counters_sum(const struct admin_snapshot *s, struct admin_counters *t
 		t->bytes_c2b += c->bytes_c2b, t->bytes_b2c += c->bytes_b2c;
 		t->active_ktls_tx += c->active_ktls_tx, t->active_ktls_rx += c->active_ktls_rx;
 		t->active_user_tls += c->active_user_tls;
+		t->rekey_rx += c->rekey_rx, t->rekey_tx += c->rekey_tx;
 		for (int r = 0; r < ADMIN_MAX_REASONS; r++)
 			t->closed[r] += c->closed[r];
 		for (int b = 0; b < ADMIN_HIST_BUCKETS; b++)
@@ -519,6 +520,8 @@ static int render_stats(const struct admin_snapshot *s, int json, FILE *f)
 		{ "active_ktls_tx", t.active_ktls_tx },
 		{ "active_ktls_rx", t.active_ktls_rx },
 		{ "active_user_tls", t.active_user_tls },
+		{ "ktls_rekey_rx", t.rekey_rx },
+		{ "ktls_rekey_tx", t.rekey_tx },
 	};
 	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
 		if (json)

@@ -146,6 +146,10 @@ static void ktls(const struct admin_counters *t, FILE *f)
 	family(f, "ktls_installed_total", "counter", "Connections handed to kernel TLS, by direction.");
 	labelled(f, "ktls_installed_total", "direction", "tx", t->ktls_tx);
 	labelled(f, "ktls_installed_total", "direction", "rx", t->ktls_rx);
+	family(f, "ktls_rekeys_total", "counter",
+	       "TLS 1.3 KeyUpdates followed by installing the next key in the kernel, by direction.");
+	labelled(f, "ktls_rekeys_total", "direction", "tx", t->rekey_tx);
+	labelled(f, "ktls_rekeys_total", "direction", "rx", t->rekey_rx);
 	counter(f, "user_tls_connections_total",
 		"TLS connections with at least one direction kept in userspace.", t->user_tls);
 }

@@ -59,9 +59,23 @@ size_t hs_conn_pending_out(const struct hs_conn *c);
 /* Move up to cap bytes of ciphertext to buf; returns the count. */
 size_t hs_conn_drain(struct hs_conn *c, void *buf, size_t cap);
 
-/* Derive both directions' record state for kTLS after the handshake. 0, -EBUSY (bytes
- * past the client Finished are buffered: stay in user space), -ENOTSUP (suite), -ENOKEY. */
-int hs_conn_export_keys(struct hs_conn *c, struct ktls_keys *tx, struct ktls_keys *rx);
+/* TLS 1.3 application traffic secrets, kept while the kernel holds the keys so that
+ * a KeyUpdate (RFC 8446 4.6.3) can be followed. len 0: not TLS 1.3, nothing kept. */
+struct hs_traffic {
+	uint8_t client[48], server[48];
+	uint8_t len;      /* 32 (SHA-256 suites) or 48 (SHA-384) */
+	uint8_t cipher;   /* enum ktls_cipher */
+};
+
+/* Derive both directions' record state for kTLS after the handshake; for TLS 1.3 also
+ * hand over the traffic secrets to tr (may be NULL). 0, -EBUSY (bytes past the client
+ * Finished are buffered: stay in user space), -ENOTSUP (suite), -ENOKEY. */
+int hs_conn_export_keys(struct hs_conn *c, struct ktls_keys *tx, struct ktls_keys *rx, struct hs_traffic *tr);
+/* KeyUpdate: advance one direction's secret ("traffic upd") and derive its next record
+ * state (sequence 0) into k. client: the client's (our RX) direction. 0 or -EINVAL. */
+int hs_traffic_update(struct hs_traffic *tr, int client, struct ktls_keys *k);
+/* Wipe the secrets. */
+void hs_traffic_wipe(struct hs_traffic *tr);
 /* TLS 1.3 HKDF-Expand-Label(secret, label, "", outlen) with md "SHA256"/"SHA384". 0 or -EINVAL. */
 int hs_kdf_tls13_expand(const char *md, const uint8_t *secret, size_t slen, const char *label, uint8_t *out,
 			size_t outlen);

@@ -3,7 +3,8 @@
 // kernel, so we derive both directions ourselves: TLS 1.3 from the traffic
 // secrets the keylog callback sees (HKDF-Expand-Label via TLS13-KDF), TLS 1.2
 // from the master secret ("key expansion" via TLS1-PRF). Secrets are wiped
-// as soon as the keys are out.
+// as soon as the keys are out, except TLS 1.3's two traffic secrets, which the
+// connection keeps (struct hs_traffic) to follow a KeyUpdate.
 #include "hs_int.h"
 
 #include <errno.h>
@@ -190,7 +191,37 @@ static int export12(struct hs_conn *c, uint8_t cipher, size_t keylen, const char
 	return rc;
 }
 
-int hs_conn_export_keys(struct hs_conn *c, struct ktls_keys *tx, struct ktls_keys *rx)
+int hs_traffic_update(struct hs_traffic *tr, int client, struct ktls_keys *k)
+{
+	uint8_t next[48];
+	uint8_t *sec = client ? tr->client : tr->server;
+	const char *md = tr->len == 48 ? "SHA384" : "SHA256";
+	size_t keylen = tr->cipher == KTLS_AES_128_GCM ? 16 : 32;
+	memset(k, 0, sizeof(*k));
+	if (tr->len != 32 && tr->len != 48)
+		return -EINVAL;
+	/* RFC 8446 7.2: application_traffic_secret_N+1 =
+	 *   HKDF-Expand-Label(application_traffic_secret_N, "traffic upd", "", Hash.length) */
+	int rc = hs_kdf_tls13_expand(md, sec, tr->len, "traffic upd", next, tr->len);
+	if (!rc) {
+		memcpy(sec, next, tr->len);
+		if (hs_kdf_tls13_expand(md, sec, tr->len, "key", k->key, keylen) ||
+		    hs_kdf_tls13_expand(md, sec, tr->len, "iv", k->iv, 12))
+			rc = -EINVAL;
+	}
+	OPENSSL_cleanse(next, sizeof(next));
+	k->version = 0x0304;
+	k->cipher = tr->cipher;
+	k->seq = 0;
+	return rc;
+}
+
+void hs_traffic_wipe(struct hs_traffic *tr)
+{
+	OPENSSL_cleanse(tr, sizeof(*tr));
+}
+
+int hs_conn_export_keys(struct hs_conn *c, struct ktls_keys *tx, struct ktls_keys *rx, struct hs_traffic *tr)
 {
 	uint8_t cipher;
 	size_t keylen;
@@ -206,6 +237,16 @@ int hs_conn_export_keys(struct hs_conn *c, struct ktls_keys *tx, struct ktls_key
 		rc = SSL_version(c->ssl) == TLS1_3_VERSION ? export13(c, cipher, keylen, md, tx, rx)
 		   : SSL_version(c->ssl) == TLS1_2_VERSION ? export12(c, cipher, keylen, md, tx, rx)
 							   : -ENOTSUP;
+	if (tr) {
+		memset(tr, 0, sizeof(*tr));
+		if (!rc && tx->version == 0x0304 && c->sec_c_len == c->sec_s_len &&
+		    c->sec_c_len <= sizeof(tr->client)) {
+			memcpy(tr->client, c->sec_c, c->sec_c_len);
+			memcpy(tr->server, c->sec_s, c->sec_s_len);
+			tr->len = c->sec_c_len;
+			tr->cipher = tx->cipher;
+		}
+	}
 	OPENSSL_cleanse(c->sec_c, sizeof(c->sec_c));
 	OPENSSL_cleanse(c->sec_s, sizeof(c->sec_s));
 	c->sec_c_len = c->sec_s_len = 0;

@@ -130,6 +130,7 @@ static void conn_free(struct conn *c)
 			close(c->b2c.pipe[i]);
 	}
 	hs_conn_free(c->tls);
+	hs_traffic_wipe(&c->traffic);
 	free(c->cbuf);
 	free(c->bbuf);
 	free(c->pkt);
@@ -487,7 +488,7 @@ void conn_ktls_fallback(const char *what, int err)
 static void try_ktls(struct conn *c)
 {
 	struct ktls_keys tx, rx;
-	int rc = hs_conn_export_keys(c->tls, &tx, &rx);
+	int rc = hs_conn_export_keys(c->tls, &tx, &rx, &c->traffic);
 	if (rc)
 		conn_ktls_fallback(rc == -EBUSY ? "bytes buffered past Finished" : rc == -ENOTSUP ? "suite not offloadable"
 											: "key export",
@@ -506,6 +507,8 @@ static void try_ktls(struct conn *c)
 		/* the kernel owns the session now: an idle connection keeps no SSL */
 		hs_conn_free(c->tls);
 		c->tls = NULL;
+	} else {
+		hs_traffic_wipe(&c->traffic); /* OpenSSL follows KeyUpdates itself */
 	}
 }
 
@@ -733,6 +736,8 @@ static void on_cli_write(struct conn *c, int res)
 		conn_fail(c, c->phase == PH_FINAL ? (enum close_reason)c->reason : CR_CLIENT_RESET, r);
 		return;
 	}
+	if (c->tx_rekey && relay_tx_rekey(c))
+		return;
 	if (c->phase == PH_RELAY)
 		relay_b2c_flush(c);
 	else

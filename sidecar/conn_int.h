@@ -9,9 +9,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "handshake.h"
 #include "log.h"
-
-struct hs_conn;
 
 #define TLS_HDR 5
 #define TLS_MAX_RECORD (16384 + 2048) /* largest ciphertext body we accept */
@@ -43,9 +42,11 @@ struct conn {
 	uint8_t saw_ssl, saw_gss, direct, cancel, plain;
 	uint8_t connecting, connect_timed_out;
 	uint8_t ktls_tx, ktls_rx, notify_sent, splice;
+	uint8_t tx_rekey;         /* the client asked for our KeyUpdate: send it when TX is idle */
 	uint8_t reason;           /* enum close_reason once closing */
 	struct io_op cli_rd, cli_wr, be_rd, be_wr;
 	struct hs_conn *tls;
+	struct hs_traffic traffic; /* TLS 1.3 in kTLS: secrets to follow KeyUpdates */
 	uint8_t *cbuf;            /* client reads: startup packets, TLS records, c2b relay */
 	uint8_t *bbuf;            /* client writes: TLS output, b2c relay */
 	uint8_t *pkt;             /* the first packet to forward (StartupMessage/CancelRequest) */
@@ -116,5 +117,7 @@ void relay_be_read(struct conn *c, int res);
 void relay_ktls_record(struct conn *c);
 /* A send or pipe splice finished: 1 if more of d is in flight, 0 if done, -errno. */
 int relay_send_progress(struct conn *c, struct io_op *op, struct dir *d, int res, int fd);
+/* Nothing is being sent to the client: answer a requested KeyUpdate now. 1 if c closed. */
+int relay_tx_rekey(struct conn *c);
 
 #endif

@@ -55,6 +55,8 @@ static void snapshot_worker(struct worker *w, struct admin_worker *aw)
 	COPY_STAT(c, w, active_ktls_tx);
 	COPY_STAT(c, w, active_ktls_rx);
 	COPY_STAT(c, w, active_user_tls);
+	COPY_STAT(c, w, rekey_rx);
+	COPY_STAT(c, w, rekey_tx);
 	COPY_STAT(c, w, hs_sum_us);
 	for (int r = 0; r < CR__COUNT && r < ADMIN_MAX_REASONS; r++)
 		c->closed[r] = STAT_GET(w, closed[r]);

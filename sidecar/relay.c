@@ -159,6 +159,74 @@ static void cli_plain_read(struct conn *c)
 		relay_c2b_pump(c);
 }
 
+/* Close because a KeyUpdate cannot be followed in the kernel; rc says why. */
+static void rekey_failed(struct conn *c, const char *msg, int rc)
+{
+	char extra[160];
+	snprintf(extra, sizeof(extra), "reason=keyupdate_unsupported error=\"%s\"", strerror(-rc));
+	conn_log(c, LOG_WARN, msg, extra);
+	conn_close(c, CR_KEYUPDATE);
+}
+
+int relay_tx_rekey(struct conn *c)
+{
+	static const uint8_t ku[5] = { 24, 0, 0, 1, 0 }; /* KeyUpdate(update_not_requested) */
+	struct ktls_keys tx;
+	c->tx_rekey = 0;
+	if (c->phase >= PH_FINAL || c->notify_sent)
+		return 0; /* closing anyway */
+	/* the KeyUpdate goes out under the old key, every record after it under the new */
+	int rc = ktls_send_record(c->cfd, KTLS_REC_HANDSHAKE, ku, sizeof(ku));
+	if (rc) {
+		rekey_failed(c, "could not send our KeyUpdate to the client, closing", rc);
+		return 1;
+	}
+	rc = hs_traffic_update(&c->traffic, 0, &tx);
+	if (!rc)
+		rc = ktls_install(c->cfd, KTLS_TX, &tx);
+	ktls_keys_wipe(&tx);
+	if (rc) {
+		c->notify_sent = 1; /* it would go out under the old key, which the client dropped */
+		rekey_failed(c, "this kernel cannot rekey kTLS TX, closing", rc);
+		return 1;
+	}
+	STAT_INC(c->w, rekey_tx);
+	return 0;
+}
+
+/* TLS 1.3 KeyUpdate from the client (RFC 8446 4.6.3): the records after it are
+ * protected with the client's next traffic secret. Kernels from 6.14 stop RX at it
+ * until that key is installed; older ones refuse a second TLS_RX (EBUSY) and would
+ * fail on the next record, so the connection closes cleanly, with the reason.
+ * msg: the handshake message, n bytes. 0, or 1 if c is closing. */
+static int key_update(struct conn *c, const uint8_t *msg, int n)
+{
+	struct ktls_keys rx;
+	/* type 24, 24-bit length 1, request_update: 0 update_not_requested, 1 requested */
+	if (n != 5 || msg[1] || msg[2] || msg[3] != 1 || msg[4] > 1) {
+		conn_log(c, LOG_INFO, "malformed KeyUpdate from client, closing", NULL);
+		conn_close(c, CR_PROTOCOL);
+		return 1;
+	}
+	int rc = c->traffic.len ? hs_traffic_update(&c->traffic, 1, &rx) : -ENOKEY;
+	if (!rc)
+		rc = ktls_install(c->cfd, KTLS_RX, &rx);
+	ktls_keys_wipe(&rx);
+	if (rc) {
+		rekey_failed(c, "client KeyUpdate: this kernel cannot rekey kTLS RX, closing", rc);
+		return 1;
+	}
+	STAT_INC(c->w, rekey_rx);
+	if (log_enabled(LOG_DEBUG))
+		conn_log(c, LOG_DEBUG, "client KeyUpdate: kTLS RX rekeyed", msg[4] ? "update_requested=1" : NULL);
+	if (msg[4]) {
+		c->tx_rekey = 1; /* answered as soon as nothing else is being sent */
+		if (!c->cli_wr.pending)
+			return relay_tx_rekey(c);
+	}
+	return 0;
+}
+
 /* kTLS RX stopped at a non-data record: read it with its type and act on it. */
 void relay_ktls_record(struct conn *c)
 {
@@ -168,9 +236,9 @@ void relay_ktls_record(struct conn *c)
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
-	uint8_t *buf = c->phase == PH_STARTUP ? c->pkt + c->have : c->cbuf;
-	size_t cap = c->phase == PH_STARTUP ? c->need - c->have : CBUF_SIZE;
-	int n = ktls_recv_record(c->cfd, buf, cap, &type);
+	/* a whole record, whatever the phase: a control record must not be cut short */
+	uint8_t *buf = c->cbuf;
+	int n = ktls_recv_record(c->cfd, buf, CBUF_SIZE, &type);
 	if (n == -EAGAIN) {
 		cli_plain_read(c);
 		return;
@@ -182,6 +250,14 @@ void relay_ktls_record(struct conn *c)
 		return;
 	}
 	if (type == KTLS_REC_DATA) { /* raced with a data record: take it as read */
+		if (c->phase == PH_STARTUP) { /* exact reads into pkt: more is a pipelining client */
+			if ((unsigned)n > c->need - c->have) {
+				conn_log(c, LOG_INFO, "refused: data after the startup packet", NULL);
+				conn_close(c, CR_PROTOCOL);
+				return;
+			}
+			memcpy(c->pkt + c->have, buf, (size_t)n);
+		}
 		conn_on_cli_read(c, n);
 		return;
 	}
@@ -195,14 +271,8 @@ void relay_ktls_record(struct conn *c)
 		conn_close(c, CR_CLIENT_RESET);
 		return;
 	}
-	if (type == KTLS_REC_HANDSHAKE && n >= 1 && buf[0] == 24) {
-		/* TLS 1.3 KeyUpdate: kernels before 6.14 cannot rekey RX, and the next
-		 * records would not decrypt. Close cleanly instead of passing garbage. */
-		conn_log(c, LOG_WARN, "client KeyUpdate: this kernel cannot rekey kTLS RX, closing",
-			 "reason=keyupdate_unsupported");
-		conn_close(c, CR_KEYUPDATE);
+	if (type == KTLS_REC_HANDSHAKE && n >= 1 && buf[0] == 24 && key_update(c, buf, n))
 		return;
-	}
 	/* other handshake messages (e.g. tickets) carry nothing for the pooler */
 	cli_plain_read(c);
 }

@@ -46,6 +46,7 @@ struct worker_stats {
 	_Atomic uint64_t backend_connect_failed, bytes_c2b, bytes_b2c, plaintext;
 	_Atomic uint64_t tls12, tls13, ktls_tx, ktls_rx, user_tls;
 	_Atomic uint64_t active_ktls_tx, active_ktls_rx, active_user_tls;
+	_Atomic uint64_t rekey_rx, rekey_tx;
 	_Atomic uint64_t closed[CR__COUNT];
 	_Atomic uint64_t hs_hist[HS_HIST_BUCKETS], hs_sum_us;
 } __attribute__((aligned(CACHELINE)));

@@ -9,6 +9,9 @@ ks_setup
 fx_with_timeout 60 runuser -u postgres -- "$FX_PGBIN/pgbench" -q -i -s 1 -U app -h "$FX_PG_SOCKDIR" -p "$FX_PG_PORT" app \
     >/dev/null 2>&1 || BAIL_OUT "pgbench -i failed"
 
+KU_TOOL="$(dirname "$KTLS_SIDECAR")/tests/tools/pgkeyupdate"
+[[ -x "$KU_TOOL" ]] || KU_TOOL="$FX_REPO/build/tests/tools/pgkeyupdate"
+
 for io in $(ks_io_modes); do
     note "--- io=$io"
     ks_start "s-$io" "$io" || BAIL_OUT "sidecar did not start"
@@ -31,6 +34,13 @@ for io in $(ks_io_modes); do
     tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$pgb" | head -1)"
     note "$io: pgbench -S tps=$tps"
     ok "$io: pgbench did real work" test "${tps%.*}" -gt 50
+
+    # TLS 1.3 KeyUpdate from the client (userspace TLS here: OpenSSL follows it); the
+    # kTLS rekey in the kernel is covered by tests/vm.
+    for ku in k K; do
+        rc=0; out="$(fx_with_timeout 60 "$KU_TOOL" 127.0.0.1 "$KS_PORT" app app 20 "$ku" 2>&1)" || rc=$?
+        ok_rc "$rc" "$io: 20 queries, each after a client KeyUpdate ($ku), answered in full" || diag "$out"
+    done
 
     rc=0; fx_sidecar_stop "s-$io" || rc=$?
     is "$rc" 0 "$io: SIGTERM exits 0"

@@ -248,7 +248,7 @@ static void test_render_text(void)
 	free(t);
 
 	t = render(ADM_SHOW_STATS, 0, &s, &rc);
-	ok(rc == 0 && table_ok(t, 24), "show stats: aligned table of 15 + 3 + 3 gauges + 3 percentiles");
+	ok(rc == 0 && table_ok(t, 26), "show stats: aligned table of 15 + 3 + 3 gauges + 2 rekeys + 3 percentiles");
 	ok(row_is(t, "active_ktls_tx", "4") && row_is(t, "active_ktls_rx", "2") &&
 	   row_is(t, "active_user_tls", "2"), "kTLS gauges summed");
 	ok(row_is(t, "handshake_p50_ms", "3.50") && row_is(t, "handshake_p90_ms", "4.70") &&
@@ -327,7 +327,7 @@ static void test_render_json(void)
 		"['accepted', 'active', 'refused_max', 'handshakes_ok', 'handshakes_failed', 'tls12', "
 		"'tls13', 'ktls_tx', 'ktls_rx', 'user_tls', 'plaintext', 'cancels', "
 		"'backend_connect_failed', 'bytes_c2b', 'bytes_b2c', 'closed', 'active_ktls_tx', "
-		"'active_ktls_rx', 'active_user_tls', 'handshake_ms']",
+		"'active_ktls_rx', 'active_user_tls', 'ktls_rekey_rx', 'ktls_rekey_tx', 'handshake_ms']",
 		"stats json: stable keys in order, new ones after");
 	json_is(j, "(d[\"active_ktls_tx\"], d[\"active_ktls_rx\"], d[\"active_user_tls\"])", "(4, 2, 2)",
 		"stats json: kTLS gauges");

@@ -201,6 +201,8 @@ static struct admin_snapshot fake(struct admin_worker *w)
 		w[i].c.ktls_tx = 28;
 		w[i].c.ktls_rx = 27;
 		w[i].c.user_tls = 3;
+		w[i].c.rekey_rx = 5;
+		w[i].c.rekey_tx = 1;
 		w[i].c.plaintext = 2;
 		w[i].c.cancels = 4;
 		w[i].c.backend_connect_failed = 5;
@@ -265,6 +267,8 @@ static void test_metrics_render(void)
 	prom_is(t, "[m[\"ktls_sidecar_ktls_installed_total{direction=\\\"%s\\\"}\" % d] for d in (\"tx\", \"rx\")] + "
 		   "[m[\"ktls_sidecar_user_tls_connections_total\"]]",
 		"[56.0, 54.0, 6.0]", "kTLS installs and userspace TLS counters");
+	prom_is(t, "[m[\"ktls_sidecar_ktls_rekeys_total{direction=\\\"%s\\\"}\" % d] for d in (\"tx\", \"rx\")]",
+		"[2.0, 10.0]", "kTLS rekeys by direction");
 	prom_is(t, "[(k[k.index(\"le=\"):], v) for k, v in m.items() if \"duration_seconds_bucket\" in k]",
 		"[('le=\"0.001\"}', 10.0), ('le=\"0.002\"}', 10.0), ('le=\"0.005\"}', 10.0), ('le=\"0.01\"}', 30.0), "
 		"('le=\"0.025\"}', 30.0), ('le=\"0.05\"}', 30.0), ('le=\"0.1\"}', 30.0), ('le=\"0.25\"}', 30.0), "

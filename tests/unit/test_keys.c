@@ -1,10 +1,16 @@
 // SPDX-License-Identifier: MIT
 // Key derivation for kTLS against published vectors: RFC 8448 section 3
 // (TLS 1.3 application traffic keys) and the TLS 1.2 PRF (SHA-256) vector.
+// KeyUpdate ("traffic upd") has no published vector: OpenSSL rekeys a real
+// client, and the record it sends next must open with the key we derive.
 #include <stdint.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "handshake.h"
 #include "tap.h"
@@ -30,6 +36,96 @@ static int same(const uint8_t *got, const char *want_hex)
 	uint8_t w[128];
 	size_t n = unhex(want_hex, w);
 	return memcmp(got, w, n) == 0;
+}
+
+static uint8_t cli_secret[48];
+static size_t cli_secret_len;
+
+static void keylog(const SSL *ssl, const char *line)
+{
+	(void)ssl;
+	if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0)
+		cli_secret_len = unhex(strrchr(line, ' ') + 1, cli_secret);
+}
+
+/* Move what a wrote to b. */
+static void pump(SSL *a, SSL *b)
+{
+	char buf[16384];
+	int n;
+	while ((n = BIO_read(SSL_get_wbio(a), buf, sizeof(buf))) > 0)
+		BIO_write(SSL_get_rbio(b), buf, n);
+}
+
+/* Open one TLS 1.3 record (header + ciphertext + tag) with k; plaintext length or -1. */
+static int open_record(const struct ktls_keys *k, const uint8_t *rec, size_t len, uint8_t *out)
+{
+	const EVP_CIPHER *ciph = k->cipher == KTLS_AES_128_GCM ? EVP_aes_128_gcm()
+			       : k->cipher == KTLS_AES_256_GCM ? EVP_aes_256_gcm()
+							       : EVP_chacha20_poly1305();
+	uint8_t nonce[12];
+	memcpy(nonce, k->iv, 12);
+	for (int i = 0; i < 8; i++)
+		nonce[4 + i] ^= (uint8_t)(k->seq >> (56 - 8 * i));
+	if (len < 5 + 16)
+		return -1;
+	int n = (int)(len - 5 - 16), m = 0, ok = 0;
+	EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+	if (x && EVP_DecryptInit_ex(x, ciph, NULL, k->key, nonce) && EVP_DecryptUpdate(x, NULL, &m, rec, 5) &&
+	    EVP_DecryptUpdate(x, out, &m, rec + 5, n) &&
+	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, 16, (void *)(rec + 5 + n)) &&
+	    EVP_DecryptFinal_ex(x, out + m, &m))
+		ok = 1;
+	EVP_CIPHER_CTX_free(x);
+	return ok ? n : -1;
+}
+
+/* Handshake a client and a server over memory BIOs with one suite, then let the
+ * client send KeyUpdate + data twice; the data must open with our next keys. */
+static void keyupdate_suite(const char *suite, uint8_t cipher, uint8_t hashlen, EVP_PKEY *pk, X509 *crt)
+{
+	SSL_CTX *sctx = SSL_CTX_new(TLS_server_method()), *cctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX_use_certificate(sctx, crt);
+	SSL_CTX_use_PrivateKey(sctx, pk);
+	SSL_CTX_set_ciphersuites(cctx, suite);
+	SSL_CTX_set_min_proto_version(cctx, TLS1_3_VERSION);
+	SSL_CTX_set_keylog_callback(cctx, keylog);
+	SSL *s = SSL_new(sctx), *c = SSL_new(cctx);
+	SSL_set_bio(s, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+	SSL_set_bio(c, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+	SSL_set_accept_state(s);
+	SSL_set_connect_state(c);
+	cli_secret_len = 0;
+	for (int i = 0; i < 10 && !(SSL_is_init_finished(c) && SSL_is_init_finished(s)); i++) {
+		SSL_do_handshake(c);
+		pump(c, s);
+		SSL_do_handshake(s);
+		pump(s, c);
+	}
+	ok(SSL_is_init_finished(c) && cli_secret_len == hashlen, "%s: handshake done, client secret captured", suite);
+	struct hs_traffic tr = { .len = (uint8_t)cli_secret_len, .cipher = cipher };
+	memcpy(tr.client, cli_secret, sizeof(tr.client));
+	for (int round = 1; round <= 2; round++) {
+		uint8_t rec[4096], pt[4096];
+		struct ktls_keys k;
+		SSL_key_update(c, SSL_KEY_UPDATE_NOT_REQUESTED);
+		SSL_write(c, "ping", 4);
+		int n = BIO_read(SSL_get_wbio(c), rec, sizeof(rec));
+		/* record 1: the KeyUpdate under the old key; record 2: "ping" under the new one */
+		size_t r1 = n >= 5 ? 5 + (size_t)(rec[3] << 8 | rec[4]) : 0;
+		is(hs_traffic_update(&tr, 1, &k), 0, "%s: update %d derived", suite, round);
+		int m = r1 && (size_t)n > r1 ? open_record(&k, rec + r1, (size_t)n - r1, pt) : -1;
+		ok(m == 5 && memcmp(pt, "ping\x17", 5) == 0 && k.seq == 0,
+		   "%s: after KeyUpdate %d the client's next record opens with the derived key (seq 0)", suite, round);
+		ktls_keys_wipe(&k);
+	}
+	struct ktls_keys k;
+	is(hs_traffic_update(&(struct hs_traffic){ .len = 0 }, 1, &k), -EINVAL, "%s: no secrets -> -EINVAL", suite);
+	hs_traffic_wipe(&tr);
+	SSL_free(c);
+	SSL_free(s);
+	SSL_CTX_free(cctx);
+	SSL_CTX_free(sctx);
 }
 
 int main(void)
@@ -60,5 +156,22 @@ int main(void)
 	hs_kdf_tls12_prf("SHA256", s, 16, "key expansion", seed, 8, seed + 8, 8, a, 100);
 	hs_kdf_tls12_prf("SHA256", s, 16, "key expansion", seed, 16, seed, 0, b, 100);
 	ok(memcmp(a, b, 100) == 0, "split seed equals the concatenated seed");
+
+	EVP_PKEY *pk = EVP_EC_gen("P-256");
+	X509 *crt = X509_new();
+	X509_set_version(crt, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(crt), 1);
+	X509_gmtime_adj(X509_getm_notBefore(crt), 0);
+	X509_gmtime_adj(X509_getm_notAfter(crt), 3600);
+	X509_set_pubkey(crt, pk);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(crt), "CN", MBSTRING_ASC, (const unsigned char *)"t", -1,
+				   -1, 0);
+	X509_set_issuer_name(crt, X509_get_subject_name(crt));
+	ok(pk && X509_sign(crt, pk, EVP_sha256()) > 0, "test certificate made");
+	keyupdate_suite("TLS_AES_128_GCM_SHA256", KTLS_AES_128_GCM, 32, pk, crt);
+	keyupdate_suite("TLS_AES_256_GCM_SHA384", KTLS_AES_256_GCM, 48, pk, crt);
+	keyupdate_suite("TLS_CHACHA20_POLY1305_SHA256", KTLS_CHACHA20_POLY1305, 32, pk, crt);
+	X509_free(crt);
+	EVP_PKEY_free(pk);
 	return done_testing();
 }
