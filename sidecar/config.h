@@ -41,6 +41,8 @@ struct config {
 	int io;                   /* enum io_mode */
 	int ktls;                 /* enum ktls_mode */
 	int relay;                /* enum relay_mode */
+	int uring_sqpoll;         /* io_uring: SQ polling thread per ring */
+	int uring_fixed_files;    /* io_uring: registered files */
 	int allow_plaintext;
 	int plain_cancel;
 	char *admin_socket;       /* "" disables */

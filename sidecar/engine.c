@@ -5,10 +5,10 @@
 #include <errno.h>
 #include <stdio.h>
 
-int engine_create(enum engine_kind kind, unsigned entries, engine_cb cb, void *ctx, struct engine **out,
-		  char *why, size_t whylen)
+int engine_create(enum engine_kind kind, unsigned entries, unsigned flags, engine_cb cb, void *ctx,
+		  struct engine **out, char *why, size_t whylen)
 {
-	int rc = kind == ENGINE_URING ? engine_uring_create(entries, out, why, whylen)
+	int rc = kind == ENGINE_URING ? engine_uring_create(entries, flags, out, why, whylen)
 				      : engine_epoll_create(entries, out, why, whylen);
 	if (rc)
 		return rc;

@@ -37,12 +37,16 @@ struct engine_stats {
 	uint64_t completions;
 };
 
+/* engine_create flags: io_uring techniques, off by default; the epoll engine ignores them. */
+#define ENGINE_SQPOLL 0x1u      /* a kernel thread polls the SQ; falls back (logged) if refused */
+#define ENGINE_FIXED_FILES 0x2u /* registered files, indexed by fd number */
+
 /* Create an engine. 0 or -errno (-EPERM/-ENOSYS: io_uring blocked). why: reason text. */
-int engine_create(enum engine_kind kind, unsigned entries, engine_cb cb, void *ctx, struct engine **out,
-		  char *why, size_t whylen);
+int engine_create(enum engine_kind kind, unsigned entries, unsigned flags, engine_cb cb, void *ctx,
+		  struct engine **out, char *why, size_t whylen);
 void engine_destroy(struct engine *e);
 const char *engine_name(const struct engine *e);
-/* Features in use, e.g. "multishot-accept,defer-taskrun". */
+/* Features in use, e.g. "single-issuer,defer-taskrun,multishot-accept,fixed-files". */
 const char *engine_features(const struct engine *e);
 const struct engine_stats *engine_stats(const struct engine *e);
 

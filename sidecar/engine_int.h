@@ -30,7 +30,7 @@ struct engine {
 	char features[160];
 };
 
-int engine_uring_create(unsigned entries, struct engine **out, char *why, size_t whylen);
+int engine_uring_create(unsigned entries, unsigned flags, struct engine **out, char *why, size_t whylen);
 int engine_epoll_create(unsigned entries, struct engine **out, char *why, size_t whylen);
 
 /* Deliver a completion to the owner. */

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // io_uring backend: one ring per worker, created on the worker's own thread so
 // SINGLE_ISSUER/DEFER_TASKRUN apply. Multishot accept where the kernel has it
-// (5.19+), re-armed single-shot accept on older kernels.
+// (5.19+), re-armed single-shot accept on older kernels. Optional, off by default:
+// SQPOLL and registered files (ENGINE_SQPOLL, ENGINE_FIXED_FILES).
 #include "engine_int.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 #include <poll.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -18,21 +21,80 @@ struct uring_engine {
 	struct engine base;
 	struct io_uring ring;
 	int multishot;  /* 1 until the kernel refuses multishot accept */
-	int defer;      /* DEFER_TASKRUN in use */
+	int sqpoll;     /* SQPOLL in use */
+	const char *setup; /* the setup flags in use, for features */
+	uint8_t *fixed; /* fixed[fd]: fd is registered at index fd; NULL without registered files */
+	unsigned nfixed;
 };
 
 #define UE(e) ((struct uring_engine *)(e))
+
+static void features_update(struct uring_engine *u)
+{
+	snprintf(u->base.features, sizeof(u->base.features), "%s%s%s%s", u->setup,
+		 u->setup[0] && u->multishot ? "," : "", u->multishot ? "multishot-accept" : "",
+		 !u->fixed ? "" : u->setup[0] || u->multishot ? ",fixed-files" : "fixed-files");
+}
+
+/* Whether io_uring_submit(_and_wait) makes the syscall, by the test liburing makes: to
+ * submit (with SQPOLL only when the SQ thread sleeps) or to wait for a completion. */
+static int enter_needed(struct uring_engine *u, int wait)
+{
+	if (wait && !io_uring_cq_ready(&u->ring))
+		return 1;
+	if (!io_uring_sq_ready(&u->ring))
+		return 0;
+	if (!u->sqpoll)
+		return 1;
+	return !!(IO_URING_READ_ONCE(*u->ring.sq.kflags) & IORING_SQ_NEED_WAKEUP);
+}
 
 static struct io_uring_sqe *sqe_get(struct uring_engine *u)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 	while (!sqe) {
-		/* SQ full: push what we have to the kernel and retry */
+		/* SQ full: push what we have to the kernel (or the SQ thread) and retry */
+		u->base.st.enters += (uint64_t)enter_needed(u, 0);
 		io_uring_submit(&u->ring);
-		u->base.st.enters++;
 		sqe = io_uring_get_sqe(&u->ring);
 	}
 	return sqe;
+}
+
+/* Registered files use the fd number as the index. An fd from accept or socket() may
+ * reuse the number of one closed behind our back (not through u_close): forget it so
+ * that the first use registers the new file over whatever the slot holds. */
+static void fixed_forget(struct uring_engine *u, int fd)
+{
+	if (u->fixed && fd >= 0 && (unsigned)fd < u->nfixed)
+		u->fixed[fd] = 0;
+}
+
+/* 1 if fd may go in an SQE as a fixed file (registered now if it was not yet). */
+static int fixed_use(struct uring_engine *u, int fd)
+{
+	if (!u->fixed || fd < 0 || (unsigned)fd >= u->nfixed)
+		return 0;
+	if (!u->fixed[fd] && io_uring_register_files_update(&u->ring, (unsigned)fd, &fd, 1) == 1)
+		u->fixed[fd] = 1;
+	return u->fixed[fd]; /* a failed update leaves this fd unfixed, which still works */
+}
+
+static void fixed_release(struct uring_engine *u, int fd)
+{
+	int none = -1;
+	if (!u->fixed || fd < 0 || (unsigned)fd >= u->nfixed || !u->fixed[fd])
+		return;
+	/* drop the table's reference, or the socket would outlive close(2) */
+	io_uring_register_files_update(&u->ring, (unsigned)fd, &none, 1);
+	u->fixed[fd] = 0;
+}
+
+/* Point sqe (already prepared with fd) at the registered file when there is one. */
+static void sqe_fixed(struct uring_engine *u, struct io_uring_sqe *sqe, int fd)
+{
+	if (fixed_use(u, fd))
+		sqe->flags |= IOSQE_FIXED_FILE;
 }
 
 static void prep_accept(struct uring_engine *u, struct io_op *op)
@@ -42,6 +104,7 @@ static void prep_accept(struct uring_engine *u, struct io_op *op)
 		io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	else
 		io_uring_prep_accept(sqe, op->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	sqe_fixed(u, sqe, op->fd);
 	io_uring_sqe_set_data(sqe, op);
 }
 
@@ -55,6 +118,7 @@ static void u_recv(struct engine *e, struct io_op *op)
 {
 	struct io_uring_sqe *sqe = sqe_get(UE(e));
 	io_uring_prep_recv(sqe, op->fd, op->buf, op->len, 0);
+	sqe_fixed(UE(e), sqe, op->fd);
 	io_uring_sqe_set_data(sqe, op);
 }
 
@@ -62,6 +126,7 @@ static void u_send(struct engine *e, struct io_op *op)
 {
 	struct io_uring_sqe *sqe = sqe_get(UE(e));
 	io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL);
+	sqe_fixed(UE(e), sqe, op->fd);
 	io_uring_sqe_set_data(sqe, op);
 }
 
@@ -69,6 +134,8 @@ static void u_connect(struct engine *e, struct io_op *op)
 {
 	struct io_uring_sqe *sqe = sqe_get(UE(e));
 	io_uring_prep_connect(sqe, op->fd, op->addr, op->addrlen);
+	fixed_forget(UE(e), op->fd); /* a new socket: connect is its first op */
+	sqe_fixed(UE(e), sqe, op->fd);
 	io_uring_sqe_set_data(sqe, op);
 }
 
@@ -83,10 +150,19 @@ static void u_splice(struct engine *e, struct io_op *op)
 	 * start it only once the socket side is ready (source readable, sink writable) */
 	struct io_uring_sqe *sqe = sqe_get(u);
 	io_uring_prep_poll_add(sqe, op->fd, op->gate ? POLLIN : POLLOUT);
+	sqe_fixed(u, sqe, op->fd);
 	io_uring_sqe_set_data(sqe, POLL_TAG(op));
 	sqe->flags |= IOSQE_IO_LINK;
+	/* Only the socket end (op->fd) can be fixed: the pipes are closed outside the engine.
+	 * IOSQE_FIXED_FILE names the output fd, SPLICE_F_FD_IN_FIXED the input. */
+	unsigned fl = SPLICE_F_NONBLOCK | SPLICE_F_MOVE;
+	int fix = fixed_use(u, op->fd);
+	if (fix && op->gate)
+		fl |= SPLICE_F_FD_IN_FIXED;
 	sqe = sqe_get(u);
-	io_uring_prep_splice(sqe, in, -1, out, -1, op->len, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+	io_uring_prep_splice(sqe, in, -1, out, -1, op->len, fl);
+	if (fix && !op->gate)
+		sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data(sqe, op);
 }
 
@@ -104,7 +180,7 @@ static void u_cancel(struct engine *e, struct io_op *op)
 
 static void u_close(struct engine *e, int fd)
 {
-	(void)e;
+	fixed_release(UE(e), fd);
 	close(fd);
 }
 
@@ -113,12 +189,13 @@ static void accept_done(struct uring_engine *u, struct io_op *op, int res, int m
 {
 	if (res == -EINVAL && u->multishot && op->res == 0) {
 		u->multishot = 0;
-		snprintf(u->base.features, sizeof(u->base.features), "%s", u->defer ? "defer-taskrun" : "");
+		features_update(u);
 		prep_accept(u, op);
 		return;
 	}
 	if (res >= 0) {
 		op->res = 1;
+		fixed_forget(u, res);
 		if (!more)
 			prep_accept(u, op);
 		engine_complete(&u->base, op, res, 1);
@@ -135,7 +212,7 @@ static int u_run(struct engine *e, int timeout_ms)
 	struct uring_engine *u = UE(e);
 	struct __kernel_timespec ts = { .tv_sec = timeout_ms / 1000, .tv_nsec = (timeout_ms % 1000) * 1000000L };
 	struct io_uring_cqe *cqe;
-	e->st.enters++;
+	e->st.enters += (uint64_t)enter_needed(u, 1);
 	int rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
 	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
 		return rc;
@@ -157,7 +234,8 @@ static int u_run(struct engine *e, int timeout_ms)
 
 static void u_destroy(struct engine *e)
 {
-	io_uring_queue_exit(&UE(e)->ring);
+	io_uring_queue_exit(&UE(e)->ring); /* also drops the registered files */
+	free(UE(e)->fixed);
 	free(e);
 }
 
@@ -197,9 +275,58 @@ static int probe_ops(struct io_uring *ring, char *why, size_t whylen)
 	return rc;
 }
 
-int engine_uring_create(unsigned entries, struct engine **out, char *why, size_t whylen)
+struct ring_try {
+	unsigned flags;
+	const char *name;
+};
+
+/* The first setup in tries[] the kernel takes; -EINVAL (unknown flag) moves on. 0 or -errno. */
+static int ring_init(struct uring_engine *u, unsigned entries, const struct ring_try *tries, size_t n,
+		     size_t *used)
 {
-	static const struct { unsigned flags; const char *name; } tries[] = {
+	int rc = -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		struct io_uring_params p;
+		memset(&p, 0, sizeof(p));
+		p.flags = tries[i].flags | IORING_SETUP_CQSIZE;
+		p.cq_entries = entries * 4;
+		p.sq_thread_idle = 50; /* ms the SQ thread spins before it sleeps (SQPOLL only) */
+		rc = io_uring_queue_init_params(entries, &u->ring, &p);
+		*used = i;
+		if (rc != -EINVAL)
+			break;
+	}
+	return rc;
+}
+
+/* Registered files, one slot per possible fd: as many as RLIMIT_NOFILE allows, capped. */
+static void fixed_init(struct uring_engine *u)
+{
+	struct rlimit rl;
+	unsigned n = 65536;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n)
+		n = (unsigned)rl.rlim_cur;
+	int rc = n ? io_uring_register_files_sparse(&u->ring, n) : -EINVAL;
+	if (rc == 0 && !(u->fixed = calloc(n, 1))) {
+		io_uring_unregister_files(&u->ring);
+		rc = -ENOMEM;
+	}
+	if (rc) {
+		log_warn("engine", "registered files refused, running without them", "slots=%u error=\"%s\"", n,
+			 strerror(-rc));
+		return;
+	}
+	u->nfixed = n;
+}
+
+int engine_uring_create(unsigned entries, unsigned flags, struct engine **out, char *why, size_t whylen)
+{
+	/* SQPOLL takes neither DEFER_TASKRUN nor COOP_TASKRUN (the kernel says EINVAL) */
+	static const struct ring_try sqpoll[] = {
+		{ IORING_SETUP_SQPOLL | IORING_SETUP_SINGLE_ISSUER, "sqpoll,single-issuer" },
+		{ IORING_SETUP_SQPOLL, "sqpoll" },
+	};
+	static const struct ring_try tries[] = {
 		{ IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, "single-issuer,defer-taskrun" },
 		{ IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN, "single-issuer,coop-taskrun" },
 		{ IORING_SETUP_COOP_TASKRUN, "coop-taskrun" },
@@ -209,15 +336,20 @@ int engine_uring_create(unsigned entries, struct engine **out, char *why, size_t
 	if (!u)
 		return -ENOMEM;
 	int rc = -EINVAL;
-	size_t i;
-	for (i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
-		struct io_uring_params p;
-		memset(&p, 0, sizeof(p));
-		p.flags = tries[i].flags | IORING_SETUP_CQSIZE;
-		p.cq_entries = entries * 4;
-		rc = io_uring_queue_init_params(entries, &u->ring, &p);
-		if (rc != -EINVAL)
-			break;
+	size_t i = 0;
+	if (flags & ENGINE_SQPOLL) {
+		rc = ring_init(u, entries, sqpoll, sizeof(sqpoll) / sizeof(sqpoll[0]), &i);
+		if (rc == 0) {
+			u->sqpoll = 1;
+			u->setup = sqpoll[i].name;
+		} else {
+			/* EPERM: unprivileged before 5.11 */
+			log_warn("engine", "SQPOLL refused, running without it", "error=\"%s\"", strerror(-rc));
+		}
+	}
+	if (!u->sqpoll) {
+		rc = ring_init(u, entries, tries, sizeof(tries) / sizeof(tries[0]), &i);
+		u->setup = tries[i].name;
 	}
 	if (rc) {
 		snprintf(why, whylen, "io_uring_setup: %s", strerror(-rc));
@@ -232,12 +364,12 @@ int engine_uring_create(unsigned entries, struct engine **out, char *why, size_t
 	/* splices run on io-wq: a few workers per ring, not one per idle connection */
 	unsigned iowq[2] = { 4, 4 };
 	io_uring_register_iowq_max_workers(&u->ring, iowq);
+	if (flags & ENGINE_FIXED_FILES)
+		fixed_init(u);
 	u->multishot = 1;
-	u->defer = (tries[i].flags & IORING_SETUP_DEFER_TASKRUN) != 0;
 	u->base.ops = &uring_ops;
 	u->base.name = "uring";
-	snprintf(u->base.features, sizeof(u->base.features), "%s%smultishot-accept", tries[i].name,
-		 tries[i].name[0] ? "," : "");
+	features_update(u);
 	*out = &u->base;
 	return 0;
 }

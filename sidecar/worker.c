@@ -66,7 +66,9 @@ static void *worker_main(void *arg)
 	char why[160] = "";
 	if (sc->cfg->pin_cpus)
 		pin(w);
-	int rc = engine_create(sc->engine_kind, 4096, on_completion, w, &w->eng, why, sizeof(why));
+	unsigned eflags = (sc->cfg->uring_sqpoll ? ENGINE_SQPOLL : 0) |
+			  (sc->cfg->uring_fixed_files ? ENGINE_FIXED_FILES : 0);
+	int rc = engine_create(sc->engine_kind, 4096, eflags, on_completion, w, &w->eng, why, sizeof(why));
 	if (rc) {
 		log_error("worker", "cannot create engine", "worker=%d reason=\"%s\"", w->id, why);
 		atomic_store(&sc->stopping, 1);

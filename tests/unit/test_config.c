@@ -103,6 +103,18 @@ int main(void)
 	is(c.io, IO_EPOLL, "--key=value form");
 	config_free(&c);
 
+	/* the io_uring techniques: off by default, on from the environment or a flag */
+	char *uring_env[] = { "KTLS_SIDECAR_URING_SQPOLL=1", NULL };
+	char *uring_args[] = { "--uring-fixed-files", NULL };
+	config_init(&c);
+	ok(!c.uring_sqpoll && !c.uring_fixed_files, "io_uring SQPOLL and registered files off by default");
+	is(config_load_env(&c, uring_env, err, sizeof(err)), 0, "KTLS_SIDECAR_URING_SQPOLL accepted (%s)", err);
+	is(config_load_args(&c, 1, uring_args, err, sizeof(err)), 0, "--uring-fixed-files accepted (%s)", err);
+	ok(c.uring_sqpoll && c.uring_fixed_files, "both set");
+	is(config_line(&c, "uring-sqpoll = off", err, sizeof(err)), 0, "uring-sqpoll in a file");
+	is(c.uring_sqpoll, 0, "uring-sqpoll off again");
+	config_free(&c);
+
 	char *k8s_env[] = { "KTLS_SIDECAR_SERVICE_HOST=10.0.0.1", "KTLS_SIDECAR_PORT=tcp://10.0.0.1:5432",
 			    "KTLS_SIDECAR_PORT_5432_TCP_ADDR=10.0.0.1", NULL };
 	config_init(&c);
