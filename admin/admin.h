@@ -48,6 +48,7 @@ struct admin_snapshot {
 	const char *reload_result;     /* "ok" or the error */
 	int draining;
 	const char *io, *io_why;       /* engine in use and why (empty when uring) */
+	const char *io_features;       /* of worker 0's engine, e.g. "sqpoll,multishot-accept" */
 	const char *ktls, *ktls_why;   /* "available"/"unavailable"/"off" and why */
 	const char *listen, *backend;
 	long pid;

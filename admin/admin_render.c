@@ -334,6 +334,7 @@ static int render_info_json(const struct admin_snapshot *s, FILE *f)
 	fprintf(f, ",\"pid\":%ld,\"uptime_s\":%.3f,\"workers\":%d", s->pid, up, s->nworkers);
 	json_kv_str(f, 0, "io", s->io);
 	json_kv_str(f, 0, "io_why", s->io_why);
+	json_kv_str(f, 0, "io_features", s->io_features);
 	json_kv_str(f, 0, "ktls", s->ktls);
 	json_kv_str(f, 0, "ktls_why", s->ktls_why);
 	json_kv_str(f, 0, "kernel", s->kernel);
@@ -368,6 +369,7 @@ static int render_info(const struct admin_snapshot *s, FILE *f)
 	tbl_add(&t, "io");
 	tbl_add(&t, "%s%s%s%s", nz(s->io), s->io_why && *s->io_why ? " (" : "", nz(s->io_why),
 		s->io_why && *s->io_why ? ")" : "");
+	tbl_add(&t, "io_features"), tbl_add(&t, "%s", nz(s->io_features));
 	tbl_add(&t, "ktls");
 	tbl_add(&t, "%s%s%s%s", nz(s->ktls), s->ktls_why && *s->ktls_why ? " (" : "", nz(s->ktls_why),
 		s->ktls_why && *s->ktls_why ? ")" : "");

@@ -68,7 +68,7 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 {
 	/* the admin thread is the only caller: static buffers outlive the render */
 	static struct utsname u;
-	static char subject[256], sans[512], not_after[64], reload_at[32], reload_result[256];
+	static char subject[256], sans[512], not_after[64], reload_at[32], reload_result[256], io_features[160];
 	struct sidecar *sc = ctx;
 	uname(&u);
 	memset(out, 0, sizeof(*out));
@@ -96,6 +96,10 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 	out->draining = atomic_load(&sc->draining);
 	out->io = sc->engine_kind == ENGINE_URING ? "uring" : "epoll";
 	out->io_why = sc->engine_why;
+	struct engine *e = sc->nworkers ? __atomic_load_n(&sc->workers[0].eng, __ATOMIC_ACQUIRE) : NULL;
+	/* set once at creation (and on the multishot fallback): a racy copy is at worst stale */
+	snprintf(io_features, sizeof(io_features), "%s", e ? engine_features(e) : "");
+	out->io_features = io_features;
 	out->ktls = sc->ktls ? "available" : sc->cfg->ktls == KTLS_OFF ? "off" : "unavailable";
 	out->ktls_why = sc->ktls_why;
 	out->listen = sc->cfg->listen;

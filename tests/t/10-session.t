@@ -77,6 +77,37 @@ err="$(fx_psql "$(ks_dsn sslmode=verify-full sslrootcert="$FX_CERTS/ca.crt" host
 like "$err" 'does not match host name' "verify-full fails on a certificate for another host"
 fx_sidecar_stop wrong || true
 
+# The io_uring techniques behind options (off by default): each one active, and sessions work.
+if [[ " $(ks_io_modes) " == *" uring "* ]]; then
+    for opt in sqpoll fixed-files; do
+        ks_start "opt-$opt" uring "--uring-$opt" || BAIL_OUT "sidecar --uring-$opt did not start"
+        feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)"
+        like "$feat" "(^|,)$opt(,|\$)" "--uring-$opt: show info lists $opt in io_features ($feat)"
+        is "$(fx_psql "$(ks_dsn)" -c 'select 40+3')" 43 "--uring-$opt: psql runs a query"
+        rc=0; pgb="$(fx_with_timeout 60 pgbench -n -S -c 4 -j 2 -T 2 "$(ks_dsn)" 2>&1)" || rc=$?
+        ok_rc "$rc" "--uring-$opt: pgbench -S -c 4 -T 2 exits 0" || diag "$pgb"
+        like "$pgb" 'number of failed transactions: 0 ' "--uring-$opt: no failed transactions"
+        if [[ "$opt" == sqpoll ]]; then
+            # the SQ thread is a thread of the sidecar, so /proc/PID/stat counts its CPU
+            ok "--uring-sqpoll: an iou-sqp thread runs inside the sidecar process" \
+                grep -qs '^iou-sqp' /proc/"${FX_SIDECAR_PIDS[opt-$opt]}"/task/*/comm
+        fi
+        rc=0; fx_sidecar_stop "opt-$opt" || rc=$?
+        is "$rc" 0 "--uring-$opt: SIGTERM exits 0"
+        ks_check_log "opt-$opt"
+    done
+    if [[ -z "${KTLS_SIDECAR_URING_SQPOLL:-}${KTLS_SIDECAR_URING_FIXED_FILES:-}" ]]; then
+        ks_start opt-none uring || BAIL_OUT "sidecar did not start"
+        feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)"
+        unlike "$feat" 'sqpoll|fixed-files' "by default neither SQPOLL nor registered files ($feat)"
+        fx_sidecar_stop opt-none || true
+    else
+        skip "KTLS_SIDECAR_URING_* in the environment: the default is not observable" 1
+    fi
+else
+    skip "io_uring unavailable: no --uring-sqpoll / --uring-fixed-files cases" 14
+fi
+
 nok "a key that does not match the certificate is refused at startup" \
     fx_with_timeout 5 "$KTLS_SIDECAR" run --listen 127.0.0.1:1 --cert "$FX_CERTS/server.crt" \
     --key "$FX_CERTS/server-ec.key" --admin-socket ""

@@ -53,6 +53,7 @@ static struct admin_snapshot fake(struct admin_worker *w)
 		.cert_sans = "DNS:db.example, IP:10.0.0.5", .cert_not_after = "Jan  1 00:00:00 2027 GMT",
 		.reload_at = "2026-11-22T00:00:00Z", .reload_result = "ok", .draining = 1,
 		.io = "epoll", .io_why = "io_uring_setup: \"Operation not permitted\"",
+		.io_features = "sqpoll,multishot-accept,fixed-files",
 		.ktls = "unavailable", .ktls_why = "tls module not loaded",
 		.listen = "0.0.0.0:5433", .backend = "unix:/run/pgbouncer/.s.PGSQL.6432",
 		.pid = 4242, .uptime_s = 93784.5, .nworkers = 2, .workers = w,
@@ -235,7 +236,8 @@ static void test_render_text(void)
 	free(t);
 
 	t = render(ADM_SHOW_INFO, 0, &s, &rc);
-	ok(rc == 0 && table_ok(t, 15), "show info: aligned table of 15 rows");
+	ok(rc == 0 && table_ok(t, 16), "show info: aligned table of 16 rows");
+	ok(row_is(t, "io_features", "sqpoll,multishot-accept,fixed-files"), "info row io_features");
 	ok(row_is(t, "version", "1.2.3") && row_is(t, "pid", "4242"), "info rows version, pid");
 	ok(row_is(t, "cert_sans", "DNS:db.example, IP:10.0.0.5"), "info row cert_sans");
 	ok(row_is(t, "cert_not_after", "Jan  1 00:00:00 2027 GMT"), "info row cert_not_after");
@@ -307,7 +309,8 @@ static void test_render_json(void)
 	j = render(ADM_SHOW_INFO, 1, &s, &rc);
 	ok(rc == 0 && one_line(j), "info json: one line");
 	json_is(j, "sorted(d)",
-		"['backend', 'cert', 'cert_not_after', 'cert_sans', 'draining', 'io', 'io_why', 'kernel', "
+		"['backend', 'cert', 'cert_not_after', 'cert_sans', 'draining', 'io', 'io_features', 'io_why', "
+		"'kernel', "
 		"'ktls', 'ktls_why', 'listen', 'openssl', 'pid', 'reload_at', 'reload_result', 'uptime_s', "
 		"'version', 'workers']",
 		"info json keys");
