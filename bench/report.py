@@ -34,6 +34,30 @@ def cost(run):
     return None
 
 
+def engine_counter(run, key):
+    """Sum of a per-worker engine counter (show workers: enters, completions), or None."""
+    ws = (run.get("sidecar_stats") or {}).get("workers") or []
+    vals = [w.get(key) for w in ws if isinstance(w, dict) and w.get(key) is not None]
+    return sum(vals) if vals else None
+
+
+def per_txn(run, key):
+    """Engine counter per transaction: the sidecar's whole life, its handshakes included."""
+    n = engine_counter(run, key)
+    return n / run["txns"] if n is not None and run.get("txns") else None
+
+
+def per_enter(run):
+    e, c = engine_counter(run, "enters"), engine_counter(run, "completions")
+    return c / e if e and c is not None else None
+
+
+def sqpoll_share(run):
+    """The SQPOLL threads' part of the terminator's CPU (None when it has none)."""
+    sq, cpu = run.get("sqpoll_cpu_s"), run.get("term_cpu_s")
+    return sq / cpu if sq and cpu else None
+
+
 def spread(vals):
     vals = [v for v in vals if v is not None]
     if not vals:
@@ -94,6 +118,10 @@ def main():
             }
             if base in ("W1", "W5"):
                 s["latency_ms"] = spread([r.get("latency_ms") for r in good])
+            if base in ("W1", "W2", "W5"):
+                s["enters_per_txn"] = spread([per_txn(r, "enters") for r in good])
+                s["completions_per_enter"] = spread([per_enter(r) for r in good])
+            s["sqpoll_cpu_share"] = spread([sqpoll_share(r) for r in good])
             if base == "W4":
                 s["rss_per_conn_kb"] = spread([r["rss_per_conn_kb"] for r in good])
                 s["pgbouncer_delta_per_conn_kb"] = spread([r["pgbouncer_delta_per_conn_kb"] for r in good])
@@ -141,6 +169,11 @@ def main():
         notes = []
         if base in ("W1", "W5") and s.get("latency_ms"):
             notes.append(f"lat {fmt(s['latency_ms']['median'])} ms")
+        if s.get("enters_per_txn"):
+            e = s["enters_per_txn"]
+            notes.append(f"enters/txn {e['median']:.2f}" + (f" ({e['min']:.2f}..{e['max']:.2f})" if e["n"] > 1 else ""))
+        if s.get("sqpoll_cpu_share"):
+            notes.append(f"SQ thread {100 * s['sqpoll_cpu_share']['median']:.0f}% of CPU")
         if base == "W4" and s.get("rss_per_conn_kb"):
             notes.append(f"RSS/N {fmt(s['rss_per_conn_kb']['median'])} KiB")
         if base == "W5" and s.get("tps_ratio_w5_w1"):
@@ -163,6 +196,10 @@ def main():
     print("CPU cost: the terminator's utime+stime per transaction (W1, W2, W5), per GB (W3), or per "
           "connection set up (W4); for pgbouncer-tls it is PgBouncer's own, for plain PgBouncer's "
           "(for reference).")
+    print("enters/txn: the sidecar's io_uring_enter (uring) or epoll_wait (epoll) calls per transaction, "
+          "from show workers over the terminator's whole life (its handshakes included); with SQPOLL only "
+          "the calls that still happen (to wait, or to wake the SQ thread). SQ thread: the iou-sqp threads' "
+          "share of the CPU cost, which already counts them (they are threads of the sidecar).")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,13 @@ usage: bench/run.sh            (all settings come from the environment)
   ONLY=W1,W2,W3,W4,W5 workloads to run
   TERMINATORS=...     comma list; default: every one this machine can run:
                       plain, pgbouncer-tls, stunnel,
-                      sidecar-{uring,epoll}-off, sidecar-{uring,epoll}-on-{copy,splice}
+                      sidecar-{uring,epoll}-off, sidecar-{uring,epoll}-on-{copy,splice};
+                      only when named: a sidecar-uring-* one with -sqpoll, -fixed or
+                      -sqpoll-fixed appended (--uring-sqpoll, --uring-fixed-files), e.g.
+                      TERMINATORS=sidecar-uring-off,sidecar-uring-off-sqpoll,sidecar-uring-off-fixed
   W4_CONNS="1000 9000"  idle connection counts for W4
+  W4_PARALLEL=64      handshakes idleconn keeps in flight (8 in the VM: TCG is slow
+                      and the terminators' 10 s handshake timeouts must not fire)
   W5_CONNS=1000       clients for W5
   BULK_ROWS=500000    rows of 1000 bytes in W3
   SIDECAR_WORKERS=0   --workers for the sidecar (0 = one per CPU)
@@ -39,10 +44,10 @@ say() { echo "bench: $*" >&2; }
 
 IN_VM="${KTLS_VM:-0}"
 if [[ "$IN_VM" == 1 || "${BENCH_VM:-0}" == 1 ]]; then
-    : "${ROUNDS:=1}" "${DURATION:=5}" "${ONLY:=W1,W3}" "${BULK_ROWS:=100000}"
+    : "${ROUNDS:=1}" "${DURATION:=5}" "${ONLY:=W1,W3}" "${BULK_ROWS:=100000}" "${W4_PARALLEL:=8}"
 fi
 : "${ROUNDS:=3}" "${DURATION:=15}" "${ONLY:=W1,W2,W3,W4,W5}" "${TERMINATORS:=}"
-: "${W4_CONNS:=1000 9000}" "${W5_CONNS:=1000}" "${BULK_ROWS:=500000}" "${SIDECAR_WORKERS:=0}"
+: "${W4_CONNS:=1000 9000}" "${W4_PARALLEL:=64}" "${W5_CONNS:=1000}" "${BULK_ROWS:=500000}" "${SIDECAR_WORKERS:=0}"
 : "${CERT:=rsa}" "${CIPHERSUITE:=TLS_AES_128_GCM_SHA256}" "${OUT_DIR:=$BENCH_DIR/out}"
 : "${KTLS_SIDECAR:=$REPO/build/ktls-sidecar}"
 export KTLS_SIDECAR
@@ -87,7 +92,7 @@ if [[ "${BENCH_VM:-0}" == 1 && "$IN_VM" != 1 ]]; then
     # The VM has its own /tmp: hand it a copy of the binary under the repository.
     cp "$KTLS_SIDECAR" "$IDLECONN_DIR/ktls-sidecar" || die "cannot copy $KTLS_SIDECAR"
     envs=(--env "KTLS_SIDECAR=$IDLECONN_DIR/ktls-sidecar")
-    for v in ROUNDS DURATION ONLY TERMINATORS W4_CONNS W5_CONNS BULK_ROWS SIDECAR_WORKERS CERT CIPHERSUITE; do
+    for v in ROUNDS DURATION ONLY TERMINATORS W4_CONNS W4_PARALLEL W5_CONNS BULK_ROWS SIDECAR_WORKERS CERT CIPHERSUITE; do
         envs+=(--env "$v=${!v}")
     done
     say "running inside the VM (TCG: ~10-15x slower; only ratios within the VM mean anything); log $vmlog"
@@ -141,11 +146,21 @@ for io in uring epoll; do
         [[ $mode == on-* && $HAVE_KTLS == 0 ]] && WHY_NOT[$t]="${KTLS_LINE#ktls: }"
     done
 done
+# io_uring technique variants (off by default in the sidecar): run only when named.
+VARIANT_TERMS=()
+for t in "${ALL_TERMS[@]}"; do
+    [[ "$t" == sidecar-uring-* ]] || continue
+    for v in sqpoll fixed sqpoll-fixed; do
+        VARIANT_TERMS+=("$t-$v")
+        [[ -n "${WHY_NOT[$t]:-}" ]] && WHY_NOT[$t-$v]="${WHY_NOT[$t]}"
+    done
+done
 TERMS=()
 if [[ -n "$TERMINATORS" ]]; then
     IFS=, read -r -a req <<<"${TERMINATORS// /}"
     for t in "${req[@]}"; do
-        [[ " ${ALL_TERMS[*]} " == *" $t "* ]] || die "TERMINATORS: unknown '$t' (known: ${ALL_TERMS[*]})"
+        [[ " ${ALL_TERMS[*]} ${VARIANT_TERMS[*]} " == *" $t "* ]] ||
+            die "TERMINATORS: unknown '$t' (known: ${ALL_TERMS[*]}; and on request: ${VARIANT_TERMS[*]})"
         [[ -z "${WHY_NOT[$t]:-}" ]] || die "TERMINATORS: $t cannot run here: ${WHY_NOT[$t]}"
         TERMS+=("$t")
     done
@@ -203,6 +218,18 @@ cpu_sampler() {
         echo "$EPOCHREALTIME $((${14} + ${15}))" >>"$2"
         sleep 0.1
     done
+}
+# utime+stime of PID's io_uring SQPOLL threads (iou-sqp-PID), in clock ticks. They are
+# threads of PID, so cpu_ticks above already includes them: this only shows their share.
+# shellcheck disable=SC2086
+sqp_ticks() {
+    local f s n=0
+    for f in /proc/"$1"/task/*/stat; do
+        read -r s <"$f" 2>/dev/null || continue
+        [[ "$s" == *"(iou-sqp-"* ]] || continue
+        s="${s##*) }"; set -- "$1" $s; n=$((n + ${13} + ${14}))
+    done
+    echo "$n"
 }
 # Resident set size of PID in KiB.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -294,7 +321,10 @@ term_start() {
                 cat "$WORK/stunnel.log" >&2; return 1
             fi ;;
         sidecar-*)
-            io="${t#sidecar-}"; mode="${io#*-}"; io="${io%%-*}"
+            io="${t#sidecar-}"; extra=()
+            [[ "$io" == *-fixed ]] && { extra+=(--uring-fixed-files); io="${io%-fixed}"; }
+            [[ "$io" == *-sqpoll ]] && { extra+=(--uring-sqpoll); io="${io%-sqpoll}"; }
+            mode="${io#*-}"; io="${io%%-*}"
             ktls="${mode%%-*}"; relay=""
             [[ "$mode" == *-* ]] && relay="${mode#*-}"
             T_PORT="$SIDECAR_PORT"
@@ -303,6 +333,7 @@ term_start() {
                 --io "$io" --ktls "$ktls" --workers "$SIDECAR_WORKERS" --max-conns 20000
                 --admin-socket "$WORK/sidecar.sock")
             [[ -n "$relay" ]] && args+=(--relay "$relay")
+            args+=("${extra[@]}")
             fx_sidecar_start sidecar "${args[@]}" >&2 || return 1
             T_PID="${FX_SIDECAR_PIDS[sidecar]}" ;;
         *) die "unknown terminator $t" ;;
@@ -344,16 +375,18 @@ dsn() { echo "host=127.0.0.1 port=$T_PORT user=app dbname=app sslmode=$T_SSL"; }
 meas_begin() {
     read -r M_LOAD _ </proc/loadavg   # 1-min load before the run: other work on the machine shows here
     M_T0="$EPOCHREALTIME"; M_CPU0="$(cpu_ticks "$T_PID")"; M_PGB0="$(cpu_ticks "$PGB_PID")"
+    M_SQP0="$(sqp_ticks "$T_PID")"
     read -r M_MB0 M_MT0 < <(machine_ticks)
 }
 meas_end() {
-    local t1="$EPOCHREALTIME" cpu1 pgb1 mb1 mt1
-    cpu1="$(cpu_ticks "$T_PID")"; pgb1="$(cpu_ticks "$PGB_PID")"
+    local t1="$EPOCHREALTIME" cpu1 pgb1 mb1 mt1 sqp1
+    cpu1="$(cpu_ticks "$T_PID")"; pgb1="$(cpu_ticks "$PGB_PID")"; sqp1="$(sqp_ticks "$T_PID")"
     read -r mb1 mt1 < <(machine_ticks)
     M_CPU1="$cpu1"
     M_SECS="$(awk -v a="$M_T0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')"
-    printf -v M_FIELDS '"wall_s": %s, "term_cpu_s": %s, "pgbouncer_cpu_s": %s, "loadavg1_before": %s, "machine_busy_pct": %s' \
+    printf -v M_FIELDS '"wall_s": %s, "term_cpu_s": %s, "sqpoll_cpu_s": %s, "pgbouncer_cpu_s": %s, "loadavg1_before": %s, "machine_busy_pct": %s' \
         "$M_SECS" "$(awk -v d=$((cpu1 - M_CPU0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')" \
+        "$(awk -v d=$((sqp1 - M_SQP0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')" \
         "$(awk -v d=$((pgb1 - M_PGB0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')" "$M_LOAD" \
         "$(awk -v b=$((mb1 - M_MB0)) -v t=$((mt1 - M_MT0)) 'BEGIN {printf "%.1f", t ? 100 * b / t : 0}')"
 }
@@ -419,7 +452,7 @@ run_w4() {
     sleep 0.5
     rss0="$(rss_kb "$T_PID")"; pgb0="$(rss_kb "$PGB_PID")"; cpu0="$(cpu_ticks "$T_PID")"
     rm -f "$fifo"; mkfifo "$fifo"; : >"$out"
-    "${CLIENT_ENV[@]}" "$IDLECONN" -h 127.0.0.1 -p "$T_PORT" -n "$n" -c 64 -t 300 "${plain[@]}" \
+    "${CLIENT_ENV[@]}" "$IDLECONN" -h 127.0.0.1 -p "$T_PORT" -n "$n" -c "$W4_PARALLEL" -t 300 "${plain[@]}" \
         -s "$CIPHERSUITE" <"$fifo" >"$out" 2>"$WORK/ic.err" &
     pid=$!
     fx_register_pid "$pid" idleconn
