@@ -4,6 +4,8 @@
 # it and checks /proc/net/tls_stat afterwards.  Also runs the probe on the host
 # and reports (as a diagnostic) whether the host kernel has kTLS.
 # Run from the repository root: prove -v tests/vm/probe.t
+# With KTLS_VM_KERNEL=rekey it checks the newer kernel, and that its tls_stat
+# has the rekey counters.
 set -euo pipefail
 
 root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -23,7 +25,10 @@ elif ((rc != 0)); then
 	exit 1
 fi
 
-probe=${KTLS_VM_CACHE:-tests/vm/cache}/ktls_probe
+case ${KTLS_VM_KERNEL:-default} in
+rekey) probe=${KTLS_VM_CACHE:-tests/vm/cache/rekey}/ktls_probe ;;
+*) probe=${KTLS_VM_CACHE:-tests/vm/cache}/ktls_probe ;;
+esac
 host_out=$("$probe" 2>&1) || true
 echo "# host ($(uname -r)): $host_out"
 
@@ -47,7 +52,9 @@ if ((rc == 77)); then
 	exit 0
 fi
 
-echo "1..2"
+rekey=
+[[ ${KTLS_VM_KERNEL:-} == rekey ]] && rekey=1
+echo "1..$((rekey ? 3 : 2))"
 kver=$(sed -n 's/^kernel=//p' <<<"$vm_out")
 echo "# VM kernel ${kver:-?}; VM run took $((ms / 1000)).$(printf %03d $((ms % 1000)))s (run.sh exit $rc)"
 
@@ -66,4 +73,13 @@ if [[ $tx =~ ^[0-9]+$ ]] && ((tx >= 1)); then
 else
 	echo "not ok 2 - /proc/net/tls_stat exists in VM and TlsTxSw >= 1"
 	diag <<<"$vm_out"
+fi
+
+if [[ -n $rekey ]]; then
+	if grep -q '^TlsRxRekeyOk[[:space:]]' <<<"$vm_out"; then
+		echo "ok 3 - VM kernel has kTLS rekey (TlsRxRekeyOk in tls_stat)"
+	else
+		echo "not ok 3 - VM kernel has kTLS rekey (TlsRxRekeyOk in tls_stat)"
+		diag <<<"$vm_out"
+	fi
 fi

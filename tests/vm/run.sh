@@ -7,8 +7,13 @@
 set -euo pipefail
 
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
-cache=${KTLS_VM_CACHE:-$here/cache}
 prog=${0##*/}
+# KTLS_VM_KERNEL=rekey: the newer kernel, in its own cache (as in build.sh).
+case ${KTLS_VM_KERNEL:-default} in
+default) cache=${KTLS_VM_CACHE:-$here/cache} ;;
+rekey) cache=${KTLS_VM_CACHE:-$here/cache/rekey} ;;
+*) echo "$prog: KTLS_VM_KERNEL=$KTLS_VM_KERNEL: unknown (default or rekey)" >&2; exit 2 ;;
+esac
 
 usage() {
 	cat >&2 <<EOF
