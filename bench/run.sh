@@ -460,7 +460,7 @@ run_w4() {
     _fx_wait_until 330 _ic_settled "$out" "$pid" || true
     line="$(grep -E '^(ready|timeout) ' "$out" || true)"
     cpu1="$(cpu_ticks "$T_PID")"
-    sleep 1   # let deferred frees and the pooler settle before reading RSS
+    sleep 2   # let deferred frees, idle buffer release (1 s) and the pooler settle before reading RSS
     rssn="$(rss_kb "$T_PID")"; pgbn="$(rss_kb "$PGB_PID")"
     exec {w}>&-
     _fx_wait_until 30 eval '! _fx_alive '"$pid" || _fx_kill_pids 2 "$pid"

@@ -68,7 +68,7 @@ void conn_accept(struct worker *w, int fd)
 	}
 	struct conn *c = calloc(1, sizeof(*c));
 	if (c)
-		c->cbuf = malloc(CBUF_SIZE);
+		c->cbuf = relay_buf_new(CBUF_SIZE);
 	if (!c || !c->cbuf) {
 		free(c);
 		atomic_fetch_sub(&sc->nconns, 1);
@@ -216,7 +216,7 @@ static void fail_with_error(struct conn *c, enum close_reason why, const char *s
 		conn_close(c, why);
 		return;
 	}
-	if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE))) {
+	if (!c->bbuf && !(c->bbuf = relay_buf_new(BBUF_SIZE))) {
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
@@ -239,7 +239,7 @@ static void fail_with_error(struct conn *c, enum close_reason why, const char *s
 /* Plaintext one-byte answers to SSLRequest ('S') and GSSENCRequest ('N'). */
 static void answer_byte(struct conn *c, char b, enum after next)
 {
-	if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE))) {
+	if (!c->bbuf && !(c->bbuf = relay_buf_new(BBUF_SIZE))) {
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
@@ -273,7 +273,7 @@ static int start_tls(struct conn *c, int direct)
 	struct sidecar *sc = c->w->sc;
 	c->direct = (uint8_t)direct;
 	c->hs_start_us = now_us();
-	if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE)))
+	if (!c->bbuf && !(c->bbuf = relay_buf_new(BBUF_SIZE)))
 		return -ENOMEM;
 	/* the lock only orders us against a certificate reload swapping sc->hs */
 	pthread_mutex_lock(&sc->hs_lock);
@@ -681,7 +681,7 @@ static void first_packet_sent(struct conn *c)
 		 * cancel whose client disconnected before it was passed on */
 		STAT_INC(c->w, cancels);
 		conn_log(c, LOG_DEBUG, "cancel forwarded", NULL);
-		if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE))) {
+		if (!c->bbuf && !(c->bbuf = relay_buf_new(BBUF_SIZE))) {
 			conn_close(c, CR_CANCEL);
 			return;
 		}
@@ -844,6 +844,7 @@ void conn_complete(struct worker *w, struct io_op *op, int res)
 		return;
 	}
 	c->active_ms = w->now_ms;
+	c->bufs_released = 0;
 	if (c->phase == PH_RELAY && CFG(c)->idle_timeout_ms)
 		c->deadline_ms = w->now_ms + (uint64_t)CFG(c)->idle_timeout_ms;
 	switch ((enum op_kind)op->kind) {
@@ -873,8 +874,11 @@ void conn_complete(struct worker *w, struct io_op *op, int res)
 void conn_scan(struct worker *w)
 {
 	struct conn *c = w->conns, *next;
+	int quiet = engine_bufs_quiet(w->eng);
 	for (; c; c = next) {
 		next = c->next;
+		if (quiet && c->phase == PH_RELAY && !c->bufs_released && w->now_ms - c->active_ms >= IDLE_RELEASE_MS)
+			relay_release_idle(c);
 		if (!c->deadline_ms || w->now_ms < c->deadline_ms || c->phase == PH_CLOSING)
 			continue;
 		switch ((enum phase)c->phase) {

@@ -7,6 +7,7 @@
 #include "sidecar.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
 #include "handshake.h"
@@ -17,6 +18,14 @@
 #define CBUF_SIZE (TLS_HDR + TLS_MAX_RECORD)
 #define BBUF_SIZE 16384
 #define PIPE_CHUNK 65536 /* a default pipe holds 16 pages */
+#define PAGE_ROUND(n) (((n) + 4095u) & ~4095u)
+#define IDLE_RELEASE_MS 1000 /* a relay quiet this long gives its buffers' pages back */
+
+/* A relay buffer: whole pages of its own, so that they can be given back while idle. */
+static inline uint8_t *relay_buf_new(size_t size)
+{
+	return aligned_alloc(4096, PAGE_ROUND(size));
+}
 
 enum phase { PH_NEGOTIATE, PH_HANDSHAKE, PH_STARTUP, PH_CONNECT, PH_CANCEL_WAIT, PH_RELAY, PH_FINAL, PH_CLOSING };
 
@@ -43,6 +52,7 @@ struct conn {
 	uint8_t connecting, connect_timed_out;
 	uint8_t ktls_tx, ktls_rx, notify_sent, splice;
 	uint8_t tx_rekey;         /* the client asked for our KeyUpdate: send it when TX is idle */
+	uint8_t bufs_released;    /* cbuf/bbuf pages given back since the last completion */
 	uint8_t reason;           /* enum close_reason once closing */
 	struct io_op cli_rd, cli_wr, be_rd, be_wr;
 	struct hs_conn *tls;
@@ -119,5 +129,8 @@ void relay_ktls_record(struct conn *c);
 int relay_send_progress(struct conn *c, struct io_op *op, struct dir *d, int res, int fd);
 /* Nothing is being sent to the client: answer a requested KeyUpdate now. 1 if c closed. */
 int relay_tx_rekey(struct conn *c);
+/* A quiet copy relay: give the pages of its buffers back to the kernel, keeping the
+ * buffers (the recvs waiting on them refault fresh pages when data comes). */
+void relay_release_idle(struct conn *c);
 
 #endif

@@ -26,6 +26,7 @@ void engine_destroy(struct engine *e)
 const char *engine_name(const struct engine *e) { return e->name; }
 const char *engine_features(const struct engine *e) { return e->features; }
 const struct engine_stats *engine_stats(const struct engine *e) { return &e->st; }
+int engine_bufs_quiet(const struct engine *e) { return e->bufs_quiet; }
 
 static void op_arm(struct io_op *op, int type, int fd, void *buf, unsigned len)
 {

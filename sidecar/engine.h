@@ -49,6 +49,10 @@ const char *engine_name(const struct engine *e);
 /* Features in use, e.g. "single-issuer,defer-taskrun,multishot-accept,fixed-files". */
 const char *engine_features(const struct engine *e);
 const struct engine_stats *engine_stats(const struct engine *e);
+/* 1 if the buffer of a pending recv is written only inside engine_run, on the owner's
+ * thread (epoll; io_uring with DEFER_TASKRUN): outside it, the owner may drop the
+ * buffer's pages (madvise) while the recv waits. */
+int engine_bufs_quiet(const struct engine *e);
 
 /* Accept repeatedly on listen_fd: each completion carries a new fd (nonblocking, cloexec). */
 void engine_accept(struct engine *e, struct io_op *op, int listen_fd);

@@ -28,6 +28,7 @@ struct engine {
 	void *ctx;
 	struct engine_stats st;
 	char features[160];
+	int bufs_quiet;  /* see engine_bufs_quiet() */
 };
 
 int engine_uring_create(unsigned entries, unsigned flags, struct engine **out, char *why, size_t whylen);

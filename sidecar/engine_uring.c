@@ -350,6 +350,8 @@ int engine_uring_create(unsigned entries, unsigned flags, struct engine **out, c
 	if (!u->sqpoll) {
 		rc = ring_init(u, entries, tries, sizeof(tries) / sizeof(tries[0]), &i);
 		u->setup = tries[i].name;
+		/* deferred task work: a socket recv copies its data only in io_uring_enter */
+		u->base.bufs_quiet = !!(tries[i].flags & IORING_SETUP_DEFER_TASKRUN);
 	}
 	if (rc) {
 		snprintf(why, whylen, "io_uring_setup: %s", strerror(-rc));

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "handshake.h"
@@ -52,7 +53,7 @@ void relay_start(struct conn *c)
 	if (c->splice) {
 		b2c_splice_in(c);
 	} else {
-		if (!c->bbuf && !(c->bbuf = malloc(BBUF_SIZE))) {
+		if (!c->bbuf && !(c->bbuf = relay_buf_new(BBUF_SIZE))) {
 			conn_close(c, CR_INTERNAL);
 			return;
 		}
@@ -232,7 +233,7 @@ void relay_ktls_record(struct conn *c)
 {
 	uint8_t type;
 	char extra[96];
-	if (!c->cbuf && !(c->cbuf = malloc(CBUF_SIZE))) { /* a splice relay has none */
+	if (!c->cbuf && !(c->cbuf = relay_buf_new(CBUF_SIZE))) { /* a splice relay has none */
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
@@ -275,6 +276,19 @@ void relay_ktls_record(struct conn *c)
 		return;
 	/* other handshake messages (e.g. tickets) carry nothing for the pooler */
 	cli_plain_read(c);
+}
+
+void relay_release_idle(struct conn *c)
+{
+	c->bufs_released = 1;
+	/* only the reads may be waiting: nothing is being sent out of the buffers, and
+	 * OpenSSL holds no output that still has to go through bbuf */
+	if (c->cli_wr.pending || c->be_wr.pending || (c->tls && hs_conn_pending_out(c->tls)))
+		return;
+	if (c->cbuf)
+		madvise(c->cbuf, PAGE_ROUND(CBUF_SIZE), MADV_DONTNEED);
+	if (c->bbuf)
+		madvise(c->bbuf, PAGE_ROUND(BBUF_SIZE), MADV_DONTNEED);
 }
 
 /* Backend -> client: encrypt, then push ciphertext out in bbuf-sized chunks. */
