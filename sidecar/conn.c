@@ -68,7 +68,7 @@ void conn_accept(struct worker *w, int fd)
 	}
 	struct conn *c = calloc(1, sizeof(*c));
 	if (c)
-		c->cbuf = relay_buf_new(CBUF_SIZE);
+		c->cbuf = bufpool_get(&w->bufs);
 	if (!c || !c->cbuf) {
 		free(c);
 		atomic_fetch_sub(&sc->nconns, 1);
@@ -131,8 +131,8 @@ static void conn_free(struct conn *c)
 	}
 	hs_conn_free(c->tls);
 	hs_traffic_wipe(&c->traffic);
-	free(c->cbuf);
-	free(c->bbuf);
+	bufpool_put(&c->w->bufs, c->cbuf);
+	bufpool_put(&c->w->bufs, c->bbuf);
 	free(c->pkt);
 	pthread_mutex_lock(&w->conns_lock);
 	if (c->prev)
@@ -216,7 +216,7 @@ static void fail_with_error(struct conn *c, enum close_reason why, const char *s
 		conn_close(c, why);
 		return;
 	}
-	if (!c->bbuf && !(c->bbuf = relay_buf_new(BBUF_SIZE))) {
+	if (!c->bbuf && !(c->bbuf = bufpool_get(&c->w->bufs))) {
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
@@ -239,7 +239,7 @@ static void fail_with_error(struct conn *c, enum close_reason why, const char *s
 /* Plaintext one-byte answers to SSLRequest ('S') and GSSENCRequest ('N'). */
 static void answer_byte(struct conn *c, char b, enum after next)
 {
-	if (!c->bbuf && !(c->bbuf = relay_buf_new(BBUF_SIZE))) {
+	if (!c->bbuf && !(c->bbuf = bufpool_get(&c->w->bufs))) {
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
@@ -273,7 +273,7 @@ static int start_tls(struct conn *c, int direct)
 	struct sidecar *sc = c->w->sc;
 	c->direct = (uint8_t)direct;
 	c->hs_start_us = now_us();
-	if (!c->bbuf && !(c->bbuf = relay_buf_new(BBUF_SIZE)))
+	if (!c->bbuf && !(c->bbuf = bufpool_get(&c->w->bufs)))
 		return -ENOMEM;
 	/* the lock only orders us against a certificate reload swapping sc->hs */
 	pthread_mutex_lock(&sc->hs_lock);
@@ -681,7 +681,7 @@ static void first_packet_sent(struct conn *c)
 		 * cancel whose client disconnected before it was passed on */
 		STAT_INC(c->w, cancels);
 		conn_log(c, LOG_DEBUG, "cancel forwarded", NULL);
-		if (!c->bbuf && !(c->bbuf = relay_buf_new(BBUF_SIZE))) {
+		if (!c->bbuf && !(c->bbuf = bufpool_get(&c->w->bufs))) {
 			conn_close(c, CR_CANCEL);
 			return;
 		}

@@ -7,9 +7,9 @@
 #include "sidecar.h"
 
 #include <stdint.h>
-#include <stdlib.h>
 #include <sys/socket.h>
 
+#include "bufpool.h"
 #include "handshake.h"
 #include "log.h"
 
@@ -18,14 +18,8 @@
 #define CBUF_SIZE (TLS_HDR + TLS_MAX_RECORD)
 #define BBUF_SIZE 16384
 #define PIPE_CHUNK 65536 /* a default pipe holds 16 pages */
-#define PAGE_ROUND(n) (((n) + 4095u) & ~4095u)
 #define IDLE_RELEASE_MS 1000 /* a relay quiet this long gives its buffers' pages back */
-
-/* A relay buffer: whole pages of its own, so that they can be given back while idle. */
-static inline uint8_t *relay_buf_new(size_t size)
-{
-	return aligned_alloc(4096, PAGE_ROUND(size));
-}
+_Static_assert(CBUF_SIZE <= BUFPOOL_SLOT && BBUF_SIZE <= BUFPOOL_SLOT, "relay buffers fit a pool slot");
 
 enum phase { PH_NEGOTIATE, PH_HANDSHAKE, PH_STARTUP, PH_CONNECT, PH_CANCEL_WAIT, PH_RELAY, PH_FINAL, PH_CLOSING };
 

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "handshake.h"
@@ -30,8 +29,8 @@ static int start_splice(struct conn *c)
 		return rc;
 	}
 	c->splice = 1;
-	free(c->cbuf);
-	free(c->bbuf);
+	bufpool_put(&c->w->bufs, c->cbuf);
+	bufpool_put(&c->w->bufs, c->bbuf);
 	c->cbuf = c->bbuf = NULL;
 	return 0;
 }
@@ -53,7 +52,7 @@ void relay_start(struct conn *c)
 	if (c->splice) {
 		b2c_splice_in(c);
 	} else {
-		if (!c->bbuf && !(c->bbuf = relay_buf_new(BBUF_SIZE))) {
+		if (!c->bbuf && !(c->bbuf = bufpool_get(&c->w->bufs))) {
 			conn_close(c, CR_INTERNAL);
 			return;
 		}
@@ -233,7 +232,7 @@ void relay_ktls_record(struct conn *c)
 {
 	uint8_t type;
 	char extra[96];
-	if (!c->cbuf && !(c->cbuf = relay_buf_new(CBUF_SIZE))) { /* a splice relay has none */
+	if (!c->cbuf && !(c->cbuf = bufpool_get(&c->w->bufs))) { /* a splice relay has none */
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
@@ -285,10 +284,8 @@ void relay_release_idle(struct conn *c)
 	 * OpenSSL holds no output that still has to go through bbuf */
 	if (c->cli_wr.pending || c->be_wr.pending || (c->tls && hs_conn_pending_out(c->tls)))
 		return;
-	if (c->cbuf)
-		madvise(c->cbuf, PAGE_ROUND(CBUF_SIZE), MADV_DONTNEED);
-	if (c->bbuf)
-		madvise(c->bbuf, PAGE_ROUND(BBUF_SIZE), MADV_DONTNEED);
+	bufpool_release(c->cbuf);
+	bufpool_release(c->bbuf);
 }
 
 /* Backend -> client: encrypt, then push ciphertext out in bbuf-sized chunks. */

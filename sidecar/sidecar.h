@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "bufpool.h"
 #include "engine.h"
 
 struct hs_ctx;
@@ -71,6 +72,7 @@ struct worker {
 	uint64_t accept_resume_ms; /* re-arm accept at this time; 0 = armed */
 	unsigned accept_failing;   /* consecutive failed accepts (EMFILE...) */
 	struct conn *conns;      /* doubly linked, owned by this worker */
+	struct bufpool bufs;     /* the relay buffers of its connections */
 	pthread_mutex_t conns_lock; /* taken to link/unlink and to publish strings; never per I/O */
 	uint64_t now_ms;
 	uint64_t next_scan_ms;

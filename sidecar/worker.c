@@ -116,6 +116,8 @@ static void *worker_main(void *arg)
 	struct engine *e = w->eng;
 	__atomic_store_n(&w->eng, NULL, __ATOMIC_RELEASE); /* the admin thread reads it */
 	engine_destroy(e);
+	if (!w->conns)
+		bufpool_destroy(&w->bufs);
 	__atomic_store_n(&w->exited, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
