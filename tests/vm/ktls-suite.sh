@@ -56,6 +56,17 @@ like "$(cat "$(fx_sidecar_log seccomp)")" 'io_uring unavailable, using the epoll
 is "$(stat_json '[.ktls_tx, .ktls_rx] | join(" ")')" "1 1" "... and both directions were in the kernel"
 fx_sidecar_stop seccomp || true
 
+# --- io_uring with registered files (--uring-fixed-files, off by default) on the splice relay
+if grep -qw uring <<<"$MODES"; then
+    ks_start fixed uring --ktls on --relay splice --uring-fixed-files || BAIL_OUT "sidecar did not start"
+    is "$(fx_psql "$(ks_dsn)" -c 'select 5')" 5 "registered files + splice relay: a query through kTLS"
+    rc=0; out="$(fx_with_timeout 60 pgbench -n -S -c 2 -j 1 -t 20 "$(ks_dsn)" 2>&1)" || rc=$?
+    ok_rc "$rc" "registered files + splice relay: pgbench -S runs clean" || diag "$out"
+    is "$(stat_json '[.ktls_tx == .handshakes_ok, .ktls_rx == .handshakes_ok, .user_tls] | join(" ")')" \
+        "true true 0" "registered files + splice relay: every connection in kTLS both ways"
+    fx_sidecar_stop fixed || true
+fi
+
 # --- the kernel does the work: count sockets with kTLS while a session is open
 note "t=${SECONDS}s: proof"
 io="$(awk '{print $1}' <<<"$MODES")"
