@@ -216,7 +216,7 @@ static void fail_with_error(struct conn *c, enum close_reason why, const char *s
 		conn_close(c, why);
 		return;
 	}
-	if (!c->bbuf && !(c->bbuf = bufpool_get(&c->w->bufs))) {
+	if (!conn_buf(c, &c->bbuf)) {
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
@@ -239,7 +239,7 @@ static void fail_with_error(struct conn *c, enum close_reason why, const char *s
 /* Plaintext one-byte answers to SSLRequest ('S') and GSSENCRequest ('N'). */
 static void answer_byte(struct conn *c, char b, enum after next)
 {
-	if (!c->bbuf && !(c->bbuf = bufpool_get(&c->w->bufs))) {
+	if (!conn_buf(c, &c->bbuf)) {
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
@@ -273,7 +273,7 @@ static int start_tls(struct conn *c, int direct)
 	struct sidecar *sc = c->w->sc;
 	c->direct = (uint8_t)direct;
 	c->hs_start_us = now_us();
-	if (!c->bbuf && !(c->bbuf = bufpool_get(&c->w->bufs)))
+	if (!conn_buf(c, &c->bbuf))
 		return -ENOMEM;
 	/* the lock only orders us against a certificate reload swapping sc->hs */
 	pthread_mutex_lock(&sc->hs_lock);
@@ -681,7 +681,7 @@ static void first_packet_sent(struct conn *c)
 		 * cancel whose client disconnected before it was passed on */
 		STAT_INC(c->w, cancels);
 		conn_log(c, LOG_DEBUG, "cancel forwarded", NULL);
-		if (!c->bbuf && !(c->bbuf = bufpool_get(&c->w->bufs))) {
+		if (!conn_buf(c, &c->bbuf)) {
 			conn_close(c, CR_CANCEL);
 			return;
 		}

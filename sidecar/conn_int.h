@@ -74,6 +74,14 @@ struct conn {
 static inline struct engine *E(struct conn *c) { return c->w->eng; }
 static inline struct config *CFG(struct conn *c) { return c->w->sc->cfg; }
 
+/* *slot (c->cbuf or c->bbuf), taken from the worker's pool on first use; NULL if out of memory. */
+static inline uint8_t *conn_buf(struct conn *c, uint8_t **slot)
+{
+	if (!*slot)
+		*slot = bufpool_get(&c->w->bufs);
+	return *slot;
+}
+
 /* Send n bytes of buf on fd as direction d's window; the completion comes back on op. */
 static inline void dir_send(struct conn *c, struct io_op *op, struct dir *d, int fd, const void *buf, unsigned n)
 {

@@ -52,7 +52,7 @@ void relay_start(struct conn *c)
 	if (c->splice) {
 		b2c_splice_in(c);
 	} else {
-		if (!c->bbuf && !(c->bbuf = bufpool_get(&c->w->bufs))) {
+		if (!conn_buf(c, &c->bbuf)) {
 			conn_close(c, CR_INTERNAL);
 			return;
 		}
@@ -232,7 +232,7 @@ void relay_ktls_record(struct conn *c)
 {
 	uint8_t type;
 	char extra[96];
-	if (!c->cbuf && !(c->cbuf = bufpool_get(&c->w->bufs))) { /* a splice relay has none */
+	if (!conn_buf(c, &c->cbuf)) { /* a splice relay has none */
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
