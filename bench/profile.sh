@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # bench/profile.sh: perf profile of the sidecar under W1 (pgbench -S -c 16 -j 2)
-# in userspace TLS, as quoted in bench/RESULTS.md ("Where W1's CPU goes").
-# usage: KTLS_SIDECAR=build/ktls-sidecar [IO=uring|epoll] bench/profile.sh
+# or W3 (the bulk COPY, repeated) in userspace TLS, as quoted in bench/RESULTS.md
+# ("Where W1's CPU goes", "Where W3's CPU goes").
+# usage: KTLS_SIDECAR=build/ktls-sidecar [IO=uring|epoll] [WORKLOAD=W1|W3] bench/profile.sh
 # Needs perf (linux-perf) and the packages `make check` installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib/common.sh
-: "${KTLS_SIDECAR:=$PWD/build/ktls-sidecar}" "${IO:=uring}"
+: "${KTLS_SIDECAR:=$PWD/build/ktls-sidecar}" "${IO:=uring}" "${WORKLOAD:=W1}"
 export KTLS_SIDECAR
 command -v perf >/dev/null || BAIL_OUT "perf not found"
 ks_setup
@@ -16,12 +17,22 @@ fx_with_timeout 60 runuser -u postgres -- "$FX_PGBIN/pgbench" -q -i -s 1 -U app 
 ks_start prof "$IO" || BAIL_OUT "sidecar did not start"
 pid="$(pgrep -f "ktls-sidecar run.*127.0.0.1:$KS_PORT" | head -1)"
 data="$FX_DIR/perf.data"
-pgbench -n -S -c 16 -j 2 -T 12 "$(ks_dsn)" >"$FX_DIR/pgb.txt" 2>&1 &
-pgb=$!
+if [[ "$WORKLOAD" == W3 ]]; then
+    # the bulk COPY of W3, repeated for the whole recording
+    (for _ in 1 2 3 4 5 6 7 8; do
+        psql "$(ks_dsn)" -qAt -c "COPY (SELECT repeat('x',1000) FROM generate_series(1,500000)) TO STDOUT" >/dev/null
+    done) &
+else
+    pgbench -n -S -c 16 -j 2 -T 12 "$(ks_dsn)" >"$FX_DIR/pgb.txt" 2>&1 &
+fi
+load=$!
 sleep 3
 perf record -g -p "$pid" -o "$data" -- sleep 6 >/dev/null 2>&1 || true
-wait "$pgb"
-grep '^tps' "$FX_DIR/pgb.txt"
-perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null | grep '%' | head -10
-perf report -i "$data" --no-children --sort dso,sym --stdio -g none 2>/dev/null | grep '%' | head -30
+wait "$load"
+[[ "$WORKLOAD" == W3 ]] || grep '^tps' "$FX_DIR/pgb.txt"
+perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null | grep "%" | head -10 || true
+perf report -i "$data" --no-children --sort dso,sym --stdio -g none 2>/dev/null | grep "%" | head -30 || true
+echo "# inside OpenSSL"
+perf report -i "$data" --no-children --dsos libcrypto.so.3,libssl.so.3 --sort dso,sym --stdio -g none 2>/dev/null |
+    grep "%" | head -15 || true
 fx_sidecar_stop prof || true

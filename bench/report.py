@@ -34,6 +34,25 @@ def cost(run):
     return None
 
 
+def unit_cost(run, key):
+    """CPU seconds in run[key] per the workload's unit, as cost() (W1/W2/W5 us per
+    transaction over the whole run, W3 s per GB), or None."""
+    w = run["workload"].split("-")[0]
+    cpu = run.get(key)
+    if cpu is None:
+        return None
+    if w in ("W1", "W2", "W5"):
+        return cpu / run["txns"] * 1e6 if run.get("txns") else None
+    if w == "W3":
+        return cpu / (run["bytes"] / 1e9)
+    return None
+
+
+# The machine's CPU per unit, split by process (W1, W2, W3, W5): "rest" is PostgreSQL,
+# the kernel's softirq work and everything else; steal is not in "machine".
+SPLIT = ("machine_cpu_s", "client_cpu_s", "term_cpu_s", "pgbouncer_cpu_s", "steal_s")
+
+
 def engine_counter(run, key):
     """Sum of a per-worker engine counter (show workers: enters, completions), or None."""
     ws = (run.get("sidecar_stats") or {}).get("workers") or []
@@ -122,6 +141,8 @@ def main():
                 s["enters_per_txn"] = spread([per_txn(r, "enters") for r in good])
                 s["completions_per_enter"] = spread([per_enter(r) for r in good])
             s["sqpoll_cpu_share"] = spread([sqpoll_share(r) for r in good])
+            if base != "W4":
+                s["cpu_split"] = {k: spread([unit_cost(r, k) for r in good]) for k in SPLIT}
             if base == "W4":
                 s["rss_per_conn_kb"] = spread([r["rss_per_conn_kb"] for r in good])
                 s["pgbouncer_delta_per_conn_kb"] = spread([r["pgbouncer_delta_per_conn_kb"] for r in good])
@@ -134,9 +155,15 @@ def main():
             summary.append(s)
             cells[(w, t)] = s
     for s in summary:
+        # a -unix terminator (upstream over PgBouncer's unix socket) is set against stunnel
+        # doing the same, when that ran
+        peer = "stunnel"
+        if s["terminator"].endswith("-unix") and (s["workload"], "stunnel-unix") in cells:
+            peer = "stunnel-unix"
+        s["stunnel_peer"] = peer
         s["value_vs_plain"] = ratio(s["value"], cells.get((s["workload"], "plain"), {}).get("value"))
-        s["value_vs_stunnel"] = ratio(s["value"], cells.get((s["workload"], "stunnel"), {}).get("value"))
-        s["cost_vs_stunnel"] = ratio(s["cost"], cells.get((s["workload"], "stunnel"), {}).get("cost"))
+        s["value_vs_stunnel"] = ratio(s["value"], cells.get((s["workload"], peer), {}).get("value"))
+        s["cost_vs_stunnel"] = ratio(s["cost"], cells.get((s["workload"], peer), {}).get("cost"))
 
     result = dict(meta)
     result["summary"] = summary
@@ -180,6 +207,8 @@ def main():
             notes.append(f"TPS({c['w5_conns']})/TPS(16) {s['tps_ratio_w5_w1']['median']:.2f}")
         if s["terminator"] == "plain":
             notes.append("no TLS; CPU is PgBouncer's")
+        if s["stunnel_peer"] != "stunnel":
+            notes.append(f"x {s['stunnel_peer']}")
         if s["failed"]:
             notes.append(f"{s['failed']}/{s['runs']} runs FAILED")
         unit = s["unit"] if base != "W4" else "KiB/conn"
@@ -189,6 +218,24 @@ def main():
               f"{fmt(cst['median']) + ' ' + s['cost_unit'] if cst else '-'} | "
               f"{fmt(s['value_vs_plain']) if base != 'W4' else '-'} | {fmt(s['value_vs_stunnel'])} | "
               f"{'; '.join(notes)} |")
+    print()
+    print("Where the machine's CPU goes, per unit of the workload (medians; W1/W2/W5 CPU-us per "
+          "transaction, W3 CPU-s per GB):")
+    print()
+    print("| workload | terminator | machine | client | terminator | PgBouncer | rest | steal |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for s in summary:
+        sp = s.get("cpu_split")
+        if not sp or not sp.get("machine_cpu_s"):
+            continue
+        med = {k: (sp[k]["median"] if sp.get(k) else None) for k in SPLIT}
+        parts = [med["client_cpu_s"], med["pgbouncer_cpu_s"]]
+        if s["terminator"] != "plain":  # plain's terminator is PgBouncer itself
+            parts.append(med["term_cpu_s"])
+        rest = med["machine_cpu_s"] - sum(p for p in parts if p is not None)
+        term = med["term_cpu_s"] if s["terminator"] != "plain" else None
+        print(f"| {s['workload']} | {s['terminator']} | {fmt(med['machine_cpu_s'])} | {fmt(med['client_cpu_s'])} | "
+              f"{fmt(term)} | {fmt(med['pgbouncer_cpu_s'])} | {fmt(rest)} | {fmt(med['steal_s'])} |")
     print()
     print("value: W1/W2/W5 TPS, W3 MB/s (higher is better); W4 (RSS(N)-RSS(0))/N of the terminator "
           "(lower is better). x plain / x stunnel: value / the same workload's value for plain / stunnel "

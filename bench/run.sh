@@ -19,9 +19,12 @@ usage: bench/run.sh            (all settings come from the environment)
   TERMINATORS=...     comma list; default: every one this machine can run:
                       plain, pgbouncer-tls, stunnel,
                       sidecar-{uring,epoll}-off, sidecar-{uring,epoll}-on-{copy,splice};
-                      only when named: a sidecar-uring-* one with -sqpoll, -fixed or
-                      -sqpoll-fixed appended (--uring-sqpoll, --uring-fixed-files), e.g.
-                      TERMINATORS=sidecar-uring-off,sidecar-uring-off-sqpoll,sidecar-uring-off-fixed
+                      only when named, variants with suffixes (any order, each once):
+                        -sqpoll -fixed  sidecar-uring-*: --uring-sqpoll, --uring-fixed-files
+                        -unix           sidecar-*, stunnel: to PgBouncer over its unix socket
+                        -w1, -w2 ...    sidecar-*: --workers N
+                        -alt            sidecar-*: the binary in KTLS_SIDECAR_ALT (A/B builds)
+                      e.g. TERMINATORS=stunnel-unix,sidecar-uring-off-unix,sidecar-uring-off-unix-alt
   W4_CONNS="1000 9000"  idle connection counts for W4
   W4_PARALLEL=64      handshakes idleconn keeps in flight (8 in the VM: TCG is slow
                       and the terminators' 10 s handshake timeouts must not fire)
@@ -35,6 +38,7 @@ usage: bench/run.sh            (all settings come from the environment)
                       defaults there: ROUNDS=1 DURATION=5 ONLY=W1,W3 BULK_ROWS=100000;
                       BENCH_VM_TIMEOUT=3000 BENCH_VM_MEM=2048 (seconds, MB)
   KTLS_SIDECAR=build/ktls-sidecar   the binary under test (run `make` first)
+  KTLS_SIDECAR_ALT=   a second build, for the -alt variants
 EOF
 }
 case "${1:-}" in -h | --help) usage; exit 0 ;; "") ;; *) usage >&2; exit 2 ;; esac
@@ -146,22 +150,39 @@ for io in uring epoll; do
         [[ $mode == on-* && $HAVE_KTLS == 0 ]] && WHY_NOT[$t]="${KTLS_LINE#ktls: }"
     done
 done
-# io_uring technique variants (off by default in the sidecar): run only when named.
-VARIANT_TERMS=()
-for t in "${ALL_TERMS[@]}"; do
-    [[ "$t" == sidecar-uring-* ]] || continue
-    for v in sqpoll fixed sqpoll-fixed; do
-        VARIANT_TERMS+=("$t-$v")
-        [[ -n "${WHY_NOT[$t]:-}" ]] && WHY_NOT[$t-$v]="${WHY_NOT[$t]}"
+# Variants, run only when named: a terminator with suffixes (any order, each once):
+#   -sqpoll, -fixed  (sidecar-uring-*): --uring-sqpoll, --uring-fixed-files (off by default)
+#   -unix   (sidecar-*, stunnel): reach PgBouncer over its unix socket, not TCP loopback
+#           (in a pod, through a shared emptyDir)
+#   -w1, -w2 ... (sidecar-*): --workers N instead of SIDECAR_WORKERS
+#   -alt    (sidecar-*): run the binary in KTLS_SIDECAR_ALT (an A/B build, interleaved)
+# variant_base NAME: prints the base terminator and sets V_SUFFIXES, or fails.
+variant_base() {
+    local t="$1" sfx
+    V_SUFFIXES=()
+    while :; do
+        [[ " ${ALL_TERMS[*]} " == *" $t "* ]] && break
+        sfx="${t##*-}"
+        [[ "$t" == *-* && " ${V_SUFFIXES[*]} " != *" $sfx "* ]] || return 1
+        case "$sfx" in
+            sqpoll | fixed) [[ "$t" == sidecar-uring-* ]] || return 1 ;;
+            unix) [[ "$t" == sidecar-* || "$t" == stunnel-unix ]] || return 1 ;;
+            w[1-9] | w[1-9][0-9] | alt) [[ "$t" == sidecar-* ]] || return 1 ;;
+            *) return 1 ;;
+        esac
+        V_SUFFIXES+=("$sfx")
+        t="${t%-*}"
     done
-done
+    echo "$t"
+}
 TERMS=()
 if [[ -n "$TERMINATORS" ]]; then
     IFS=, read -r -a req <<<"${TERMINATORS// /}"
     for t in "${req[@]}"; do
-        [[ " ${ALL_TERMS[*]} ${VARIANT_TERMS[*]} " == *" $t "* ]] ||
-            die "TERMINATORS: unknown '$t' (known: ${ALL_TERMS[*]}; and on request: ${VARIANT_TERMS[*]})"
-        [[ -z "${WHY_NOT[$t]:-}" ]] || die "TERMINATORS: $t cannot run here: ${WHY_NOT[$t]}"
+        base="$(variant_base "$t")" ||
+            die "TERMINATORS: unknown '$t' (known: ${ALL_TERMS[*]}; suffixes: bench/run.sh --help)"
+        [[ -z "${WHY_NOT[$base]:-}" ]] || die "TERMINATORS: $t cannot run here: ${WHY_NOT[$base]}"
+        [[ "$t" != *-alt* || -x "${KTLS_SIDECAR_ALT:-}" ]] || die "TERMINATORS: $t needs KTLS_SIDECAR_ALT (an executable)"
         TERMS+=("$t")
     done
 else
@@ -175,6 +196,10 @@ WORK="$FX_DIR/bench"
 mkdir -p "$WORK" "$OUT_DIR"
 # Run a private copy: a `make` in the tree during a long run must not change the binary under test.
 cp "$KTLS_SIDECAR" "$WORK/ktls-sidecar" || die "cannot copy $KTLS_SIDECAR"
+if [[ -n "${KTLS_SIDECAR_ALT:-}" ]]; then
+    cp "$KTLS_SIDECAR_ALT" "$WORK/ktls-sidecar-alt" || die "cannot copy $KTLS_SIDECAR_ALT"
+    KTLS_SIDECAR_ALT="$WORK/ktls-sidecar-alt"
+fi
 KTLS_SIDECAR="$WORK/ktls-sidecar"
 RAW="$WORK/raw.jsonl"
 : >"$RAW"
@@ -234,7 +259,21 @@ sqp_ticks() {
 # Resident set size of PID in KiB.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # "busy total" jiffies of the whole machine, from /proc/stat.
-machine_ticks() { awk '/^cpu / {b=$2+$3+$4+$7+$8+$9; print b, b+$5+$6; exit}' /proc/stat; }
+# busy (user..softirq, steal left out: that is another guest's), all, and steal ticks
+machine_ticks() { awk '/^cpu / {b=$2+$3+$4+$7+$8; print b, b+$5+$6+$9, $9; exit}' /proc/stat; }
+
+# client_run CMD...: runs the client (pgbench, psql) and leaves its CPU seconds
+# (utime+stime of it and its children, from bash's `times`) in $WORK/client.cpu.
+client_run() {
+    (
+        rc=0
+        "$@" || rc=$?
+        times >"$WORK/client.times"   # not in a pipe: a forked `times` has no children
+        awk 'NR == 2 {split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.2f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2]}' \
+            "$WORK/client.times" >"$WORK/client.cpu"
+        exit "$rc"
+    )
+}
 
 # ------------------------------------------------------------------ PgBouncer
 
@@ -284,6 +323,9 @@ grep -q "^Max open files *$NOFILE " "/proc/$PGB_PID/limits" ||
 # term_start NAME sets T_PID (the process whose CPU/RSS is the terminator's),
 # T_PORT and T_SSL (libpq sslmode); term_stop NAME undoes it.
 
+# The address a terminator connects to: PgBouncer's TCP port, or with -unix its socket.
+pgb_target() { if [[ "$1" == *-unix ]]; then echo "$FX_DIR/pgb/.s.PGSQL.$PGB_PORT"; else echo "127.0.0.1:$PGB_PORT"; fi; }
+
 stunnel_conf() {
     cat >"$WORK/stunnel.conf" <<EOF
 foreground = yes
@@ -294,7 +336,7 @@ syslog = no
 socket = a:TCP_NODELAY=1
 [pgsql]
 accept = 127.0.0.1:$STUNNEL_PORT
-connect = 127.0.0.1:$PGB_PORT
+connect = $1
 protocol = pgsql
 cert = $FX_CERTS/$CERT_NAME.crt
 key = $FX_CERTS/$CERT_NAME.key
@@ -302,7 +344,7 @@ EOF
 }
 
 term_start() {
-    local t="$1" io mode ktls relay args
+    local t="$1" io mode ktls relay args backend workers sfx
     T_SSL=require
     case "$t" in
         plain)
@@ -310,9 +352,9 @@ term_start() {
         pgbouncer-tls)
             T_PORT="$PGB_TLS_PORT"
             T_PID="$(pgb_start pgb-tls "$PGB_TLS_PORT" 1)" || return 1 ;;
-        stunnel)
+        stunnel | stunnel-unix)
             T_PORT="$STUNNEL_PORT"
-            stunnel_conf
+            stunnel_conf "$(pgb_target "$t")"
             "$STUNNEL" "$WORK/stunnel.conf" >"$WORK/stunnel.log" 2>&1 </dev/null &
             T_PID=$!
             fx_register_pid "$T_PID" stunnel
@@ -321,20 +363,31 @@ term_start() {
                 cat "$WORK/stunnel.log" >&2; return 1
             fi ;;
         sidecar-*)
-            io="${t#sidecar-}"; extra=()
-            [[ "$io" == *-fixed ]] && { extra+=(--uring-fixed-files); io="${io%-fixed}"; }
-            [[ "$io" == *-sqpoll ]] && { extra+=(--uring-sqpoll); io="${io%-sqpoll}"; }
+            io="$(variant_base "$t")"; io="${io#sidecar-}"; extra=(); workers="$SIDECAR_WORKERS"
+            for sfx in "${V_SUFFIXES[@]}"; do
+                case "$sfx" in
+                    fixed) extra+=(--uring-fixed-files) ;;
+                    sqpoll) extra+=(--uring-sqpoll) ;;
+                    w*) workers="${sfx#w}" ;;
+                esac
+            done
             mode="${io#*-}"; io="${io%%-*}"
             ktls="${mode%%-*}"; relay=""
             [[ "$mode" == *-* ]] && relay="${mode#*-}"
             T_PORT="$SIDECAR_PORT"
-            args=(--listen "127.0.0.1:$T_PORT" --backend "127.0.0.1:$PGB_PORT"
+            backend="$(pgb_target "$t")"
+            [[ "$t" == *-unix ]] && backend="unix:$backend"
+            args=(--listen "127.0.0.1:$T_PORT" --backend "$backend"
                 --cert "$FX_CERTS/$CERT_NAME.crt" --key "$FX_CERTS/$CERT_NAME.key"
-                --io "$io" --ktls "$ktls" --workers "$SIDECAR_WORKERS" --max-conns 20000
+                --io "$io" --ktls "$ktls" --workers "$workers" --max-conns 20000
                 --admin-socket "$WORK/sidecar.sock")
             [[ -n "$relay" ]] && args+=(--relay "$relay")
             args+=("${extra[@]}")
-            fx_sidecar_start sidecar "${args[@]}" >&2 || return 1
+            if [[ " ${V_SUFFIXES[*]} " == *" alt "* ]]; then
+                KTLS_SIDECAR="$KTLS_SIDECAR_ALT" fx_sidecar_start sidecar "${args[@]}" >&2 || return 1
+            else
+                fx_sidecar_start sidecar "${args[@]}" >&2 || return 1
+            fi
             T_PID="${FX_SIDECAR_PIDS[sidecar]}" ;;
         *) die "unknown terminator $t" ;;
     esac
@@ -344,7 +397,7 @@ term_stop() {
     case "$1" in
         plain) ;;
         pgbouncer-tls) pgb_stop "$T_PID" ;;
-        stunnel) _fx_kill_pids 5 "$T_PID"; { wait "$T_PID"; } 2>/dev/null || true ;;
+        stunnel | stunnel-unix) _fx_kill_pids 5 "$T_PID"; { wait "$T_PID"; } 2>/dev/null || true ;;
         sidecar-*) fx_sidecar_stop sidecar >&2 || true ;;
     esac
 }
@@ -376,19 +429,23 @@ meas_begin() {
     read -r M_LOAD _ </proc/loadavg   # 1-min load before the run: other work on the machine shows here
     M_T0="$EPOCHREALTIME"; M_CPU0="$(cpu_ticks "$T_PID")"; M_PGB0="$(cpu_ticks "$PGB_PID")"
     M_SQP0="$(sqp_ticks "$T_PID")"
-    read -r M_MB0 M_MT0 < <(machine_ticks)
+    read -r M_MB0 M_MT0 M_ST0 < <(machine_ticks)
+    echo null >"$WORK/client.cpu"
 }
 meas_end() {
     local t1="$EPOCHREALTIME" cpu1 pgb1 mb1 mt1 sqp1
     cpu1="$(cpu_ticks "$T_PID")"; pgb1="$(cpu_ticks "$PGB_PID")"; sqp1="$(sqp_ticks "$T_PID")"
-    read -r mb1 mt1 < <(machine_ticks)
+    read -r mb1 mt1 st1 < <(machine_ticks)
     M_CPU1="$cpu1"
     M_SECS="$(awk -v a="$M_T0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')"
-    printf -v M_FIELDS '"wall_s": %s, "term_cpu_s": %s, "sqpoll_cpu_s": %s, "pgbouncer_cpu_s": %s, "loadavg1_before": %s, "machine_busy_pct": %s' \
+    printf -v M_FIELDS '"wall_s": %s, "term_cpu_s": %s, "sqpoll_cpu_s": %s, "pgbouncer_cpu_s": %s, "loadavg1_before": %s, "machine_busy_pct": %s, "machine_cpu_s": %s, "steal_s": %s, "client_cpu_s": %s' \
         "$M_SECS" "$(awk -v d=$((cpu1 - M_CPU0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')" \
         "$(awk -v d=$((sqp1 - M_SQP0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')" \
         "$(awk -v d=$((pgb1 - M_PGB0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')" "$M_LOAD" \
-        "$(awk -v b=$((mb1 - M_MB0)) -v t=$((mt1 - M_MT0)) 'BEGIN {printf "%.1f", t ? 100 * b / t : 0}')"
+        "$(awk -v b=$((mb1 - M_MB0)) -v t=$((mt1 - M_MT0)) 'BEGIN {printf "%.1f", t ? 100 * b / t : 0}')" \
+        "$(awk -v d=$((mb1 - M_MB0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')" \
+        "$(awk -v d=$((st1 - M_ST0)) -v h="$CLK_TCK" 'BEGIN {printf "%.2f", d / h}')" \
+        "$(cat "$WORK/client.cpu" 2>/dev/null || echo null)"
 }
 
 # pgbench ARGS... against the current terminator; prints tps/latency/txns fields.
@@ -398,7 +455,7 @@ run_pgbench() {
     meas_begin
     cpu_sampler "$T_PID" "$samples" &
     sp=$!
-    "${CLIENT_ENV[@]}" timeout -k 5 $((DURATION + 120)) "$PGBENCH" -n -S "$@" "$(dsn)" >"$out" 2>&1 || rc=$?
+    client_run "${CLIENT_ENV[@]}" timeout -k 5 $((DURATION + 120)) "$PGBENCH" -n -S "$@" "$(dsn)" >"$out" 2>&1 || rc=$?
     meas_end
     kill "$sp" 2>/dev/null; wait "$sp" 2>/dev/null || true
     tps="$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n 1)"
@@ -434,7 +491,7 @@ run_w5() { run_pgbench -c "$W5_CONNS" -j 2 -T $((DURATION + (W5_CONNS * SETUP_SL
 run_w3() {
     local rc=0 bytes=$((BULK_ROWS * 1001))
     meas_begin
-    "${CLIENT_ENV[@]}" timeout -k 5 600 "$FX_PGBIN/psql" -X -q -w -v ON_ERROR_STOP=1 "$(dsn)" \
+    client_run "${CLIENT_ENV[@]}" timeout -k 5 600 "$FX_PGBIN/psql" -X -q -w -v ON_ERROR_STOP=1 "$(dsn)" \
         -c "COPY (SELECT repeat('x',1000) FROM generate_series(1,$BULK_ROWS)) TO STDOUT" >/dev/null 2>"$WORK/psql.err" || rc=$?
     meas_end
     ((rc == 0)) || { echo "psql COPY failed (exit $rc): $(tail -n 5 "$WORK/psql.err")" >&2; return 1; }
