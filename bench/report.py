@@ -102,6 +102,27 @@ def ratio(a, b):
     return a["median"] / b["median"]
 
 
+def print_split(summary):
+    print()
+    print("Where the machine's CPU goes, per unit of the workload (medians; W1/W2/W5 CPU-us per "
+          "transaction, W3 CPU-s per GB):")
+    print()
+    print("| workload | terminator | machine | client | terminator | PgBouncer | rest | steal |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for s in summary:
+        sp = s.get("cpu_split")
+        if not sp or not sp.get("machine_cpu_s"):
+            continue
+        med = {k: (sp[k]["median"] if sp.get(k) else None) for k in SPLIT}
+        parts = [med["client_cpu_s"], med["pgbouncer_cpu_s"]]
+        if s["terminator"] != "plain":  # plain's terminator is PgBouncer itself
+            parts.append(med["term_cpu_s"])
+        rest = med["machine_cpu_s"] - sum(p for p in parts if p is not None)
+        term = med["term_cpu_s"] if s["terminator"] != "plain" else None
+        print(f"| {s['workload']} | {s['terminator']} | {fmt(med['machine_cpu_s'])} | {fmt(med['client_cpu_s'])} | "
+              f"{fmt(term)} | {fmt(med['pgbouncer_cpu_s'])} | {fmt(rest)} | {fmt(med['steal_s'])} |")
+
+
 def main():
     meta = json.load(open(sys.argv[1]))
     runs = [json.loads(line) for line in open(sys.argv[2]) if line.strip()]
@@ -218,24 +239,8 @@ def main():
               f"{fmt(cst['median']) + ' ' + s['cost_unit'] if cst else '-'} | "
               f"{fmt(s['value_vs_plain']) if base != 'W4' else '-'} | {fmt(s['value_vs_stunnel'])} | "
               f"{'; '.join(notes)} |")
-    print()
-    print("Where the machine's CPU goes, per unit of the workload (medians; W1/W2/W5 CPU-us per "
-          "transaction, W3 CPU-s per GB):")
-    print()
-    print("| workload | terminator | machine | client | terminator | PgBouncer | rest | steal |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for s in summary:
-        sp = s.get("cpu_split")
-        if not sp or not sp.get("machine_cpu_s"):
-            continue
-        med = {k: (sp[k]["median"] if sp.get(k) else None) for k in SPLIT}
-        parts = [med["client_cpu_s"], med["pgbouncer_cpu_s"]]
-        if s["terminator"] != "plain":  # plain's terminator is PgBouncer itself
-            parts.append(med["term_cpu_s"])
-        rest = med["machine_cpu_s"] - sum(p for p in parts if p is not None)
-        term = med["term_cpu_s"] if s["terminator"] != "plain" else None
-        print(f"| {s['workload']} | {s['terminator']} | {fmt(med['machine_cpu_s'])} | {fmt(med['client_cpu_s'])} | "
-              f"{fmt(term)} | {fmt(med['pgbouncer_cpu_s'])} | {fmt(rest)} | {fmt(med['steal_s'])} |")
+    if any((s.get("cpu_split") or {}).get("machine_cpu_s") for s in summary):
+        print_split(summary)
     print()
     print("value: W1/W2/W5 TPS, W3 MB/s (higher is better); W4 (RSS(N)-RSS(0))/N of the terminator "
           "(lower is better). x plain / x stunnel: value / the same workload's value for plain / stunnel "

@@ -23,7 +23,7 @@ usage: bench/run.sh            (all settings come from the environment)
                         -sqpoll -fixed  sidecar-uring-*: --uring-sqpoll, --uring-fixed-files
                         -unix           sidecar-*, stunnel: to PgBouncer over its unix socket
                         -w1, -w2 ...    sidecar-*: --workers N
-                        -alt            sidecar-*: the binary in KTLS_SIDECAR_ALT (A/B builds)
+                        -alt            sidecar-*: the binary in SIDECAR_ALT (A/B builds)
                       e.g. TERMINATORS=stunnel-unix,sidecar-uring-off-unix,sidecar-uring-off-unix-alt
   W4_CONNS="1000 9000"  idle connection counts for W4
   W4_PARALLEL=64      handshakes idleconn keeps in flight (8 in the VM: TCG is slow
@@ -38,7 +38,7 @@ usage: bench/run.sh            (all settings come from the environment)
                       defaults there: ROUNDS=1 DURATION=5 ONLY=W1,W3 BULK_ROWS=100000;
                       BENCH_VM_TIMEOUT=3000 BENCH_VM_MEM=2048 (seconds, MB)
   KTLS_SIDECAR=build/ktls-sidecar   the binary under test (run `make` first)
-  KTLS_SIDECAR_ALT=   a second build, for the -alt variants
+  SIDECAR_ALT=   a second build, for the -alt variants
 EOF
 }
 case "${1:-}" in -h | --help) usage; exit 0 ;; "") ;; *) usage >&2; exit 2 ;; esac
@@ -155,7 +155,7 @@ done
 #   -unix   (sidecar-*, stunnel): reach PgBouncer over its unix socket, not TCP loopback
 #           (in a pod, through a shared emptyDir)
 #   -w1, -w2 ... (sidecar-*): --workers N instead of SIDECAR_WORKERS
-#   -alt    (sidecar-*): run the binary in KTLS_SIDECAR_ALT (an A/B build, interleaved)
+#   -alt    (sidecar-*): run the binary in SIDECAR_ALT (an A/B build, interleaved)
 # variant_base NAME: prints the base terminator and sets V_SUFFIXES, or fails.
 variant_base() {
     local t="$1" sfx
@@ -182,7 +182,7 @@ if [[ -n "$TERMINATORS" ]]; then
         base="$(variant_base "$t")" ||
             die "TERMINATORS: unknown '$t' (known: ${ALL_TERMS[*]}; suffixes: bench/run.sh --help)"
         [[ -z "${WHY_NOT[$base]:-}" ]] || die "TERMINATORS: $t cannot run here: ${WHY_NOT[$base]}"
-        [[ "$t" != *-alt* || -x "${KTLS_SIDECAR_ALT:-}" ]] || die "TERMINATORS: $t needs KTLS_SIDECAR_ALT (an executable)"
+        [[ "$t" != *-alt* || -x "${SIDECAR_ALT:-}" ]] || die "TERMINATORS: $t needs SIDECAR_ALT (an executable)"
         TERMS+=("$t")
     done
 else
@@ -196,9 +196,9 @@ WORK="$FX_DIR/bench"
 mkdir -p "$WORK" "$OUT_DIR"
 # Run a private copy: a `make` in the tree during a long run must not change the binary under test.
 cp "$KTLS_SIDECAR" "$WORK/ktls-sidecar" || die "cannot copy $KTLS_SIDECAR"
-if [[ -n "${KTLS_SIDECAR_ALT:-}" ]]; then
-    cp "$KTLS_SIDECAR_ALT" "$WORK/ktls-sidecar-alt" || die "cannot copy $KTLS_SIDECAR_ALT"
-    KTLS_SIDECAR_ALT="$WORK/ktls-sidecar-alt"
+if [[ -n "${SIDECAR_ALT:-}" ]]; then
+    cp "$SIDECAR_ALT" "$WORK/ktls-sidecar-alt" || die "cannot copy $SIDECAR_ALT"
+    SIDECAR_ALT="$WORK/ktls-sidecar-alt"
 fi
 KTLS_SIDECAR="$WORK/ktls-sidecar"
 RAW="$WORK/raw.jsonl"
@@ -384,7 +384,7 @@ term_start() {
             [[ -n "$relay" ]] && args+=(--relay "$relay")
             args+=("${extra[@]}")
             if [[ " ${V_SUFFIXES[*]} " == *" alt "* ]]; then
-                KTLS_SIDECAR="$KTLS_SIDECAR_ALT" fx_sidecar_start sidecar "${args[@]}" >&2 || return 1
+                KTLS_SIDECAR="$SIDECAR_ALT" fx_sidecar_start sidecar "${args[@]}" >&2 || return 1
             else
                 fx_sidecar_start sidecar "${args[@]}" >&2 || return 1
             fi
