@@ -58,6 +58,8 @@ void hs_conn_close_notify(struct hs_conn *c);
 size_t hs_conn_pending_out(const struct hs_conn *c);
 /* Move up to cap bytes of ciphertext to buf; returns the count. */
 size_t hs_conn_drain(struct hs_conn *c, void *buf, size_t cap);
+/* Give back OpenSSL's record buffers of an idle connection (kept while it is busy). */
+void hs_conn_release_buffers(struct hs_conn *c);
 
 /* TLS 1.3 application traffic secrets, kept while the kernel holds the keys so that
  * a KeyUpdate (RFC 8446 4.6.3) can be followed. len 0: not TLS 1.3, nothing kept. */

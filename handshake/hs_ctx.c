@@ -205,7 +205,9 @@ static int ctx_configure(struct hs_ctx *ctx, const struct hs_settings *s, char *
 					SSL_OP_NO_TICKET);
 	SSL_CTX_set_num_tickets(sc, 0);
 	SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_mode(sc, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE);
+	/* no SSL_MODE_RELEASE_BUFFERS: it frees and reallocates the 17 KB record buffers
+	 * around every record; an idle connection gives them back (hs_conn_release_buffers) */
+	SSL_CTX_set_mode(sc, SSL_MODE_ENABLE_PARTIAL_WRITE);
 	SSL_CTX_set_read_ahead(sc, 0);
 	if (!SSL_CTX_set_cipher_list(sc, s->ciphers))
 		return ctx_fail(err, errlen, "ciphers", s->ciphers);

@@ -28,6 +28,8 @@ struct hs_conn {
 	uint8_t sec_c[64], sec_s[64];   /* TLS 1.3 application traffic secrets, until exported */
 	uint8_t sec_c_len, sec_s_len;
 	uint32_t tx_app_records;        /* records sent under application keys */
+	uint8_t at_boundary;            /* the last SSL_read returned data: OpenSSL holds no
+	                                   part of a record beyond SSL_pending() */
 };
 
 extern int hs_ssl_index;

@@ -877,8 +877,8 @@ void conn_scan(struct worker *w)
 	int quiet = engine_bufs_quiet(w->eng);
 	for (; c; c = next) {
 		next = c->next;
-		if (quiet && c->phase == PH_RELAY && !c->bufs_released && w->now_ms - c->active_ms >= IDLE_RELEASE_MS)
-			relay_release_idle(c);
+		if (c->phase == PH_RELAY && !c->bufs_released && w->now_ms - c->active_ms >= IDLE_RELEASE_MS)
+			relay_release_idle(c, quiet);
 		if (!c->deadline_ms || w->now_ms < c->deadline_ms || c->phase == PH_CLOSING)
 			continue;
 		switch ((enum phase)c->phase) {

@@ -131,8 +131,9 @@ void relay_ktls_record(struct conn *c);
 int relay_send_progress(struct conn *c, struct io_op *op, struct dir *d, int res, int fd);
 /* Nothing is being sent to the client: answer a requested KeyUpdate now. 1 if c closed. */
 int relay_tx_rekey(struct conn *c);
-/* A quiet copy relay: give the pages of its buffers back to the kernel, keeping the
- * buffers (the recvs waiting on them refault fresh pages when data comes). */
-void relay_release_idle(struct conn *c);
+/* An idle connection gives back OpenSSL's record buffers and, with POOL_TOO (the
+ * engine has no read in flight into them), the pages of its relay buffers, keeping
+ * the buffers (the recvs waiting on them refault fresh pages when data comes). */
+void relay_release_idle(struct conn *c, int pool_too);
 
 #endif

@@ -277,15 +277,19 @@ void relay_ktls_record(struct conn *c)
 	cli_plain_read(c);
 }
 
-void relay_release_idle(struct conn *c)
+void relay_release_idle(struct conn *c, int pool_too)
 {
 	c->bufs_released = 1;
 	/* only the reads may be waiting: nothing is being sent out of the buffers, and
 	 * OpenSSL holds no output that still has to go through bbuf */
 	if (c->cli_wr.pending || c->be_wr.pending || (c->tls && hs_conn_pending_out(c->tls)))
 		return;
-	bufpool_release(c->cbuf);
-	bufpool_release(c->bbuf);
+	if (c->tls)
+		hs_conn_release_buffers(c->tls);
+	if (pool_too) {
+		bufpool_release(c->cbuf);
+		bufpool_release(c->bbuf);
+	}
 }
 
 /* Backend -> client: encrypt, then push ciphertext out in bbuf-sized chunks. */
