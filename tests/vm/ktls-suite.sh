@@ -67,6 +67,34 @@ if grep -qw uring <<<"$MODES"; then
     fx_sidecar_stop fixed || true
 fi
 
+# --- the pooler's unix socket as the backend (in a pod: a shared emptyDir), splice
+# relay: kTLS socket -> pipe -> unix socket and back, both engines
+note "t=${SECONDS}s: unix backend"
+bulk="copy (select repeat(md5(g::text), 30) from generate_series(1, 20000) g) to stdout"
+want="$(fx_psql "$direct" -c "$bulk" | sha256sum | cut -d' ' -f1)"
+head -c 1500000 /dev/urandom | base64 -w 900 >"$FX_DIR/unix-in.txt"
+fx_psql "$direct" -c "create table unix_in(line text)" >/dev/null
+for io in $MODES; do
+    ks_start "unix-$io" "$io" --ktls on --relay splice --backend "unix:$FX_PGB_SOCKDIR/.s.PGSQL.$FX_PGB_PORT" ||
+        BAIL_OUT "sidecar did not start"
+    is "$(fx_with_timeout 120 psql -X -q "$(ks_dsn)" -c "$bulk" | sha256sum | cut -d' ' -f1)" "$want" \
+        "unix backend, splice/$io: 19 MB COPY TO STDOUT byte-exact"
+    fx_psql "$direct" -c 'truncate unix_in' >/dev/null
+    ok "unix backend, splice/$io: 2 MB COPY FROM STDIN accepted" \
+        fx_with_timeout 120 psql -X -q -v ON_ERROR_STOP=1 "$(ks_dsn)" -c 'copy unix_in from stdin' <"$FX_DIR/unix-in.txt"
+    is "$(fx_psql "$direct" -c 'copy unix_in to stdout' | sha256sum | cut -d' ' -f1)" \
+        "$(sha256sum <"$FX_DIR/unix-in.txt" | cut -d' ' -f1)" "unix backend, splice/$io: ... and arrived byte-exact"
+    rc=0; out="$(fx_with_timeout 60 pgbench -n -S -c 2 -j 1 -t 20 "$(ks_dsn)" 2>&1)" || rc=$?
+    ok_rc "$rc" "unix backend, splice/$io: pgbench -S runs clean" || diag "$out"
+    is "$(stat_json '[.ktls_tx == .handshakes_ok, .ktls_rx == .handshakes_ok, .user_tls] | join(" ")')" \
+        "true true 0" "unix backend, splice/$io: every connection in kTLS both ways"
+    log="$(cat "$(fx_sidecar_log "unix-$io")")"
+    like "$log" 'msg="listening".*backend=unix:' "unix backend, splice/$io: the log names the unix backend"
+    unlike "$log" 'using copy relay' "unix backend, splice/$io: no fallback to the copy relay"
+    fx_sidecar_stop "unix-$io" || true
+    ks_check_log "unix-$io"
+done
+
 # --- the kernel does the work: count sockets with kTLS while a session is open
 note "t=${SECONDS}s: proof"
 io="$(awk '{print $1}' <<<"$MODES")"
