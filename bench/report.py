@@ -162,6 +162,8 @@ def main():
                 s["enters_per_txn"] = spread([per_txn(r, "enters") for r in good])
                 s["completions_per_enter"] = spread([per_enter(r) for r in good])
             s["sqpoll_cpu_share"] = spread([sqpoll_share(r) for r in good])
+            s["steal_pct"] = spread([r.get("steal_pct") for r in good])
+            s["attempts"] = sum(r.get("attempts", 1) for r in good)
             if base != "W4":
                 s["cpu_split"] = {k: spread([unit_cost(r, k) for r in good]) for k in SPLIT}
             if base == "W4":
@@ -200,7 +202,9 @@ def main():
           f"{m['ktls']}; {m['io_uring']}{'; inside the TCG VM' if meta['in_vm'] else ''}")
     print(f"Config: {c['rounds']} round(s), pgbench -T {c['duration_s']}, W3 {c['bulk_rows']} rows, "
           f"W4 N={c['w4_conns']}, W5 {c['w5_conns']} clients, cert {c['cert']}, "
-          f"suite {c['ciphersuite']}, sidecar workers {c['sidecar_workers'] or 'nproc'}")
+          f"suite {c['ciphersuite']}, sidecar workers {c['sidecar_workers'] or 'nproc'}"
+          + (f", runs with over {c['steal_max_pct']}% steal repeated up to {c['steal_retries']} times"
+             if "steal_max_pct" in c else ""))
     loads = spread([r.get("loadavg1_before") for r in runs if r.get("ok")])
     if loads:
         print(f"Load average (1 min) before each run: {fmt(loads['min'])}..{fmt(loads['max'])}, "
@@ -228,6 +232,11 @@ def main():
             notes.append(f"TPS({c['w5_conns']})/TPS(16) {s['tps_ratio_w5_w1']['median']:.2f}")
         if s["terminator"] == "plain":
             notes.append("no TLS; CPU is PgBouncer's")
+        st = s.get("steal_pct")
+        if st and st["max"] >= 5:
+            notes.append(f"steal {st['median']:.0f}% (max {st['max']:.0f}%)")
+        if s.get("attempts", 0) > s["runs"] - s["failed"]:
+            notes.append(f"{s['attempts'] - (s['runs'] - s['failed'])} run(s) repeated for steal")
         if s["stunnel_peer"] != "stunnel":
             notes.append(f"x {s['stunnel_peer']}")
         if s["failed"]:
