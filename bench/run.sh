@@ -568,23 +568,29 @@ steal_pct() {
 }
 
 # One measurement on a fresh terminator. A run in which more than STEAL_MAX% of the
-# CPU time was stolen (a shared VM host) is measured again, up to STEAL_RETRIES times;
-# the JSON keeps the steal share and the attempts of the run that counts.
+# CPU time was stolen (a shared VM host) is measured again, up to STEAL_RETRIES times,
+# and the attempt with the least steal counts; the JSON keeps its steal share and the
+# number of attempts.
 run_one() {
-    local attempt=0 steal
+    local attempt=0 steal best="" best_steal="" best_fields="" best_stats=""
     while :; do
         attempt=$((attempt + 1))
         measure_one "$@"
+        [[ -n "$M1_ERR" ]] && break
         steal="$(steal_pct "$M1_FIELDS")"
-        if [[ -z "$M1_ERR" ]] && ((attempt <= STEAL_RETRIES)) &&
-            awk -v s="$steal" -v m="$STEAL_MAX" 'BEGIN {exit !(s > m)}'; then
+        if [[ -z "$best" ]] || awk -v s="$steal" -v b="$best_steal" 'BEGIN {exit !(s < b)}'; then
+            best=1 best_steal="$steal" best_fields="$M1_FIELDS" best_stats="$M1_STATS"
+        fi
+        if ((attempt <= STEAL_RETRIES)) && awk -v s="$steal" -v m="$STEAL_MAX" 'BEGIN {exit !(s > m)}'; then
             say "round $1 $2 $3: ${steal}% of the CPU time was stolen by the hypervisor: measuring again"
             sleep 5
             continue
         fi
         break
     done
-    [[ -n "$M1_FIELDS" ]] && M1_FIELDS+=", \"steal_pct\": $steal, \"attempts\": $attempt"
+    if [[ -n "$best" ]]; then   # a failed retry does not undo a good attempt
+        M1_ERR="" M1_FIELDS="$best_fields, \"steal_pct\": $best_steal, \"attempts\": $attempt" M1_STATS="$best_stats"
+    fi
     record "$1" "$2" "$M1_W" "$M1_FIELDS" "$M1_ERR" "$M1_STATS"
     if [[ -n "$M1_ERR" ]]; then
         FAILED_RUNS=$((FAILED_RUNS + 1))

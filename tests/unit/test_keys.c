@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "handshake.h"
+#include "selfsigned.h"
 #include "tap.h"
 
 static size_t unhex(const char *h, uint8_t *out)
@@ -157,17 +158,9 @@ int main(void)
 	hs_kdf_tls12_prf("SHA256", s, 16, "key expansion", seed, 16, seed, 0, b, 100);
 	ok(memcmp(a, b, 100) == 0, "split seed equals the concatenated seed");
 
-	EVP_PKEY *pk = EVP_EC_gen("P-256");
-	X509 *crt = X509_new();
-	X509_set_version(crt, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(crt), 1);
-	X509_gmtime_adj(X509_getm_notBefore(crt), 0);
-	X509_gmtime_adj(X509_getm_notAfter(crt), 3600);
-	X509_set_pubkey(crt, pk);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(crt), "CN", MBSTRING_ASC, (const unsigned char *)"t", -1,
-				   -1, 0);
-	X509_set_issuer_name(crt, X509_get_subject_name(crt));
-	ok(pk && X509_sign(crt, pk, EVP_sha256()) > 0, "test certificate made");
+	EVP_PKEY *pk = NULL;
+	X509 *crt = NULL;
+	ok(selfsigned_make(&pk, &crt) == 0, "test certificate made");
 	keyupdate_suite("TLS_AES_128_GCM_SHA256", KTLS_AES_128_GCM, 32, pk, crt);
 	keyupdate_suite("TLS_AES_256_GCM_SHA384", KTLS_AES_256_GCM, 48, pk, crt);
 	keyupdate_suite("TLS_CHACHA20_POLY1305_SHA256", KTLS_CHACHA20_POLY1305, 32, pk, crt);

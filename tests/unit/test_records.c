@@ -16,19 +16,20 @@
 #include <openssl/x509.h>
 
 #include "handshake.h"
+#include "selfsigned.h"
 #include "tap.h"
 
 static char cert_path[64], key_path[64];
 
 static int write_identity(void)
 {
-	EVP_PKEY *pk = EVP_EC_gen("P-256");
-	X509 *crt = X509_new();
+	EVP_PKEY *pk = NULL;
+	X509 *crt = NULL;
 	int fd1, fd2, rc = -1;
 	FILE *f1 = NULL, *f2 = NULL;
 	snprintf(cert_path, sizeof(cert_path), "/tmp/ks-rec-crt-XXXXXX");
 	snprintf(key_path, sizeof(key_path), "/tmp/ks-rec-key-XXXXXX");
-	if (!pk || !crt || (fd1 = mkstemp(cert_path)) < 0)
+	if (selfsigned_make(&pk, &crt) || (fd1 = mkstemp(cert_path)) < 0)
 		goto out;
 	if ((fd2 = mkstemp(key_path)) < 0) {
 		close(fd1);
@@ -36,16 +37,7 @@ static int write_identity(void)
 	}
 	f1 = fdopen(fd1, "w");
 	f2 = fdopen(fd2, "w");
-	X509_set_version(crt, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(crt), 1);
-	X509_gmtime_adj(X509_getm_notBefore(crt), 0);
-	X509_gmtime_adj(X509_getm_notAfter(crt), 3600);
-	X509_set_pubkey(crt, pk);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(crt), "CN", MBSTRING_ASC, (const unsigned char *)"t", -1,
-				   -1, 0);
-	X509_set_issuer_name(crt, X509_get_subject_name(crt));
-	if (f1 && f2 && X509_sign(crt, pk, EVP_sha256()) > 0 && PEM_write_X509(f1, crt) &&
-	    PEM_write_PrivateKey(f2, pk, NULL, NULL, 0, NULL, NULL))
+	if (f1 && f2 && PEM_write_X509(f1, crt) && PEM_write_PrivateKey(f2, pk, NULL, NULL, 0, NULL, NULL))
 		rc = 0;
 out:
 	if (f1)
