@@ -21,22 +21,16 @@ WORKLOADS = {
 def cost(run):
     """The terminator's CPU cost of one run, or None."""
     w = run["workload"].split("-")[0]
-    if w in ("W1", "W2", "W5"):
-        # W1/W5: CPU after pgbench's initial connections (see run_pgbench); W2: all of it
-        cpu = run.get("term_cpu_run_s")
-        if cpu is None:
-            cpu = run["term_cpu_s"]
-        return cpu / run["txns"] * 1e6 if run["txns"] else None
-    if w == "W3":
-        return run["term_cpu_s"] / (run["bytes"] / 1e9)
     if w == "W4":
         return run["setup_cpu_us_per_conn"]
-    return None
+    # W1/W5: CPU after pgbench's initial connections (see run_pgbench); W2, W3: all of it
+    key = "term_cpu_run_s" if w != "W3" and run.get("term_cpu_run_s") is not None else "term_cpu_s"
+    return unit_cost(run, key)
 
 
 def unit_cost(run, key):
-    """CPU seconds in run[key] per the workload's unit, as cost() (W1/W2/W5 us per
-    transaction over the whole run, W3 s per GB), or None."""
+    """CPU seconds in run[key] per the workload's unit (W1/W2/W5 us per transaction,
+    W3 s per GB), or None."""
     w = run["workload"].split("-")[0]
     cpu = run.get(key)
     if cpu is None:
@@ -114,11 +108,9 @@ def print_split(summary):
         if not sp or not sp.get("machine_cpu_s"):
             continue
         med = {k: (sp[k]["median"] if sp.get(k) else None) for k in SPLIT}
-        parts = [med["client_cpu_s"], med["pgbouncer_cpu_s"]]
-        if s["terminator"] != "plain":  # plain's terminator is PgBouncer itself
-            parts.append(med["term_cpu_s"])
+        term = med["term_cpu_s"] if s["terminator"] != "plain" else None  # plain's is PgBouncer
+        parts = (med["client_cpu_s"], med["pgbouncer_cpu_s"], term)
         rest = med["machine_cpu_s"] - sum(p for p in parts if p is not None)
-        term = med["term_cpu_s"] if s["terminator"] != "plain" else None
         print(f"| {s['workload']} | {s['terminator']} | {fmt(med['machine_cpu_s'])} | {fmt(med['client_cpu_s'])} | "
               f"{fmt(term)} | {fmt(med['pgbouncer_cpu_s'])} | {fmt(rest)} | {fmt(med['steal_s'])} |")
 
@@ -181,7 +173,7 @@ def main():
         # a -unix terminator (upstream over PgBouncer's unix socket) is set against stunnel
         # doing the same, when that ran
         peer = "stunnel"
-        if s["terminator"].endswith("-unix") and (s["workload"], "stunnel-unix") in cells:
+        if "unix" in s["terminator"].split("-") and (s["workload"], "stunnel-unix") in cells:
             peer = "stunnel-unix"
         s["stunnel_peer"] = peer
         s["value_vs_plain"] = ratio(s["value"], cells.get((s["workload"], "plain"), {}).get("value"))

@@ -572,14 +572,14 @@ steal_pct() {
 # and the attempt with the least steal counts; the JSON keeps its steal share and the
 # number of attempts.
 run_one() {
-    local attempt=0 steal best="" best_steal="" best_fields="" best_stats=""
+    local attempt=0 steal best_steal="" best_fields="" best_stats=""
     while :; do
         attempt=$((attempt + 1))
         measure_one "$@"
         [[ -n "$M1_ERR" ]] && break
         steal="$(steal_pct "$M1_FIELDS")"
-        if [[ -z "$best" ]] || awk -v s="$steal" -v b="$best_steal" 'BEGIN {exit !(s < b)}'; then
-            best=1 best_steal="$steal" best_fields="$M1_FIELDS" best_stats="$M1_STATS"
+        if [[ -z "$best_fields" ]] || awk -v s="$steal" -v b="$best_steal" 'BEGIN {exit !(s < b)}'; then
+            best_steal="$steal" best_fields="$M1_FIELDS" best_stats="$M1_STATS"
         fi
         if ((attempt <= STEAL_RETRIES)) && awk -v s="$steal" -v m="$STEAL_MAX" 'BEGIN {exit !(s > m)}'; then
             say "round $1 $2 $3: ${steal}% of the CPU time was stolen by the hypervisor: measuring again"
@@ -588,7 +588,7 @@ run_one() {
         fi
         break
     done
-    if [[ -n "$best" ]]; then   # a failed retry does not undo a good attempt
+    if [[ -n "$best_fields" ]]; then   # a failed retry does not undo a good attempt
         M1_ERR="" M1_FIELDS="$best_fields, \"steal_pct\": $best_steal, \"attempts\": $attempt" M1_STATS="$best_stats"
     fi
     record "$1" "$2" "$M1_W" "$M1_FIELDS" "$M1_ERR" "$M1_STATS"
