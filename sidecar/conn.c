@@ -133,6 +133,7 @@ static void conn_free(struct conn *c)
 	hs_traffic_wipe(&c->traffic);
 	bufpool_put(&c->w->bufs, c->cbuf);
 	bufpool_put(&c->w->bufs, c->bbuf);
+	bufpool_put(&c->w->bufs, c->obuf);
 	free(c->pkt);
 	pthread_mutex_lock(&w->conns_lock);
 	if (c->prev)
@@ -162,7 +163,8 @@ static void send_close_notify(struct conn *c)
 	c->notify_sent = 1;
 	if (c->ktls_tx) {
 		ktls_send_close_notify(c->cfd);
-	} else if (c->tls && !c->cli_wr.pending) {
+	} else if (c->tls && !c->cli_wr.pending && !hs_conn_pending_out(c->tls)) {
+		/* (output still queued would go out cut short in front of the alert) */
 		uint8_t buf[128];
 		hs_conn_close_notify(c->tls);
 		size_t n = hs_conn_drain(c->tls, buf, sizeof(buf));

@@ -281,28 +281,40 @@ void relay_release_idle(struct conn *c, int pool_too)
 {
 	c->bufs_released = 1;
 	/* only the reads may be waiting: nothing is being sent out of the buffers, and
-	 * OpenSSL holds no output that still has to go through bbuf */
+	 * OpenSSL holds no output that still has to go through obuf */
 	if (c->cli_wr.pending || c->be_wr.pending || (c->tls && hs_conn_pending_out(c->tls)))
 		return;
 	if (c->tls)
 		hs_conn_release_buffers(c->tls);
+	bufpool_put(&c->w->bufs, c->obuf); /* no op points into it: back to the pool */
+	c->obuf = NULL;
 	if (pool_too) {
 		bufpool_release(c->cbuf);
 		bufpool_release(c->bbuf);
 	}
 }
 
-/* Backend -> client: encrypt, then push ciphertext out in bbuf-sized chunks. */
+/* Backend -> client, called after each read or send of the direction. With the keys
+ * in user space the ciphertext goes out of obuf while the next read fills bbuf
+ * (bbuf is free once OpenSSL took the plaintext); the read waits only while a
+ * record is still queued behind the send, so OpenSSL holds at most one. */
 void relay_b2c_flush(struct conn *c)
 {
-	if (!c->plain && !c->ktls_tx) {
-		size_t n = hs_conn_drain(c->tls, c->bbuf, BBUF_SIZE);
-		if (n) {
-			dir_send(c, &c->cli_wr, &c->b2c, c->cfd, c->bbuf, (unsigned)n);
+	int user_tls = !c->plain && !c->ktls_tx;
+	if (user_tls && !c->cli_wr.pending && hs_conn_pending_out(c->tls)) {
+		if (!conn_buf(c, &c->obuf)) {
+			conn_close(c, CR_INTERNAL);
 			return;
 		}
+		size_t n = hs_conn_drain(c->tls, c->obuf, OBUF_SIZE);
+		dir_send(c, &c->cli_wr, &c->b2c, c->cfd, c->obuf, (unsigned)n);
 	}
+	/* without TLS in user space the send in flight is out of bbuf (or the pipe) */
+	if (c->be_rd.pending || (c->cli_wr.pending && (!user_tls || hs_conn_pending_out(c->tls))))
+		return;
 	if (c->b2c.eof_pending) {
+		if (c->cli_wr.pending)
+			return; /* the last records are still going out */
 		c->b2c.done = 1;
 		if (c->ktls_tx && !c->notify_sent) {
 			c->notify_sent = 1;

@@ -374,21 +374,27 @@ def cmd_echo_server(port):
         threading.Thread(target=serve, args=(c,), daemon=True).start()
 
 
-def cmd_chunked(port, total_mb, seed):
+def cmd_chunked(port, total_mb, seed, slow="0"):
     """Random payload in random TLS record sizes (1 B to 16 KB) through the sidecar to the
     echo backend; prints the SHA-256 of what was sent and of what came back. One thread:
-    an SSL object must not be read and written from two threads at once."""
+    an SSL object must not be read and written from two threads at once. slow=1: reads
+    of at most 4 KB into a small receive buffer, and after each MB read a pause in reading
+    (not in writing), so that the sidecar's sends to us stall and its output queues up."""
     import hashlib
     import random
     import selectors
     rnd = random.Random(int(seed))
     total = int(float(total_mb) * 1024 * 1024)
     t = session(port)  # the StartupMessage is echoed back like everything else
+    slow = slow == "1"
+    if slow:
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     first = startup_packet()
     sent, got = hashlib.sha256(first), hashlib.sha256()
     left = total + len(first)
     block = rnd.randbytes(1 << 20)
     done, chunk = 0, b""
+    got_n, next_pause, pause_until = 0, 1 << 20, 0.0
     t.setblocking(False)
     sel = selectors.DefaultSelector()
     sel.register(t, selectors.EVENT_READ | selectors.EVENT_WRITE)
@@ -399,17 +405,25 @@ def cmd_chunked(port, total_mb, seed):
             off = rnd.randint(0, len(block) - n)
             chunk = block[off:off + n]
         sel.modify(t, selectors.EVENT_READ | (selectors.EVENT_WRITE if chunk else 0))
-        sel.select(1.0)
-        while True:  # drain everything decrypted so far
+        if not t.pending():  # what OpenSSL already decrypted does not wake select
+            sel.select(1.0)
+        if slow and got_n >= next_pause:  # stop reading for a while, go on writing
+            next_pause += 1 << 20
+            pause_until = time.monotonic() + 0.3
+        paused = slow and time.monotonic() < pause_until
+        while not paused:  # drain everything decrypted so far (slow: one read of 4 KB)
             try:
-                d = t.recv(65536)
+                d = t.recv(4096 if slow else 65536)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 break
             if not d:
                 left = -left if left > 0 else left
                 break
             got.update(d)
+            got_n += len(d)
             left -= len(d)
+            if slow:
+                break
         if left <= 0:
             break
         if chunk:
@@ -419,7 +433,10 @@ def cmd_chunked(port, total_mb, seed):
                 done += len(chunk)
                 chunk = b""
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                pass
+                if paused:
+                    time.sleep(0.01)
+        elif paused:
+            time.sleep(0.01)
     print("%s %s %d" % (sent.hexdigest(), got.hexdigest(), abs(left)))
 
 
