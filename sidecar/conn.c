@@ -134,6 +134,7 @@ static void conn_free(struct conn *c)
 	bufpool_put(&c->w->bufs, c->cbuf);
 	bufpool_put(&c->w->bufs, c->bbuf);
 	bufpool_put(&c->w->bufs, c->obuf);
+	bufpool_put(&c->w->bufs, c->pbuf);
 	free(c->pkt);
 	pthread_mutex_lock(&w->conns_lock);
 	if (c->prev)

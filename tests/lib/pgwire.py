@@ -346,8 +346,11 @@ def cmd_rst_storm(port, n, how="rst"):
     print("done %d" % n)
 
 
-def cmd_echo_server(port):
-    """A backend that echoes every byte back, reading and writing in random sizes."""
+def cmd_echo_server(port, slow="0"):
+    """A backend that echoes every byte back, reading and writing in random sizes;
+    slow=1: a pause of a second after the first read, so that the sidecar's sends to
+    it wait and its reads of the client stop.
+    Logs the byte count of each connection at its EOF."""
     import random
     import threading
     srv = socket.socket()
@@ -357,12 +360,17 @@ def cmd_echo_server(port):
 
     def serve(c):
         rnd = random.Random()
+        total = 0
         with c:
             while True:
                 d = c.recv(rnd.randint(1, 65536))
                 if not d:
+                    print("eof %d" % total, flush=True)
                     c.shutdown(socket.SHUT_WR)
                     return
+                total += len(d)
+                if slow == "1" and total == len(d):
+                    time.sleep(1.0)
                 while d:
                     n = rnd.randint(1, len(d))
                     c.sendall(d[:n])
@@ -440,6 +448,49 @@ def cmd_chunked(port, total_mb, seed, slow="0"):
     print("%s %s %d" % (sent.hexdigest(), got.hexdigest(), abs(left)))
 
 
+def cmd_send_close(port, kb, how):
+    """Write kb KB in records of random size, as fast as the sidecar takes them, then
+    end the stream at once: how=fin a TCP FIN with no close_notify, then read the echo
+    until EOF and check it; how=notify a close_notify, then wait for EOF. Prints how
+    many bytes the echo backend should log as received."""
+    import random
+    rnd = random.Random(7)
+    t = session(port)
+    data = rnd.randbytes(int(kb) * 1024)
+    off = 0
+    while off < len(data):
+        n = rnd.randint(1, 16384)
+        t.sendall(data[off:off + n])
+        off += n
+    if how == "notify":
+        t.setblocking(False)
+        try:
+            t.unwrap()  # the close_notify goes out at once; the rest would wait for the peer's
+        except (ssl.SSLWantReadError, ssl.SSLError):
+            pass
+        t.settimeout(60)
+        n = 0
+        while True:  # stay until the sidecar closes; the echo arrives as ciphertext, counted only
+            d = socket.socket.recv(t, 65536)
+            if not d:
+                break
+            n += len(d)
+        print("%d closed" % (len(startup_packet()) + len(data)))
+        return
+    socket.socket.shutdown(t, socket.SHUT_WR)  # SSLSocket.shutdown would drop the TLS layer
+    got = b""
+    t.settimeout(60)
+    while True:
+        d = t.recv(65536)
+        if not d:
+            break
+        got += d
+    first = startup_packet()
+    exp = first + data
+    i = next((k for k in range(min(len(got), len(exp))) if got[k] != exp[k]), -1)
+    print(len(exp), "intact" if got == exp else "differs at %d: %r vs %r" % (i, got[i:i + 40], exp[i:i + 40]))
+
+
 def cmd_idle_hold(port, n, hold_s):
     """Open n TLS sessions past ReadyForQuery and keep them idle for hold_s seconds."""
     conns = []
@@ -471,6 +522,7 @@ def main():
         "rst-storm": cmd_rst_storm,
         "echo-server": cmd_echo_server,
         "chunked": cmd_chunked,
+        "send-close": cmd_send_close,
         "idle-hold": cmd_idle_hold,
     }[cmd]
     try:
