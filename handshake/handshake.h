@@ -50,10 +50,6 @@ int hs_conn_feed(struct hs_conn *c, const void *buf, size_t len);
 int hs_conn_handshake(struct hs_conn *c);
 /* Decrypt up to cap bytes: >0 bytes, 0 wants more input, -EPIPE close_notify, -EPROTO fatal. */
 int hs_conn_read(struct hs_conn *c, void *buf, size_t cap);
-/* Whether hs_conn_read may have something to work on without more input: decrypted
- * bytes not yet read, or a whole record queued (or, inside a record, anything queued).
- * 0 right after hs_conn_read returned 0. */
-int hs_conn_readable(struct hs_conn *c);
 /* Encrypt len bytes into the output queue. 0 or -EPROTO. */
 int hs_conn_write(struct hs_conn *c, const void *buf, size_t len);
 /* Queue a close_notify alert. */

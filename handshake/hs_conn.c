@@ -127,15 +127,6 @@ int hs_conn_read(struct hs_conn *c, void *buf, size_t cap)
 	return ssl_fail(c, 0);
 }
 
-int hs_conn_readable(struct hs_conn *c)
-{
-	if (SSL_pending(c->ssl) > 0)
-		return 1;
-	/* between records the queued bytes start with a header; after a "want read" OpenSSL
-	 * may hold the start of a record, and whatever is queued may complete it */
-	return c->at_boundary ? whole_record_buffered(c) : BIO_ctrl_pending(c->rbio) > 0;
-}
-
 int hs_conn_write(struct hs_conn *c, const void *buf, size_t len)
 {
 	size_t done = 0;

@@ -133,8 +133,6 @@ static void conn_free(struct conn *c)
 	hs_traffic_wipe(&c->traffic);
 	bufpool_put(&c->w->bufs, c->cbuf);
 	bufpool_put(&c->w->bufs, c->bbuf);
-	bufpool_put(&c->w->bufs, c->obuf);
-	bufpool_put(&c->w->bufs, c->pbuf);
 	free(c->pkt);
 	pthread_mutex_lock(&w->conns_lock);
 	if (c->prev)
@@ -164,10 +162,11 @@ static void send_close_notify(struct conn *c)
 	c->notify_sent = 1;
 	if (c->ktls_tx) {
 		ktls_send_close_notify(c->cfd);
-	} else if (c->tls && !c->cli_wr.pending && !hs_conn_pending_out(c->tls)) {
-		/* (output still queued would go out cut short in front of the alert) */
-		uint8_t buf[128];
+	} else if (c->tls && !c->cli_wr.pending) {
+		uint8_t buf[256];
 		hs_conn_close_notify(c->tls);
+		if (hs_conn_pending_out(c->tls) > sizeof(buf))
+			return; /* more than the alert is queued: cut short, it would garble the stream */
 		size_t n = hs_conn_drain(c->tls, buf, sizeof(buf));
 		if (n && send(c->cfd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 			return; /* the client is gone or not reading: nothing more to do */

@@ -17,12 +17,9 @@
 #define TLS_MAX_RECORD (16384 + 2048) /* largest ciphertext body we accept */
 #define CBUF_SIZE (TLS_HDR + TLS_MAX_RECORD)
 #define BBUF_SIZE 16384
-#define OBUF_SIZE BUFPOOL_SLOT /* TLS output: a whole 16 KiB record with its overhead in one send */
-#define PBUF_SIZE BUFPOOL_SLOT /* TLS input decrypted: a record's plaintext is at most 16 KiB */
 #define PIPE_CHUNK 65536 /* a default pipe holds 16 pages */
 #define IDLE_RELEASE_MS 1000 /* a relay quiet this long gives its buffers' pages back */
 _Static_assert(CBUF_SIZE <= BUFPOOL_SLOT && BBUF_SIZE <= BUFPOOL_SLOT, "relay buffers fit a pool slot");
-_Static_assert(OBUF_SIZE >= TLS_HDR + BBUF_SIZE + 256, "a record made of one bbuf fits obuf whole");
 
 enum phase { PH_NEGOTIATE, PH_HANDSHAKE, PH_STARTUP, PH_CONNECT, PH_CANCEL_WAIT, PH_RELAY, PH_FINAL, PH_CLOSING };
 
@@ -56,8 +53,6 @@ struct conn {
 	struct hs_traffic traffic; /* TLS 1.3 in kTLS: secrets to follow KeyUpdates */
 	uint8_t *cbuf;            /* client reads: startup packets, TLS records, c2b relay */
 	uint8_t *bbuf;            /* client writes: TLS output, b2c relay */
-	uint8_t *obuf;            /* relay in user-space TLS: ciphertext going out while bbuf refills */
-	uint8_t *pbuf;            /* relay in user-space TLS: plaintext going out while cbuf refills */
 	uint8_t *pkt;             /* the first packet to forward (StartupMessage/CancelRequest) */
 	unsigned have, need;      /* exact-read progress into cbuf or pkt */
 	unsigned pkt_len;

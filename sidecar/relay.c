@@ -67,17 +67,7 @@ static void check_done(struct conn *c)
 		conn_close(c, CR_EOF);
 }
 
-static void c2b_eof(struct conn *c)
-{
-	c->c2b.done = 1;
-	shutdown(c->bfd, SHUT_WR);
-	check_done(c);
-}
-
-/* Client -> backend, called after each read or send of the direction. With the keys
- * in user space the plaintext goes out of pbuf while the next client read fills
- * cbuf; reading stops while a whole record waits in OpenSSL's input, which so holds
- * at most a record and a read. */
+/* Client -> backend: decrypt what is buffered, or read more. */
 void relay_c2b_pump(struct conn *c)
 {
 	if (c->splice) {
@@ -89,29 +79,33 @@ void relay_c2b_pump(struct conn *c)
 		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
 		return;
 	}
-	if (c->c2b.done)
+	int r = hs_conn_read(c->tls, c->cbuf, CBUF_SIZE);
+	if (r > 0) {
+		dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->cbuf, (unsigned)r);
 		return;
-	if (!c->be_wr.pending) {
-		if (!conn_buf(c, &c->pbuf)) {
-			conn_close(c, CR_INTERNAL);
-			return;
-		}
-		int r = hs_conn_read(c->tls, c->pbuf, PBUF_SIZE);
-		if (r > 0) {
-			dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->pbuf, (unsigned)r);
-		} else if (r == -EPIPE || (r == 0 && c->c2b.eof_pending)) {
-			c2b_eof(c); /* close_notify, or the end of the stream: half-close toward the pooler */
-			return;
-		} else if (r < 0) {
-			char extra[512], why[400];
-			snprintf(extra, sizeof(extra), "reason=\"%s\"", log_esc(why, sizeof(why), hs_conn_reason(c->tls)));
-			conn_log(c, LOG_INFO, "TLS error from client", extra);
-			conn_close(c, CR_CLIENT_RESET);
-			return;
-		}
 	}
-	if (!c->cli_rd.pending && !c->c2b.eof_pending && !hs_conn_readable(c->tls))
+	if (r == 0) {
 		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
+		return;
+	}
+	if (r == -EPIPE) { /* close_notify: half-close toward the pooler */
+		c->c2b.done = 1;
+		shutdown(c->bfd, SHUT_WR);
+		check_done(c);
+		return;
+	}
+	char extra[512], why[400];
+	snprintf(extra, sizeof(extra), "reason=\"%s\"", log_esc(why, sizeof(why), hs_conn_reason(c->tls)));
+	conn_log(c, LOG_INFO, "TLS error from client", extra);
+	conn_close(c, CR_CLIENT_RESET);
+}
+
+
+static void c2b_eof(struct conn *c)
+{
+	c->c2b.done = 1;
+	shutdown(c->bfd, SHUT_WR);
+	check_done(c);
 }
 
 /* A splice from the client into the pipe finished: push the bytes on to the pooler. */
@@ -136,22 +130,16 @@ void relay_cli_read(struct conn *c, int res)
 		relay_ktls_record(c);
 		return;
 	}
-	if (c->c2b.done)
-		return; /* a read that overlapped the close_notify: nothing after it counts */
 	if (res < 0) {
 		conn_fail(c, CR_CLIENT_RESET, res);
 		return;
 	}
-	if (c->plain || c->ktls_rx) {
-		if (res == 0)
-			c2b_eof(c);
-		else
-			dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->cbuf, (unsigned)res);
+	if (res == 0) {
+		c2b_eof(c);
 		return;
 	}
-	if (res == 0) { /* the records still queued go out first */
-		c->c2b.eof_pending = 1;
-		relay_c2b_pump(c);
+	if (c->plain || c->ktls_rx) {
+		dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->cbuf, (unsigned)res);
 		return;
 	}
 	if (hs_conn_feed(c->tls, c->cbuf, (size_t)res)) {
@@ -293,41 +281,28 @@ void relay_release_idle(struct conn *c, int pool_too)
 {
 	c->bufs_released = 1;
 	/* only the reads may be waiting: nothing is being sent out of the buffers, and
-	 * OpenSSL holds no output that still has to go through obuf */
+	 * OpenSSL holds no output that still has to go through bbuf */
 	if (c->cli_wr.pending || c->be_wr.pending || (c->tls && hs_conn_pending_out(c->tls)))
 		return;
 	if (c->tls)
 		hs_conn_release_buffers(c->tls);
-	bufpool_put(&c->w->bufs, c->obuf); /* no op points into these: back to the pool */
-	bufpool_put(&c->w->bufs, c->pbuf);
-	c->obuf = c->pbuf = NULL;
 	if (pool_too) {
 		bufpool_release(c->cbuf);
 		bufpool_release(c->bbuf);
 	}
 }
 
-/* Backend -> client, called after each read or send of the direction. With the keys
- * in user space the ciphertext goes out of obuf while the next read fills bbuf
- * (bbuf is free once OpenSSL took the plaintext); the read waits only while a
- * record is still queued behind the send, so OpenSSL holds at most one. */
+/* Backend -> client: encrypt, then push ciphertext out in bbuf-sized chunks. */
 void relay_b2c_flush(struct conn *c)
 {
-	int user_tls = !c->plain && !c->ktls_tx;
-	if (user_tls && !c->cli_wr.pending && hs_conn_pending_out(c->tls)) {
-		if (!conn_buf(c, &c->obuf)) {
-			conn_close(c, CR_INTERNAL);
+	if (!c->plain && !c->ktls_tx) {
+		size_t n = hs_conn_drain(c->tls, c->bbuf, BBUF_SIZE);
+		if (n) {
+			dir_send(c, &c->cli_wr, &c->b2c, c->cfd, c->bbuf, (unsigned)n);
 			return;
 		}
-		size_t n = hs_conn_drain(c->tls, c->obuf, OBUF_SIZE);
-		dir_send(c, &c->cli_wr, &c->b2c, c->cfd, c->obuf, (unsigned)n);
 	}
-	/* without TLS in user space the send in flight is out of bbuf (or the pipe) */
-	if (c->be_rd.pending || (c->cli_wr.pending && (!user_tls || hs_conn_pending_out(c->tls))))
-		return;
 	if (c->b2c.eof_pending) {
-		if (c->cli_wr.pending)
-			return; /* the last records are still going out */
 		c->b2c.done = 1;
 		if (c->ktls_tx && !c->notify_sent) {
 			c->notify_sent = 1;

@@ -3,8 +3,7 @@
 // over memory BIOs, fed the ways a socket delivers them: several records at once,
 // one byte at a time, a KeyUpdate whose following record is cut in two, a record
 // larger than the read buffer, garbage, close_notify; in TLS 1.3 and 1.2. Guards
-// hs_conn_read's shortcut of not calling SSL_read without a whole record, and
-// hs_conn_readable, which the relay asks before it reads the client again.
+// hs_conn_read's shortcut of not calling SSL_read without a whole record.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,15 +107,10 @@ static void records(struct hs_ctx *ctx, int version)
 	/* two records in one feed */
 	SSL_write(cli, "first", 5);
 	SSL_write(cli, "second", 6);
-	ok(!hs_conn_readable(s), "%s: nothing queued: not readable", v);
 	hs_conn_feed(s, wire, (size_t)take(cli, wire, sizeof(wire)));
-	ok(hs_conn_readable(s), "%s: two whole records queued: readable", v);
-	n = hs_conn_read(s, out, sizeof(out));
-	ok(n == 5 && hs_conn_readable(s), "%s: one read gives one record, the other is still readable", v);
-	size_t got = (size_t)n + read_all(s, out + n, sizeof(out) - (size_t)n, sizeof(out), &err);
+	size_t got = read_all(s, out, sizeof(out), sizeof(out), &err);
 	ok(got == 11 && memcmp(out, "firstsecond", 11) == 0 && !err, "%s: two records in one feed", v);
 	is(hs_conn_read(s, out, sizeof(out)), 0, "%s: ... then it wants more", v);
-	ok(!hs_conn_readable(s), "%s: ... and is not readable", v);
 
 	/* one byte at a time: nothing until the record is whole, then all of it */
 	SSL_write(cli, "byte by byte", 12);
@@ -127,7 +121,6 @@ static void records(struct hs_ctx *ctx, int version)
 		early += hs_conn_read(s, out, sizeof(out)) != 0;
 	}
 	ok(!early, "%s: a record fed a byte at a time gives nothing before its last byte", v);
-	ok(!hs_conn_readable(s), "%s: ... nor says it could, so the relay reads on", v);
 	hs_conn_feed(s, wire + n - 1, 1);
 	got = read_all(s, out, sizeof(out), sizeof(out), &err);
 	ok(got == 12 && memcmp(out, "byte by byte", 12) == 0, "%s: ... and the whole record with it", v);
@@ -161,13 +154,7 @@ static void records(struct hs_ctx *ctx, int version)
 		int r1 = 5 + (wire[3] << 8 | wire[4]);
 		hs_conn_feed(s, wire, (size_t)r1 + 3);
 		is(hs_conn_read(s, out, sizeof(out)), 0, "TLS 1.3: KeyUpdate, then a cut record: wants more");
-		ok(!hs_conn_readable(s), "TLS 1.3: ... and is not readable");
-		/* the rest of the record does not start with a header: readable all the same */
-		hs_conn_feed(s, wire + r1 + 3, (size_t)(n - r1 - 4));
-		ok(hs_conn_readable(s), "TLS 1.3: inside a record, anything queued may complete it");
-		is(hs_conn_read(s, out, sizeof(out)), 0, "TLS 1.3: ... it did not: wants more");
-		ok(!hs_conn_readable(s), "TLS 1.3: ... and is not readable");
-		hs_conn_feed(s, wire + n - 1, 1);
+		hs_conn_feed(s, wire + r1 + 3, (size_t)(n - r1 - 3));
 		got = read_all(s, out, sizeof(out), sizeof(out), &err);
 		ok(got == 7 && memcmp(out, "rekeyed", 7) == 0, "TLS 1.3: ... then the record under the new key");
 		to_client(s, cli);
