@@ -434,16 +434,16 @@ def cmd_chunked(port, total_mb, seed, slow="0"):
                 break
         if left <= 0:
             break
+        wrote = False
         if chunk:
             try:
                 t.send(chunk)  # one write, one record; on WantWrite the same chunk again
                 sent.update(chunk)
                 done += len(chunk)
-                chunk = b""
+                chunk, wrote = b"", True
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                if paused:
-                    time.sleep(0.01)
-        elif paused:
+                pass
+        if paused and not wrote:
             time.sleep(0.01)
     print("%s %s %d" % (sent.hexdigest(), got.hexdigest(), abs(left)))
 
@@ -457,6 +457,7 @@ def cmd_send_close(port, kb, how):
     rnd = random.Random(7)
     t = session(port)
     data = rnd.randbytes(int(kb) * 1024)
+    exp = startup_packet() + data  # what the echo backend gets, and sends back
     off = 0
     while off < len(data):
         n = rnd.randint(1, 16384)
@@ -469,13 +470,9 @@ def cmd_send_close(port, kb, how):
         except (ssl.SSLWantReadError, ssl.SSLError):
             pass
         t.settimeout(60)
-        n = 0
-        while True:  # stay until the sidecar closes; the echo arrives as ciphertext, counted only
-            d = socket.socket.recv(t, 65536)
-            if not d:
-                break
-            n += len(d)
-        print("%d closed" % (len(startup_packet()) + len(data)))
+        while socket.socket.recv(t, 65536):  # stay until the sidecar closes; the echo is ciphertext now
+            pass
+        print("%d closed" % len(exp))
         return
     socket.socket.shutdown(t, socket.SHUT_WR)  # SSLSocket.shutdown would drop the TLS layer
     got = b""
@@ -485,8 +482,6 @@ def cmd_send_close(port, kb, how):
         if not d:
             break
         got += d
-    first = startup_packet()
-    exp = first + data
     i = next((k for k in range(min(len(got), len(exp))) if got[k] != exp[k]), -1)
     print(len(exp), "intact" if got == exp else "differs at %d: %r vs %r" % (i, got[i:i + 40], exp[i:i + 40]))
 
