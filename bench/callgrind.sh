@@ -9,14 +9,16 @@
 # Per transaction = (Ir at LONG - Ir at SHORT transactions per client) / the extra
 # transactions, so start-up, handshakes and exit cancel out.
 # usage: [KTLS_SIDECAR=build/ktls-sidecar] [SIDECAR_ALT=other/build] [IO=epoll]
-#        [CLIENTS=4] [SHORT=200] [LONG=1200] [ROUNDS=2] [ANNOTATE=1] bench/callgrind.sh
+#        [CLIENTS=4] [SHORT=200] [LONG=1200] [ROUNDS=2] [ANNOTATE=1] [CONNECT=1] bench/callgrind.sh
+# CONNECT=1: W2's kind of load instead (pgbench -C: a new TLS connection per
+# transaction), so the figure is instructions per connection, handshake included.
 # IO=epoll: io_uring does not run under valgrind 3.19; the TLS work is the same.
 # Needs valgrind; the packages `make check` installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib/common.sh
 : "${KTLS_SIDECAR:=$PWD/build/ktls-sidecar}" "${SIDECAR_ALT:=}" "${IO:=epoll}"
-: "${CLIENTS:=4}" "${SHORT:=200}" "${LONG:=1200}" "${ROUNDS:=2}"
+: "${CLIENTS:=4}" "${SHORT:=200}" "${LONG:=1200}" "${ROUNDS:=2}" "${CONNECT:=0}"
 export KTLS_SIDECAR
 command -v valgrind >/dev/null || BAIL_OUT "valgrind not found"
 ((LONG > SHORT)) || BAIL_OUT "LONG must be above SHORT"
@@ -33,7 +35,9 @@ instructions() {
     chmod +x "$wrap"
     KTLS_SIDECAR="$wrap" ks_start cg "$IO" --workers 1 --handshake-timeout 60s >/dev/null ||
         BAIL_OUT "sidecar did not start under valgrind"
-    fx_with_timeout 300 pgbench -n -S -c "$CLIENTS" -j 1 -t "$n" "$(ks_dsn)" >"$FX_DIR/pgb.txt" 2>&1 ||
+    local per_conn=()
+    [[ "$CONNECT" == 1 ]] && per_conn=(-C)
+    fx_with_timeout 300 pgbench -n -S "${per_conn[@]}" -c "$CLIENTS" -j 1 -t "$n" "$(ks_dsn)" >"$FX_DIR/pgb.txt" 2>&1 ||
         { cat "$FX_DIR/pgb.txt" >&2; BAIL_OUT "pgbench failed"; }
     fx_sidecar_stop cg >/dev/null 2>&1 || true
     for _ in $(seq 50); do [[ -s "$out" ]] && grep -q '^totals:' "$out" && break; sleep 0.2; done
@@ -45,12 +49,14 @@ instructions() {
 
 bins=("$KTLS_SIDECAR")
 [[ -n "$SIDECAR_ALT" ]] && bins+=("$SIDECAR_ALT")
-echo "# io=$IO clients=$CLIENTS transactions per client: $SHORT and $LONG"
+unit=transaction
+[[ "$CONNECT" == 1 ]] && unit=connection
+echo "# io=$IO clients=$CLIENTS ${unit}s per client: $SHORT and $LONG"
 for r in $(seq "$ROUNDS"); do
     for b in "${bins[@]}"; do
         short="$(instructions "$b" "$SHORT")" long="$(instructions "$b" "$LONG")"
-        awk -v r="$r" -v b="$b" -v s="$short" -v l="$long" -v t=$((CLIENTS * (LONG - SHORT))) \
-            'BEGIN {printf "round %d  %-40s  %.0f instructions per transaction\n", r, b, (l - s) / t}'
+        awk -v r="$r" -v b="$b" -v s="$short" -v l="$long" -v t=$((CLIENTS * (LONG - SHORT))) -v u="$unit" \
+            'BEGIN {printf "round %d  %-40s  %.0f instructions per %s\n", r, b, (l - s) / t, u}'
     done
 done
 # ANNOTATE=1: where the last LONG run's instructions went, by function (self)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# bench/profile.sh: perf profile of the sidecar under W1 (pgbench -S -c 16 -j 2)
-# or W3 (the bulk COPY, repeated) in userspace TLS, as quoted in bench/RESULTS.md
+# bench/profile.sh: perf profile of the sidecar under W1 (pgbench -S -c 16 -j 2),
+# W2 (the same with -C -c 4: a TLS handshake per transaction) or W3 (the bulk COPY,
+# repeated) in userspace TLS, as quoted in bench/RESULTS.md
 # ("Where W1's CPU goes", "Where W3's CPU goes").
-# usage: KTLS_SIDECAR=build/ktls-sidecar [IO=uring|epoll] [WORKLOAD=W1|W3] bench/profile.sh
+# usage: KTLS_SIDECAR=build/ktls-sidecar [IO=uring|epoll] [WORKLOAD=W1|W2|W3] bench/profile.sh
 # Needs perf (linux-perf) and the packages `make check` installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ if [[ "$WORKLOAD" == W3 ]]; then
     (for _ in 1 2 3 4 5 6 7 8; do
         psql "$(ks_dsn)" -qAt -c "COPY (SELECT repeat('x',1000) FROM generate_series(1,500000)) TO STDOUT" >/dev/null
     done) &
+elif [[ "$WORKLOAD" == W2 ]]; then
+    pgbench -n -S -C -c 4 -j 2 -T 12 "$(ks_dsn)" >"$FX_DIR/pgb.txt" 2>&1 &
 else
     pgbench -n -S -c 16 -j 2 -T 12 "$(ks_dsn)" >"$FX_DIR/pgb.txt" 2>&1 &
 fi

@@ -36,6 +36,9 @@ static int grow(struct bufpool *p)
 
 void *bufpool_get(struct bufpool *p)
 {
+	p->taken++;
+	if (p->nhot)
+		return p->hot[--p->nhot];
 	if (!p->nfree && grow(p))
 		return NULL;
 	return p->free[--p->nfree];
@@ -51,8 +54,25 @@ void bufpool_put(struct bufpool *p, void *buf)
 {
 	if (!buf)
 		return;
+	if (p->nhot < BUFPOOL_HOT) {
+		p->hot[p->nhot++] = buf;
+		return;
+	}
 	bufpool_release(buf);
-	p->free[p->nfree++] = buf; /* fits: nfree < total <= cap */
+	p->free[p->nfree++] = buf; /* fits: nfree + nhot < total <= cap */
+}
+
+unsigned bufpool_trim(struct bufpool *p)
+{
+	unsigned n = 0;
+	if (!p->taken)
+		for (; p->nhot; n++) {
+			void *buf = p->hot[--p->nhot];
+			bufpool_release(buf);
+			p->free[p->nfree++] = buf;
+		}
+	p->taken = 0;
+	return n;
 }
 
 void bufpool_destroy(struct bufpool *p)
@@ -60,4 +80,5 @@ void bufpool_destroy(struct bufpool *p)
 	free(p->free);
 	p->free = NULL;
 	p->nfree = p->cap = 0;
+	p->nhot = 0;
 }

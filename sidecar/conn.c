@@ -877,6 +877,11 @@ void conn_scan(struct worker *w)
 {
 	struct conn *c = w->conns, *next;
 	int quiet = engine_bufs_quiet(w->eng);
+	if (w->now_ms >= w->next_trim_ms) {
+		/* the free slots kept for the next connections go back after a second without one */
+		w->next_trim_ms = w->now_ms + IDLE_RELEASE_MS;
+		bufpool_trim(&w->bufs);
+	}
 	for (; c; c = next) {
 		next = c->next;
 		if (c->phase == PH_RELAY && !c->bufs_released && w->now_ms - c->active_ms >= IDLE_RELEASE_MS)

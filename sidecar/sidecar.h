@@ -76,6 +76,7 @@ struct worker {
 	pthread_mutex_t conns_lock; /* taken to link/unlink and to publish strings; never per I/O */
 	uint64_t now_ms;
 	uint64_t next_scan_ms;
+	uint64_t next_trim_ms;     /* next bufpool_trim() */
 	int exited;
 } __attribute__((aligned(CACHELINE)));
 
