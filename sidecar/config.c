@@ -34,6 +34,7 @@ struct opt {
 static const char *const io_choices[] = { "auto", "uring", "epoll", NULL };
 static const char *const verify_choices[] = { "none", "optional", "require", NULL };
 static const char *const ktls_choices[] = { "auto", "on", "off", NULL };
+static const char *const poll_first_choices[] = { "auto", "on", "off", NULL };
 static const char *const relay_choices[] = { "auto", "splice", "copy", NULL };
 
 #define O(f) offsetof(struct config, f)
@@ -75,6 +76,9 @@ static const struct opt opts[] = {
 	  "io_uring: a kernel thread per worker polls for submissions (IORING_SETUP_SQPOLL, 50 ms idle)" },
 	{ "uring-fixed-files", T_BOOL, O(uring_fixed_files), "false", NULL, 0, 0,
 	  "io_uring: registered files (IOSQE_FIXED_FILE) for the sockets" },
+	{ "poll-first", T_ENUM, O(poll_first), "auto", poll_first_choices, 0, 0,
+	  "a recv after one that emptied the socket waits for data instead of trying first: auto (io_uring only, "
+	  "IORING_RECVSEND_POLL_FIRST) | on (epoll too: no speculative recv) | off" },
 	{ "allow-plaintext", T_BOOL, O(allow_plaintext), "false", NULL, 0, 0,
 	  "relay clients that start without TLS (default: refuse with SQLSTATE 28000)" },
 	{ "plain-cancel", T_BOOL, O(plain_cancel), "true", NULL, 0, 0,
@@ -217,14 +221,21 @@ static int set_opt(struct config *c, const struct opt *o, const char *val, char 
 		*(int *)p = ms;
 		return 0;
 	}
-	case T_ENUM:
+	case T_ENUM: {
+		char allowed[128] = "";
+		size_t at = 0;
 		for (int i = 0; o->choices[i]; i++) {
 			if (strcmp(val, o->choices[i]) == 0) {
 				*(int *)p = i;
 				return 0;
 			}
+			if (at < sizeof(allowed)) {
+				int n = snprintf(allowed + at, sizeof(allowed) - at, "%s%s", i ? "|" : "", o->choices[i]);
+				at += n > 0 ? (size_t)n : 0;
+			}
 		}
-		return fail(err, errlen, -EINVAL, "%s: '%s' is not one of the allowed values", o->name, val);
+		return fail(err, errlen, -EINVAL, "%s: '%s' is not one of %s", o->name, val, allowed);
+	}
 	case T_LIST: {
 		struct strlist *l = p;
 		if (l->level < c->level) {

@@ -9,7 +9,7 @@ int engine_create(enum engine_kind kind, unsigned entries, unsigned flags, engin
 		  struct engine **out, char *why, size_t whylen)
 {
 	int rc = kind == ENGINE_URING ? engine_uring_create(entries, flags, out, why, whylen)
-				      : engine_epoll_create(entries, out, why, whylen);
+				      : engine_epoll_create(entries, flags, out, why, whylen);
 	if (rc)
 		return rc;
 	(*out)->cb = cb;

@@ -23,6 +23,7 @@ struct io_op {
 	const struct sockaddr *addr;
 	socklen_t addrlen;
 	int res;            /* private to the engines */
+	uint8_t drained;    /* private to the engines: the last recv emptied the socket */
 	struct io_op *next; /* private to engine_epoll.c: completion queue */
 };
 
@@ -37,9 +38,11 @@ struct engine_stats {
 	uint64_t completions;
 };
 
-/* engine_create flags: io_uring techniques, off by default; the epoll engine ignores them. */
+/* engine_create flags: io_uring techniques, off by default; the epoll engine takes only
+ * ENGINE_POLL_FIRST. */
 #define ENGINE_SQPOLL 0x1u      /* a kernel thread polls the SQ; falls back (logged) if refused */
 #define ENGINE_FIXED_FILES 0x2u /* registered files, indexed by fd number */
+#define ENGINE_POLL_FIRST 0x4u  /* a recv after one that emptied the socket waits for data first */
 
 /* Create an engine. 0 or -errno (-EPERM/-ENOSYS: io_uring blocked). why: reason text. */
 int engine_create(enum engine_kind kind, unsigned entries, unsigned flags, engine_cb cb, void *ctx,

@@ -16,11 +16,13 @@ struct fd_slot {
 	struct io_op *rd, *wr; /* parked ops: recv/accept, send/connect */
 	uint8_t registered;
 	uint8_t level;         /* listening socket: level-triggered */
+	uint8_t rd_edge;       /* a read event came while no recv was parked */
 };
 
 struct epoll_engine {
 	struct engine base;
 	int epfd;
+	int poll_first;        /* ENGINE_POLL_FIRST */
 	struct fd_slot *slots;
 	size_t nslots;
 	struct io_op *done_head, *done_tail;
@@ -47,6 +49,8 @@ static struct fd_slot *slot(struct epoll_engine *p, int fd)
 static void push_done(struct epoll_engine *p, struct io_op *op, int res)
 {
 	op->res = res;
+	if (op->type == EOP_RECV)
+		op->drained = res >= 0 && (unsigned)res < op->len;
 	op->next = NULL;
 	if (p->done_tail)
 		p->done_tail->next = op;
@@ -140,7 +144,21 @@ static void e_accept(struct engine *e, struct io_op *op, int fd)
 	park(EE(e), op, 0);
 }
 
-static void e_recv(struct engine *e, struct io_op *op) { submit(EE(e), op, 0); }
+/* After a recv that emptied the socket, a new recv waits for the next read event
+ * instead of trying first, unless one came since (rd_edge): edge-triggered epoll
+ * reports each arrival once. */
+static void e_recv(struct engine *e, struct io_op *op)
+{
+	struct epoll_engine *p = EE(e);
+	struct fd_slot *s = (size_t)op->fd < p->nslots ? &p->slots[op->fd] : NULL;
+	if (s && p->poll_first && op->drained && s->registered && !s->rd_edge && !s->rd) {
+		s->rd = op;
+		return;
+	}
+	if (s)
+		s->rd_edge = 0;
+	submit(p, op, 0);
+}
 static void e_send(struct engine *e, struct io_op *op) { submit(EE(e), op, 1); }
 static void e_connect(struct engine *e, struct io_op *op) { submit(EE(e), op, 1); }
 /* a gated splice waits for its source to be readable, an ungated one for its sink */
@@ -180,6 +198,8 @@ static void e_close(struct engine *e, int fd)
 static void on_event(struct epoll_engine *p, int fd, uint32_t ev)
 {
 	struct fd_slot *s = &p->slots[fd];
+	if (!s->rd && (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)))
+		s->rd_edge = 1;
 	if (s->rd && (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))) {
 		struct io_op *op = s->rd;
 		if (op->type == EOP_ACCEPT) {
@@ -268,7 +288,7 @@ static const struct engine_ops epoll_ops = {
 	.destroy = e_destroy,
 };
 
-int engine_epoll_create(unsigned entries, struct engine **out, char *why, size_t whylen)
+int engine_epoll_create(unsigned entries, unsigned flags, struct engine **out, char *why, size_t whylen)
 {
 	(void)entries;
 	struct epoll_engine *p = calloc(1, sizeof(*p));
@@ -284,7 +304,8 @@ int engine_epoll_create(unsigned entries, struct engine **out, char *why, size_t
 	p->base.ops = &epoll_ops;
 	p->base.name = "epoll";
 	p->base.bufs_quiet = 1; /* recv runs on readiness, in engine_run */
-	snprintf(p->base.features, sizeof(p->base.features), "edge-triggered");
+	p->poll_first = !!(flags & ENGINE_POLL_FIRST);
+	snprintf(p->base.features, sizeof(p->base.features), "edge-triggered%s", p->poll_first ? ",poll-first" : "");
 	*out = &p->base;
 	return 0;
 }

@@ -32,7 +32,7 @@ struct engine {
 };
 
 int engine_uring_create(unsigned entries, unsigned flags, struct engine **out, char *why, size_t whylen);
-int engine_epoll_create(unsigned entries, struct engine **out, char *why, size_t whylen);
+int engine_epoll_create(unsigned entries, unsigned flags, struct engine **out, char *why, size_t whylen);
 
 /* Deliver a completion to the owner. */
 static inline void engine_complete(struct engine *e, struct io_op *op, int res, int more)

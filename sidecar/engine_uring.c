@@ -22,6 +22,7 @@ struct uring_engine {
 	struct io_uring ring;
 	int multishot;  /* 1 until the kernel refuses multishot accept */
 	int sqpoll;     /* SQPOLL in use */
+	int poll_first; /* IORING_RECVSEND_POLL_FIRST after a recv that emptied the socket */
 	const char *setup; /* the setup flags in use, for features */
 	uint8_t *fixed; /* fixed[fd]: fd is registered at index fd; NULL without registered files */
 	unsigned nfixed;
@@ -31,9 +32,17 @@ struct uring_engine {
 
 static void features_update(struct uring_engine *u)
 {
-	snprintf(u->base.features, sizeof(u->base.features), "%s%s%s%s", u->setup,
-		 u->setup[0] && u->multishot ? "," : "", u->multishot ? "multishot-accept" : "",
-		 !u->fixed ? "" : u->setup[0] || u->multishot ? ",fixed-files" : "fixed-files");
+	const char *on[] = { u->setup, u->multishot ? "multishot-accept" : "", u->fixed ? "fixed-files" : "",
+			     u->poll_first ? "poll-first" : "" };
+	char *f = u->base.features;
+	size_t len = sizeof(u->base.features), at = 0;
+	f[0] = 0;
+	for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
+		if (!on[i][0] || at >= len)
+			continue;
+		int n = snprintf(f + at, len - at, "%s%s", at ? "," : "", on[i]);
+		at += n > 0 ? (size_t)n : 0;
+	}
 }
 
 /* Whether io_uring_submit(_and_wait) makes the syscall, by the test liburing makes: to
@@ -118,8 +127,29 @@ static void u_recv(struct engine *e, struct io_op *op)
 {
 	struct io_uring_sqe *sqe = sqe_get(UE(e));
 	io_uring_prep_recv(sqe, op->fd, op->buf, op->len, 0);
+	/* the last recv took all there was (ping-pong traffic): arm the poll at once
+	 * rather than try a recv that finds nothing first */
+	if (UE(e)->poll_first && op->drained) {
+		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+		op->res = 1; /* marks the try, for recv_done */
+	}
 	sqe_fixed(UE(e), sqe, op->fd);
 	io_uring_sqe_set_data(sqe, op);
+}
+
+/* Recv completions: note whether the socket was emptied; a kernel older than 5.19
+ * refuses IORING_RECVSEND_POLL_FIRST (EINVAL): retry without it, for good. */
+static void recv_done(struct uring_engine *u, struct io_op *op, int res, int more)
+{
+	if (res == -EINVAL && op->res == 1 && u->poll_first) {
+		u->poll_first = 0;
+		features_update(u);
+		log_warn("engine", "the kernel refuses IORING_RECVSEND_POLL_FIRST, running without it", "error=\"%s\"", strerror(EINVAL));
+		u_recv(&u->base, op);
+		return;
+	}
+	op->drained = res >= 0 && (unsigned)res < op->len;
+	engine_complete(&u->base, op, res, more);
 }
 
 static void u_send(struct engine *e, struct io_op *op)
@@ -225,6 +255,8 @@ static int u_run(struct engine *e, int timeout_ms)
 		int res = cqe->res, more = !!(cqe->flags & IORING_CQE_F_MORE);
 		if (op->type == EOP_ACCEPT)
 			accept_done(u, op, res, more);
+		else if (op->type == EOP_RECV)
+			recv_done(u, op, res, more);
 		else
 			engine_complete(e, op, res, more);
 	}
@@ -368,6 +400,7 @@ int engine_uring_create(unsigned entries, unsigned flags, struct engine **out, c
 	io_uring_register_iowq_max_workers(&u->ring, iowq);
 	if (flags & ENGINE_FIXED_FILES)
 		fixed_init(u);
+	u->poll_first = !!(flags & ENGINE_POLL_FIRST);
 	u->multishot = 1;
 	u->base.ops = &uring_ops;
 	u->base.name = "uring";

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # psql and pgbench through the sidecar to a real PgBouncer and PostgreSQL 15, in
 # each io mode: TLS 1.3 and 1.2, RSA and ECDSA certificates, verify-full, TCP
-# and unix-socket backends, IPv6 listen, and the TLS version floor.
+# and unix-socket backends, IPv6 listen, the TLS version floor, and the event-loop
+# options (--uring-sqpoll, --uring-fixed-files, --poll-first).
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 ks_setup
@@ -117,6 +118,27 @@ if [[ " $(ks_io_modes) " == *" uring "* ]]; then
 else
     skip "io_uring unavailable: no --uring-sqpoll / --uring-fixed-files cases" 14
 fi
+
+# --poll-first on|off on each engine (auto: io_uring only): listed (or not) in
+# io_features, and ping-pong and bulk traffic both go through (a lost wakeup would
+# hang them).
+for io in $(ks_io_modes); do
+    for pf in auto on off; do
+        ks_start "pf-$io-$pf" "$io" --poll-first "$pf" || BAIL_OUT "sidecar --poll-first $pf did not start"
+        feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)"
+        if [[ "$pf" == on || "$pf/$io" == auto/uring ]]; then
+            like "$feat" '(^|,)poll-first(,|$)' "$io --poll-first $pf: show info lists poll-first ($feat)"
+        else
+            unlike "$feat" 'poll-first' "$io --poll-first $pf: show info does not list poll-first ($feat)"
+        fi
+        rc=0; pgb="$(fx_with_timeout 60 pgbench -n -S -c 4 -j 2 -T 2 "$(ks_dsn)" 2>&1)" || rc=$?
+        ok_rc "$rc" "$io --poll-first $pf: pgbench -S -c 4 -T 2 exits 0" || diag "$pgb"
+        like "$pgb" 'number of failed transactions: 0 ' "$io --poll-first $pf: no failed transactions"
+        n="$(fx_psql "$(ks_dsn)" -c "COPY (SELECT repeat('x',1000) FROM generate_series(1,20000)) TO STDOUT" | wc -c)" || true
+        is "$n" 20020000 "$io --poll-first $pf: a 20 MB COPY comes through whole"
+        fx_sidecar_stop "pf-$io-$pf" || true
+    done
+done
 
 nok "a key that does not match the certificate is refused at startup" \
     fx_with_timeout 5 "$KTLS_SIDECAR" run --listen 127.0.0.1:1 --cert "$FX_CERTS/server.crt" \
