@@ -34,6 +34,7 @@ struct admin_counters {
 
 struct admin_worker {
 	int id;
+	int cpu;                       /* --pin-cpus: its CPU; -1 when not pinned */
 	const char *engine;            /* "uring" or "epoll" */
 	uint64_t loops, enters, completions;
 	struct admin_counters c;

@@ -550,6 +550,10 @@ static int render_stats(const struct admin_snapshot *s, int json, FILE *f)
 static void worker_json(const struct admin_worker *w, FILE *f)
 {
 	fprintf(f, "{\"id\":%d", w->id);
+	if (w->cpu >= 0)
+		fprintf(f, ",\"cpu\":%d", w->cpu);
+	else
+		fputs(",\"cpu\":null", f);
 	json_kv_str(f, 0, "engine", w->engine);
 	fprintf(f, ",\"active\":%" PRIu64 ",\"accepted\":%" PRIu64 ",\"bytes_c2b\":%" PRIu64
 		   ",\"bytes_b2c\":%" PRIu64 ",\"loops\":%" PRIu64 ",\"enters\":%" PRIu64
@@ -560,9 +564,9 @@ static void worker_json(const struct admin_worker *w, FILE *f)
 
 static int render_workers(const struct admin_snapshot *s, int json, FILE *f)
 {
-	static const char *const hdr[] = { "id",        "engine", "active", "accepted",   "bytes_c2b",
-					   "bytes_b2c", "loops",  "enters", "completions" };
-	struct tbl t = { .ncols = 9, .hdr = hdr, .right = 0x1fd }; /* all but engine */
+	static const char *const hdr[] = { "id",        "cpu",       "engine", "active", "accepted",
+					   "bytes_c2b", "bytes_b2c", "loops",  "enters", "completions" };
+	struct tbl t = { .ncols = 10, .hdr = hdr, .right = 0x3fb }; /* all but engine */
 
 	if (json)
 		fputs("{\"workers\":[", f);
@@ -574,7 +578,12 @@ static int render_workers(const struct admin_snapshot *s, int json, FILE *f)
 			worker_json(w, f);
 			continue;
 		}
-		tbl_add(&t, "%d", w->id), tbl_add(&t, "%s", nz(w->engine));
+		tbl_add(&t, "%d", w->id);
+		if (w->cpu >= 0)
+			tbl_add(&t, "%d", w->cpu);
+		else
+			tbl_add(&t, "-");
+		tbl_add(&t, "%s", nz(w->engine));
 		tbl_add(&t, "%" PRIu64, w->c.active), tbl_add(&t, "%" PRIu64, w->c.accepted);
 		tbl_add(&t, "%" PRIu64, w->c.bytes_c2b), tbl_add(&t, "%" PRIu64, w->c.bytes_b2c);
 		tbl_add(&t, "%" PRIu64, w->loops), tbl_add(&t, "%" PRIu64, w->enters);

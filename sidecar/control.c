@@ -29,6 +29,7 @@ static void snapshot_worker(struct worker *w, struct admin_worker *aw)
 {
 	struct admin_counters *c = &aw->c;
 	aw->id = w->id;
+	aw->cpu = w->cpu;
 	aw->engine = w->sc->engine_kind == ENGINE_URING ? "uring" : "epoll";
 	struct engine *e = __atomic_load_n(&w->eng, __ATOMIC_ACQUIRE);
 	if (e) { /* written by the worker without locks: a relaxed read is enough for stats */

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sched.h>
+#include <sys/socket.h>
 #include <sys/inotify.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -111,6 +113,31 @@ static int choose_ktls(struct sidecar *sc)
 }
 
 
+/* --pin-cpus: worker N gets the Nth CPU this process may run on (a cpuset in a pod
+ * may allow only some), wrapping around; its listener asks the kernel for the
+ * connections whose packets are processed on that CPU (SO_INCOMING_CPU, which
+ * picks among SO_REUSEPORT listeners since Linux 6.1). */
+static void assign_cpus(struct sidecar *sc)
+{
+	cpu_set_t set;
+	int cpus[CPU_SETSIZE], n = 0;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		for (int c = 0; c < CPU_SETSIZE; c++)
+			if (CPU_ISSET(c, &set))
+				cpus[n++] = c;
+	if (!n) {
+		log_warn("main", "cannot read the allowed CPUs, not pinning", "error=\"%s\"", strerror(errno));
+		return;
+	}
+	for (int i = 0; i < sc->nworkers; i++) {
+		struct worker *w = &sc->workers[i];
+		w->cpu = cpus[i % n];
+		if (setsockopt(w->listen_fd, SOL_SOCKET, SO_INCOMING_CPU, &w->cpu, sizeof(w->cpu)) < 0)
+			log_warn("main", "SO_INCOMING_CPU refused: connections spread by hash", "worker=%d cpu=%d error=\"%s\"",
+				 i, w->cpu, strerror(errno));
+	}
+}
+
 static int open_listeners(struct sidecar *sc)
 {
 	char err[256];
@@ -126,6 +153,7 @@ static int open_listeners(struct sidecar *sc)
 	for (int i = 0; i < sc->nworkers; i++) {
 		sc->workers[i].sc = sc;
 		sc->workers[i].id = i;
+		sc->workers[i].cpu = -1;
 		sc->workers[i].listen_fd = net_listen(&sc->listen, sc->listen_len);
 		if (sc->workers[i].listen_fd < 0) {
 			log_error("main", "cannot listen", "listen=%s error=\"%s\"", sc->cfg->listen,
@@ -133,6 +161,8 @@ static int open_listeners(struct sidecar *sc)
 			return sc->workers[i].listen_fd;
 		}
 	}
+	if (sc->cfg->pin_cpus)
+		assign_cpus(sc);
 	return 0;
 }
 

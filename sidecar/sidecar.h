@@ -65,6 +65,7 @@ struct worker {
 	struct worker_stats stats;
 	struct sidecar *sc;
 	int id;
+	int cpu;                   /* --pin-cpus: the CPU it runs on and takes connections from; -1 */
 	pthread_t thread;
 	struct engine *eng;
 	int listen_fd;

@@ -54,9 +54,10 @@ static void pin(struct worker *w)
 {
 	cpu_set_t set;
 	CPU_ZERO(&set);
-	CPU_SET(w->id % CPU_SETSIZE, &set);
-	if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set))
-		log_warn("worker", "cannot pin to CPU", "worker=%d", w->id);
+	CPU_SET(w->cpu, &set);
+	int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	if (rc)
+		log_warn("worker", "cannot pin to CPU", "worker=%d cpu=%d error=\"%s\"", w->id, w->cpu, strerror(rc));
 }
 
 /* --poll-first auto: on with io_uring (measured: less CPU per small transaction), off
@@ -73,7 +74,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct sidecar *sc = w->sc;
 	char why[160] = "";
-	if (sc->cfg->pin_cpus)
+	if (w->cpu >= 0)
 		pin(w);
 	unsigned eflags = (sc->cfg->uring_sqpoll ? ENGINE_SQPOLL : 0) |
 			  (sc->cfg->uring_fixed_files ? ENGINE_FIXED_FILES : 0) |

@@ -3,7 +3,7 @@
 # psql and pgbench through the sidecar to a real PgBouncer and PostgreSQL 15, in
 # each io mode: TLS 1.3 and 1.2, RSA and ECDSA certificates, verify-full, TCP
 # and unix-socket backends, IPv6 listen, the TLS version floor, and the event-loop
-# options (--uring-sqpoll, --uring-fixed-files, --poll-first).
+# options (--uring-sqpoll, --uring-fixed-files, --poll-first, --pin-cpus).
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 ks_setup
@@ -139,6 +139,36 @@ for io in $(ks_io_modes); do
         fx_sidecar_stop "pf-$io-$pf" || true
     done
 done
+
+# --pin-cpus: worker N runs on the Nth allowed CPU, and its listener takes the
+# connections the kernel processes on that CPU (SO_INCOMING_CPU). Over loopback a
+# client's SYN is processed on the client's CPU, so a client pinned with taskset must
+# land on the worker of that CPU, every time.
+mapfile -t allowed < <(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)), sep="\n")')
+if (( ${#allowed[@]} >= 2 )) && command -v taskset >/dev/null; then
+    io="$(ks_io_modes)"; io="${io%% *}"
+    ks_start pin "$io" --workers 2 --pin-cpus || BAIL_OUT "sidecar --pin-cpus did not start"
+    workers() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show workers json; }
+    is "$(workers | jq -c '[.workers[].cpu]')" "[${allowed[0]},${allowed[1]}]" \
+        "--pin-cpus: show workers gives each worker its CPU (${allowed[0]}, ${allowed[1]})"
+    for k in 0 1; do
+        before="$(workers | jq -c '[.workers[].accepted]')"
+        for _ in 1 2 3 4; do
+            timeout 20 taskset -c "${allowed[$k]}" "$FX_PGBIN/psql" -X -q -A -t -w "$(ks_dsn)" -c 'select 1' \
+                >/dev/null 2>&1 || true
+        done
+        after="$(workers | jq -c '[.workers[].accepted]')"
+        delta="$(jq -nc --argjson a "$after" --argjson b "$before" '[$a[0]-$b[0], $a[1]-$b[1]]')"
+        want='[4,0]'; ((k == 1)) && want='[0,4]'
+        is "$delta" "$want" "--pin-cpus: 4 clients on CPU ${allowed[$k]} all accepted by worker $k (accepted per worker $delta)"
+    done
+    fx_sidecar_stop pin || true
+    ks_start nopin "$io" --workers 2 || BAIL_OUT "sidecar did not start"
+    is "$(workers | jq -c '[.workers[].cpu]')" "[null,null]" "without --pin-cpus no worker has a CPU"
+    fx_sidecar_stop nopin || true
+else
+    skip "fewer than 2 allowed CPUs or no taskset: no --pin-cpus case" 4
+fi
 
 nok "a key that does not match the certificate is refused at startup" \
     fx_with_timeout 5 "$KTLS_SIDECAR" run --listen 127.0.0.1:1 --cert "$FX_CERTS/server.crt" \

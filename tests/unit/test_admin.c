@@ -28,6 +28,7 @@ static struct admin_snapshot fake(struct admin_worker *w)
 	memset(w, 0, 2 * sizeof(*w));
 	for (int i = 0; i < 2; i++) {
 		w[i].id = i;
+		w[i].cpu = i ? 3 : -1;
 		w[i].engine = i ? "epoll" : "uring";
 		w[i].loops = 1000 + (uint64_t)i;
 		w[i].enters = 500;
@@ -264,8 +265,9 @@ static void test_render_text(void)
 
 	t = render(ADM_SHOW_WORKERS, 0, &s, &rc);
 	ok(rc == 0 && table_ok(t, 2), "show workers: aligned table of 2 rows");
-	ok(strncmp(t, " id | engine | ", 15) == 0, "workers header");
+	ok(strncmp(t, " id | cpu | engine | ", 21) == 0, "workers header");
 	ok(strstr(t, "| epoll  |") && strstr(t, "12345678901"), "worker rows");
+	ok(strstr(t, "  0 |   - | uring") && strstr(t, "  1 |   3 | epoll"), "worker cpu: '-' when not pinned");
 	free(t);
 
 	s.nworkers = 0;
@@ -348,10 +350,10 @@ static void test_render_json(void)
 	j = render(ADM_SHOW_WORKERS, 1, &s, &rc);
 	ok(rc == 0 && one_line(j), "workers json: one line");
 	json_is(j,
-		"[(x[\"id\"], x[\"engine\"], x[\"accepted\"], x[\"completions\"]) for x in d[\"workers\"]]",
-		"[(0, 'uring', 40, 12345678901), (1, 'epoll', 41, 12345678901)]", "workers json values");
+		"[(x[\"id\"], x[\"cpu\"], x[\"engine\"], x[\"accepted\"], x[\"completions\"]) for x in d[\"workers\"]]",
+		"[(0, None, 'uring', 40, 12345678901), (1, 3, 'epoll', 41, 12345678901)]", "workers json values");
 	json_is(j, "sorted(d[\"workers\"][0])",
-		"['accepted', 'active', 'bytes_b2c', 'bytes_c2b', 'completions', 'engine', 'enters', 'id', "
+		"['accepted', 'active', 'bytes_b2c', 'bytes_c2b', 'completions', 'cpu', 'engine', 'enters', 'id', "
 		"'loops']",
 		"workers json keys");
 	free(j);
