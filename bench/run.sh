@@ -22,6 +22,7 @@ usage: bench/run.sh            (all settings come from the environment)
                       only when named, variants with suffixes (any order, each once):
                         -sqpoll -fixed  sidecar-uring-*: --uring-sqpoll, --uring-fixed-files
                         -pollfirst -nopollfirst  sidecar-*: --poll-first on / off
+                        -pin            sidecar-*: --pin-cpus (workers pinned, SO_INCOMING_CPU)
                         -unix           sidecar-*, stunnel: to PgBouncer over its unix socket
                         -w1, -w2 ...    sidecar-*: --workers N
                         -alt            sidecar-*: the binary in SIDECAR_ALT (A/B builds)
@@ -157,6 +158,7 @@ done
 # Variants, run only when named: a terminator with suffixes (any order, each once):
 #   -sqpoll, -fixed  (sidecar-uring-*): --uring-sqpoll, --uring-fixed-files (off by default)
 #   -pollfirst, -nopollfirst  (sidecar-*): --poll-first on / off (default auto: io_uring only)
+#   -pin    (sidecar-*): --pin-cpus
 #   -unix   (sidecar-*, stunnel): reach PgBouncer over its unix socket, not TCP loopback
 #           (in a pod, through a shared emptyDir)
 #   -w1, -w2 ... (sidecar-*): --workers N instead of SIDECAR_WORKERS
@@ -171,7 +173,7 @@ variant_base() {
         [[ "$t" == *-* && " ${V_SUFFIXES[*]} " != *" $sfx "* ]] || return 1
         case "$sfx" in
             sqpoll | fixed) [[ "$t" == sidecar-uring-* ]] || return 1 ;;
-            pollfirst | nopollfirst) [[ "$t" == sidecar-* ]] || return 1 ;;
+            pollfirst | nopollfirst | pin) [[ "$t" == sidecar-* ]] || return 1 ;;
             unix) [[ "$t" == sidecar-* || "$t" == stunnel-unix ]] || return 1 ;;
             w[1-9] | w[1-9][0-9] | alt) [[ "$t" == sidecar-* ]] || return 1 ;;
             *) return 1 ;;
@@ -376,6 +378,7 @@ term_start() {
                     sqpoll) extra+=(--uring-sqpoll) ;;
                     pollfirst) extra+=(--poll-first on) ;;
                     nopollfirst) extra+=(--poll-first off) ;;
+                    pin) extra+=(--pin-cpus) ;;
                     w*) workers="${sfx#w}" ;;
                 esac
             done
@@ -388,7 +391,8 @@ term_start() {
             args=(--listen "127.0.0.1:$T_PORT" --backend "$backend"
                 --cert "$FX_CERTS/$CERT_NAME.crt" --key "$FX_CERTS/$CERT_NAME.key"
                 --io "$io" --ktls "$ktls" --workers "$workers" --max-conns 20000
-                --admin-socket "$WORK/sidecar.sock")
+                --admin-socket "$WORK/sidecar.sock"
+                --log-level warn) # no line per connection, like the peers (stunnel debug = 4, PgBouncer)
             [[ -n "$relay" ]] && args+=(--relay "$relay")
             args+=("${extra[@]}")
             if [[ " ${V_SUFFIXES[*]} " == *" alt "* ]]; then
