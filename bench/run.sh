@@ -21,7 +21,7 @@ usage: bench/run.sh            (all settings come from the environment)
                       sidecar-{uring,epoll}-off, sidecar-{uring,epoll}-on-{copy,splice};
                       only when named, variants with suffixes (any order, each once):
                         -sqpoll -fixed  sidecar-uring-*: --uring-sqpoll, --uring-fixed-files
-                        -pollfirst -nopollfirst  sidecar-*: --poll-first on / off
+                        -pollfirst      sidecar-*: --poll-first
                         -pin            sidecar-*: --pin-cpus (workers pinned, SO_INCOMING_CPU)
                         -unix           sidecar-*, stunnel: to PgBouncer over its unix socket
                         -w1, -w2 ...    sidecar-*: --workers N
@@ -157,7 +157,7 @@ for io in uring epoll; do
 done
 # Variants, run only when named: a terminator with suffixes (any order, each once):
 #   -sqpoll, -fixed  (sidecar-uring-*): --uring-sqpoll, --uring-fixed-files (off by default)
-#   -pollfirst, -nopollfirst  (sidecar-*): --poll-first on / off (default auto: io_uring only)
+#   -pollfirst  (sidecar-*): --poll-first (off by default)
 #   -pin    (sidecar-*): --pin-cpus
 #   -unix   (sidecar-*, stunnel): reach PgBouncer over its unix socket, not TCP loopback
 #           (in a pod, through a shared emptyDir)
@@ -173,7 +173,7 @@ variant_base() {
         [[ "$t" == *-* && " ${V_SUFFIXES[*]} " != *" $sfx "* ]] || return 1
         case "$sfx" in
             sqpoll | fixed) [[ "$t" == sidecar-uring-* ]] || return 1 ;;
-            pollfirst | nopollfirst | pin) [[ "$t" == sidecar-* ]] || return 1 ;;
+            pollfirst | pin) [[ "$t" == sidecar-* ]] || return 1 ;;
             unix) [[ "$t" == sidecar-* || "$t" == stunnel-unix ]] || return 1 ;;
             w[1-9] | w[1-9][0-9] | alt) [[ "$t" == sidecar-* ]] || return 1 ;;
             *) return 1 ;;
@@ -376,8 +376,7 @@ term_start() {
                 case "$sfx" in
                     fixed) extra+=(--uring-fixed-files) ;;
                     sqpoll) extra+=(--uring-sqpoll) ;;
-                    pollfirst) extra+=(--poll-first on) ;;
-                    nopollfirst) extra+=(--poll-first off) ;;
+                    pollfirst) extra+=(--poll-first) ;;
                     pin) extra+=(--pin-cpus) ;;
                     w*) workers="${sfx#w}" ;;
                 esac

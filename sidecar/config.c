@@ -34,7 +34,6 @@ struct opt {
 static const char *const io_choices[] = { "auto", "uring", "epoll", NULL };
 static const char *const verify_choices[] = { "none", "optional", "require", NULL };
 static const char *const ktls_choices[] = { "auto", "on", "off", NULL };
-static const char *const poll_first_choices[] = { "auto", "on", "off", NULL };
 static const char *const relay_choices[] = { "auto", "splice", "copy", NULL };
 
 #define O(f) offsetof(struct config, f)
@@ -77,9 +76,9 @@ static const struct opt opts[] = {
 	  "io_uring: a kernel thread per worker polls for submissions (IORING_SETUP_SQPOLL, 50 ms idle)" },
 	{ "uring-fixed-files", T_BOOL, O(uring_fixed_files), "false", NULL, 0, 0,
 	  "io_uring: registered files (IOSQE_FIXED_FILE) for the sockets" },
-	{ "poll-first", T_ENUM, O(poll_first), "auto", poll_first_choices, 0, 0,
-	  "a recv after one that emptied the socket waits for data instead of trying first: auto (io_uring only, "
-	  "IORING_RECVSEND_POLL_FIRST) | on (epoll too: no speculative recv) | off" },
+	{ "poll-first", T_BOOL, O(poll_first), "false", NULL, 0, 0,
+	  "a recv after one that emptied the socket waits for data instead of trying first "
+	  "(io_uring: IORING_RECVSEND_POLL_FIRST; epoll: no speculative recv)" },
 	{ "allow-plaintext", T_BOOL, O(allow_plaintext), "false", NULL, 0, 0,
 	  "relay clients that start without TLS (default: refuse with SQLSTATE 28000)" },
 	{ "plain-cancel", T_BOOL, O(plain_cancel), "true", NULL, 0, 0,

@@ -11,7 +11,6 @@
 enum io_mode { IO_AUTO, IO_URING, IO_EPOLL };
 enum verify_mode { VERIFY_NONE, VERIFY_OPTIONAL, VERIFY_REQUIRE };
 enum ktls_mode { KTLS_AUTO, KTLS_ON, KTLS_OFF };
-enum poll_first_mode { POLL_FIRST_AUTO, POLL_FIRST_ON, POLL_FIRST_OFF }; /* auto: io_uring only */
 enum relay_mode { RELAY_AUTO, RELAY_SPLICE, RELAY_COPY };
 
 struct strlist {
@@ -44,8 +43,7 @@ struct config {
 	int relay;                /* enum relay_mode */
 	int uring_sqpoll;         /* io_uring: SQ polling thread per ring */
 	int uring_fixed_files;    /* io_uring: registered files */
-	int poll_first;           /* enum poll_first_mode: a recv after one that emptied the socket
-				   * waits for readiness instead of trying first */
+	int poll_first;           /* a recv after one that emptied the socket waits for readiness */
 	int allow_plaintext;
 	int plain_cancel;
 	char *admin_socket;       /* "" disables */

@@ -60,15 +60,6 @@ static void pin(struct worker *w)
 		log_warn("worker", "cannot pin to CPU", "worker=%d cpu=%d error=\"%s\"", w->id, w->cpu, strerror(rc));
 }
 
-/* --poll-first auto: on with io_uring (measured: less CPU per small transaction), off
- * with epoll (its speculative recv costs a syscall, but skipping it did not pay off) */
-static int poll_first(const struct sidecar *sc)
-{
-	if (sc->cfg->poll_first == POLL_FIRST_AUTO)
-		return sc->engine_kind == ENGINE_URING;
-	return sc->cfg->poll_first == POLL_FIRST_ON;
-}
-
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -78,7 +69,7 @@ static void *worker_main(void *arg)
 		pin(w);
 	unsigned eflags = (sc->cfg->uring_sqpoll ? ENGINE_SQPOLL : 0) |
 			  (sc->cfg->uring_fixed_files ? ENGINE_FIXED_FILES : 0) |
-			  (poll_first(sc) ? ENGINE_POLL_FIRST : 0);
+			  (sc->cfg->poll_first ? ENGINE_POLL_FIRST : 0);
 	int rc = engine_create(sc->engine_kind, 4096, eflags, on_completion, w, &w->eng, why, sizeof(why));
 	if (rc) {
 		log_error("worker", "cannot create engine", "worker=%d reason=\"%s\"", w->id, why);

@@ -110,7 +110,7 @@ if [[ " $(ks_io_modes) " == *" uring "* ]]; then
     if [[ -z "${KTLS_SIDECAR_URING_SQPOLL:-}${KTLS_SIDECAR_URING_FIXED_FILES:-}" ]]; then
         ks_start opt-none uring || BAIL_OUT "sidecar did not start"
         feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)"
-        unlike "$feat" 'sqpoll|fixed-files' "by default neither SQPOLL nor registered files ($feat)"
+        unlike "$feat" 'sqpoll|fixed-files|poll-first' "by default no SQPOLL, registered files or poll-first ($feat)"
         fx_sidecar_stop opt-none || true
     else
         skip "KTLS_SIDECAR_URING_* in the environment: the default is not observable" 1
@@ -119,23 +119,22 @@ else
     skip "io_uring unavailable: no --uring-sqpoll / --uring-fixed-files cases" 14
 fi
 
-# --poll-first on|off on each engine (auto: io_uring only): listed (or not) in
-# io_features, and ping-pong and bulk traffic both go through (a lost wakeup would
-# hang them).
+# --poll-first (off by default) on each engine: listed (or not) in io_features, and
+# ping-pong and bulk traffic both go through (a lost wakeup would hang them).
 for io in $(ks_io_modes); do
-    for pf in auto on off; do
-        ks_start "pf-$io-$pf" "$io" --poll-first "$pf" || BAIL_OUT "sidecar --poll-first $pf did not start"
+    for pf in poll-first no-poll-first; do
+        ks_start "pf-$io-$pf" "$io" "--$pf" || BAIL_OUT "sidecar --$pf did not start"
         feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)"
-        if [[ "$pf" == on || "$pf/$io" == auto/uring ]]; then
-            like "$feat" '(^|,)poll-first(,|$)' "$io --poll-first $pf: show info lists poll-first ($feat)"
+        if [[ "$pf" == poll-first ]]; then
+            like "$feat" '(^|,)poll-first(,|$)' "$io --$pf: show info lists poll-first ($feat)"
         else
-            unlike "$feat" 'poll-first' "$io --poll-first $pf: show info does not list poll-first ($feat)"
+            unlike "$feat" 'poll-first' "$io --$pf: show info does not list poll-first ($feat)"
         fi
         rc=0; pgb="$(fx_with_timeout 60 pgbench -n -S -c 4 -j 2 -T 2 "$(ks_dsn)" 2>&1)" || rc=$?
-        ok_rc "$rc" "$io --poll-first $pf: pgbench -S -c 4 -T 2 exits 0" || diag "$pgb"
-        like "$pgb" 'number of failed transactions: 0 ' "$io --poll-first $pf: no failed transactions"
+        ok_rc "$rc" "$io --$pf: pgbench -S -c 4 -T 2 exits 0" || diag "$pgb"
+        like "$pgb" 'number of failed transactions: 0 ' "$io --$pf: no failed transactions"
         n="$(fx_psql "$(ks_dsn)" -c "COPY (SELECT repeat('x',1000) FROM generate_series(1,20000)) TO STDOUT" | wc -c)" || true
-        is "$n" 20020000 "$io --poll-first $pf: a 20 MB COPY comes through whole"
+        is "$n" 20020000 "$io --$pf: a 20 MB COPY comes through whole"
         fx_sidecar_stop "pf-$io-$pf" || true
     done
 done

@@ -113,14 +113,12 @@ int main(void)
 	ok(c.uring_sqpoll && c.uring_fixed_files, "both set");
 	is(config_line(&c, "uring-sqpoll = off", err, sizeof(err)), 0, "uring-sqpoll in a file");
 	is(c.uring_sqpoll, 0, "uring-sqpoll off again");
-	is(c.poll_first, POLL_FIRST_AUTO, "poll-first auto by default");
-	char *pf_args[] = { "--poll-first", "off", NULL };
-	is(config_load_args(&c, 2, pf_args, err, sizeof(err)), 0, "--poll-first off accepted (%s)", err);
-	is(c.poll_first, POLL_FIRST_OFF, "poll-first off");
-	is(config_line(&c, "poll-first = on", err, sizeof(err)), 0, "poll-first in a file");
-	is(c.poll_first, POLL_FIRST_ON, "poll-first on");
-	ok(config_line(&c, "poll-first = sometimes", err, sizeof(err)) != 0, "poll-first refuses an unknown mode");
-	ok(strstr(err, "auto") != NULL, "and the error lists the modes (%s)", err);
+	is(c.poll_first, 0, "poll-first off by default");
+	char *pf_args[] = { "--poll-first", NULL };
+	is(config_load_args(&c, 1, pf_args, err, sizeof(err)), 0, "--poll-first accepted (%s)", err);
+	is(c.poll_first, 1, "poll-first on");
+	ok(config_line(&c, "relay = sometimes", err, sizeof(err)) != 0, "an unknown relay mode is refused");
+	ok(strstr(err, "auto|splice|copy") != NULL, "and the error lists the modes (%s)", err);
 	config_free(&c);
 
 	char *k8s_env[] = { "KTLS_SIDECAR_SERVICE_HOST=10.0.0.1", "KTLS_SIDECAR_PORT=tcp://10.0.0.1:5432",
