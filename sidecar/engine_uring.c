@@ -144,7 +144,8 @@ static void recv_done(struct uring_engine *u, struct io_op *op, int res, int mor
 	if (res == -EINVAL && op->res == 1 && u->poll_first) {
 		u->poll_first = 0;
 		features_update(u);
-		log_warn("engine", "the kernel refuses IORING_RECVSEND_POLL_FIRST, running without it", "error=\"%s\"", strerror(EINVAL));
+		log_warn("engine", "the kernel refuses IORING_RECVSEND_POLL_FIRST, running without it",
+			 "error=\"%s\"", strerror(EINVAL));
 		u_recv(&u->base, op);
 		return;
 	}

@@ -112,7 +112,6 @@ static int choose_ktls(struct sidecar *sc)
 	return 0;
 }
 
-
 /* --pin-cpus: worker N gets the Nth CPU this process may run on (a cpuset in a pod
  * may allow only some), wrapping around; its listener asks the kernel for the
  * connections whose packets are processed on that CPU (SO_INCOMING_CPU, which
@@ -133,8 +132,8 @@ static void assign_cpus(struct sidecar *sc)
 		struct worker *w = &sc->workers[i];
 		w->cpu = cpus[i % n];
 		if (setsockopt(w->listen_fd, SOL_SOCKET, SO_INCOMING_CPU, &w->cpu, sizeof(w->cpu)) < 0)
-			log_warn("main", "SO_INCOMING_CPU refused: connections spread by hash", "worker=%d cpu=%d error=\"%s\"",
-				 i, w->cpu, strerror(errno));
+			log_warn("main", "SO_INCOMING_CPU refused: connections spread by hash",
+				 "worker=%d cpu=%d error=\"%s\"", i, w->cpu, strerror(errno));
 	}
 }
 
