@@ -67,6 +67,25 @@ if grep -qw uring <<<"$MODES"; then
     fx_sidecar_stop fixed || true
 fi
 
+# --- --poll-first (off by default) on the copy relay, whose recvs read the kTLS
+# sockets: each engine, a query, pgbench and a COPY out, all in kTLS both ways
+pf_bulk="copy (select repeat(md5(g::text), 30) from generate_series(1, 3000) g) to stdout"
+pf_want="$(fx_psql "$direct" -c "$pf_bulk" | sha256sum | cut -d' ' -f1)"
+for io in $MODES; do
+    ks_start "pf-$io" "$io" --ktls on --relay copy --poll-first || BAIL_OUT "sidecar did not start"
+    is "$(fx_psql "$(ks_dsn)" -c 'select 6')" 6 "$io --poll-first, kTLS copy relay: a query"
+    rc=0; out="$(fx_with_timeout 60 pgbench -n -S -c 2 -j 1 -t 20 "$(ks_dsn)" 2>&1)" || rc=$?
+    ok_rc "$rc" "$io --poll-first, kTLS copy relay: pgbench -S runs clean" || diag "$out"
+    is "$(fx_with_timeout 120 psql -X -q "$(ks_dsn)" -c "$pf_bulk" | sha256sum | cut -d' ' -f1)" "$pf_want" \
+        "$io --poll-first, kTLS copy relay: a COPY out comes through byte-exact"
+    is "$(stat_json '[.ktls_tx == .handshakes_ok, .ktls_rx == .handshakes_ok, .user_tls] | join(" ")')" \
+        "true true 0" "$io --poll-first: every connection in kTLS both ways"
+    # after the traffic: a kernel refusing the flag would have turned it off by now
+    feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)"
+    like "$feat" '(^|,)poll-first(,|$)' "$io --poll-first: still in use after the traffic ($feat)"
+    fx_sidecar_stop "pf-$io" || true
+done
+
 # --- the pooler's unix socket as the backend (in a pod: a shared emptyDir), splice
 # relay: kTLS socket -> pipe -> unix socket and back, both engines
 note "t=${SECONDS}s: unix backend"
