@@ -49,8 +49,6 @@ static struct fd_slot *slot(struct epoll_engine *p, int fd)
 static void push_done(struct epoll_engine *p, struct io_op *op, int res)
 {
 	op->res = res;
-	if (op->type == EOP_RECV)
-		op->drained = res >= 0 && (unsigned)res < op->len;
 	op->next = NULL;
 	if (p->done_tail)
 		p->done_tail->next = op;

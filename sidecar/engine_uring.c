@@ -137,8 +137,8 @@ static void u_recv(struct engine *e, struct io_op *op)
 	io_uring_sqe_set_data(sqe, op);
 }
 
-/* Recv completions: note whether the socket was emptied; a kernel older than 5.19
- * refuses IORING_RECVSEND_POLL_FIRST (EINVAL): retry without it, for good. */
+/* Recv completions: a kernel older than 5.19 refuses IORING_RECVSEND_POLL_FIRST
+ * (EINVAL): retry without it, for good. */
 static void recv_done(struct uring_engine *u, struct io_op *op, int res, int more)
 {
 	if (res == -EINVAL && op->res == 1 && u->poll_first) {
@@ -149,7 +149,6 @@ static void recv_done(struct uring_engine *u, struct io_op *op, int res, int mor
 		u_recv(&u->base, op);
 		return;
 	}
-	op->drained = res >= 0 && (unsigned)res < op->len;
 	engine_complete(&u->base, op, res, more);
 }
 
