@@ -156,6 +156,10 @@ def main():
             s["sqpoll_cpu_share"] = spread([sqpoll_share(r) for r in good])
             s["steal_pct"] = spread([r.get("steal_pct") for r in good])
             s["attempts"] = sum(r.get("attempts", 1) for r in good)
+            if base == "W3":
+                # the terminator's user-space CPU (utime) during the COPY alone: with kTLS
+                # the crypto is the kernel's, and with splice user space does not touch the bytes
+                s["user_cost"] = spread([unit_cost(r, "term_user_copy_s") for r in good])
             if base != "W4":
                 s["cpu_split"] = {k: spread([unit_cost(r, k) for r in good]) for k in SPLIT}
             if base == "W4":
@@ -218,6 +222,8 @@ def main():
             notes.append(f"enters/txn {e['median']:.2f}" + (f" ({e['min']:.2f}..{e['max']:.2f})" if e["n"] > 1 else ""))
         if s.get("sqpoll_cpu_share"):
             notes.append(f"SQ thread {100 * s['sqpoll_cpu_share']['median']:.0f}% of CPU")
+        if base == "W3" and s.get("user_cost") and s["terminator"] != "plain":
+            notes.append(f"user space {s['user_cost']['median']:.3f} CPU-s/GB")
         if base == "W4" and s.get("rss_per_conn_kb"):
             notes.append(f"RSS/N {fmt(s['rss_per_conn_kb']['median'])} KiB")
         if base == "W5" and s.get("tps_ratio_w5_w1"):
