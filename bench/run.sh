@@ -21,6 +21,7 @@ usage: bench/run.sh            (all settings come from the environment)
                       sidecar-{uring,epoll}-off, sidecar-{uring,epoll}-on-{copy,splice};
                       only when named, variants with suffixes (any order, each once):
                         -sqpoll -fixed  sidecar-uring-*: --uring-sqpoll, --uring-fixed-files
+                        -bufring        sidecar-uring-*: --uring-buf-ring
                         -pollfirst      sidecar-*: --poll-first
                         -pin            sidecar-*: --pin-cpus (workers pinned, SO_INCOMING_CPU)
                         -unix           sidecar-*, stunnel: to PgBouncer over its unix socket
@@ -158,6 +159,7 @@ done
 # Variants, run only when named: a terminator with suffixes (any order, each once):
 #   -sqpoll, -fixed  (sidecar-uring-*): --uring-sqpoll, --uring-fixed-files (off by default)
 #   -pollfirst  (sidecar-*): --poll-first (off by default)
+#   -bufring    (sidecar-uring-*): --uring-buf-ring (off by default)
 #   -pin    (sidecar-*): --pin-cpus
 #   -unix   (sidecar-*, stunnel): reach PgBouncer over its unix socket, not TCP loopback
 #           (in a pod, through a shared emptyDir)
@@ -172,7 +174,7 @@ variant_base() {
         sfx="${t##*-}"
         [[ "$t" == *-* && " ${V_SUFFIXES[*]} " != *" $sfx "* ]] || return 1
         case "$sfx" in
-            sqpoll | fixed) [[ "$t" == sidecar-uring-* ]] || return 1 ;;
+            sqpoll | fixed | bufring) [[ "$t" == sidecar-uring-* ]] || return 1 ;;
             pollfirst | pin) [[ "$t" == sidecar-* ]] || return 1 ;;
             unix) [[ "$t" == sidecar-* || "$t" == stunnel-unix ]] || return 1 ;;
             w[1-9] | w[1-9][0-9] | alt) [[ "$t" == sidecar-* ]] || return 1 ;;
@@ -380,6 +382,7 @@ term_start() {
                 case "$sfx" in
                     fixed) extra+=(--uring-fixed-files) ;;
                     sqpoll) extra+=(--uring-sqpoll) ;;
+                    bufring) extra+=(--uring-buf-ring) ;;
                     pollfirst) extra+=(--poll-first) ;;
                     pin) extra+=(--pin-cpus) ;;
                     w*) workers="${sfx#w}" ;;

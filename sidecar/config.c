@@ -76,6 +76,8 @@ static const struct opt opts[] = {
 	  "io_uring: a kernel thread per worker polls for submissions (IORING_SETUP_SQPOLL, 50 ms idle)" },
 	{ "uring-fixed-files", T_BOOL, O(uring_fixed_files), "false", NULL, 0, 0,
 	  "io_uring: registered files (IOSQE_FIXED_FILE) for the sockets" },
+	{ "uring-buf-ring", T_BOOL, O(uring_buf_ring), "false", NULL, 0, 0,
+	  "io_uring: userspace TLS reads into a per-worker provided buffer ring (IOSQE_BUFFER_SELECT)" },
 	{ "poll-first", T_BOOL, O(poll_first), "false", NULL, 0, 0,
 	  "a recv after one that emptied the socket waits for data instead of trying first "
 	  "(io_uring: IORING_RECVSEND_POLL_FIRST; epoll: no speculative recv)" },

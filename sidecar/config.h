@@ -43,6 +43,7 @@ struct config {
 	int relay;                /* enum relay_mode */
 	int uring_sqpoll;         /* io_uring: SQ polling thread per ring */
 	int uring_fixed_files;    /* io_uring: registered files */
+	int uring_buf_ring;       /* recv_pick through a provided buffer ring */
 	int poll_first;           /* a recv after one that emptied the socket waits for readiness */
 	int allow_plaintext;
 	int plain_cancel;

@@ -50,6 +50,17 @@ void engine_recv(struct engine *e, struct io_op *op, int fd, void *buf, unsigned
 	e->ops->recv(e, op);
 }
 
+int engine_can_pick(const struct engine *e)
+{
+	return e->ops->recv_pick && e->can_pick;
+}
+
+void engine_recv_pick(struct engine *e, struct io_op *op, int fd, unsigned len)
+{
+	op_arm(op, EOP_RECV_PICK, fd, NULL, len);
+	e->ops->recv_pick(e, op);
+}
+
 void engine_send(struct engine *e, struct io_op *op, int fd, const void *buf, unsigned len)
 {
 	op_arm(op, EOP_SEND, fd, (void *)buf, len);

@@ -43,6 +43,7 @@ struct engine_stats {
 #define ENGINE_SQPOLL 0x1u      /* a kernel thread polls the SQ; falls back (logged) if refused */
 #define ENGINE_FIXED_FILES 0x2u /* registered files, indexed by fd number */
 #define ENGINE_POLL_FIRST 0x4u  /* a recv after one that emptied the socket waits for data first */
+#define ENGINE_BUF_RING 0x8u    /* io_uring: engine_recv_pick reads into a provided buffer ring */
 
 /* Create an engine. 0 or -errno (-EPERM/-ENOSYS: io_uring blocked). why: reason text. */
 int engine_create(enum engine_kind kind, unsigned entries, unsigned flags, engine_cb cb, void *ctx,
@@ -60,6 +61,12 @@ int engine_bufs_quiet(const struct engine *e);
 /* Accept repeatedly on listen_fd: each completion carries a new fd (nonblocking, cloexec). */
 void engine_accept(struct engine *e, struct io_op *op, int listen_fd);
 void engine_recv(struct engine *e, struct io_op *op, int fd, void *buf, unsigned len);
+/* 1 if engine_recv_pick is there (io_uring with ENGINE_BUF_RING, on a kernel with buffer rings). */
+int engine_can_pick(const struct engine *e);
+/* recv up to len bytes into a buffer the engine picks when data arrives (a provided buffer
+ * ring): the connection holds no buffer while it waits. On completion op->buf points at the
+ * data, valid only inside the callback, which must consume it. */
+void engine_recv_pick(struct engine *e, struct io_op *op, int fd, unsigned len);
 void engine_send(struct engine *e, struct io_op *op, int fd, const void *buf, unsigned len);
 void engine_connect(struct engine *e, struct io_op *op, int fd, const struct sockaddr *sa, socklen_t len);
 /* splice(2) up to len bytes from fd_in to fd_out (one of them a pipe), once the socket side is

@@ -103,6 +103,9 @@ static int attempt(struct io_op *op)
 	case EOP_SEND:
 		r = send(op->fd, op->buf, op->len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		break;
+	case EOP_RECV_PICK: /* not offered by this engine */
+		errno = EOPNOTSUPP;
+		break;
 	case EOP_SPLICE:
 		r = splice(op->gate ? op->fd : op->fd2, NULL, op->gate ? op->fd2 : op->fd, NULL, op->len,
 			   SPLICE_F_NONBLOCK | SPLICE_F_MOVE);

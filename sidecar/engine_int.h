@@ -7,11 +7,12 @@
 
 #include <stddef.h>
 
-enum engine_op_type { EOP_ACCEPT = 1, EOP_RECV, EOP_SEND, EOP_CONNECT, EOP_SPLICE };
+enum engine_op_type { EOP_ACCEPT = 1, EOP_RECV, EOP_SEND, EOP_CONNECT, EOP_SPLICE, EOP_RECV_PICK };
 
 struct engine_ops {
 	void (*accept)(struct engine *e, struct io_op *op, int fd);
 	void (*recv)(struct engine *e, struct io_op *op);
+	void (*recv_pick)(struct engine *e, struct io_op *op); /* NULL: not offered */
 	void (*send)(struct engine *e, struct io_op *op);
 	void (*connect)(struct engine *e, struct io_op *op);
 	void (*splice)(struct engine *e, struct io_op *op);
@@ -29,6 +30,7 @@ struct engine {
 	struct engine_stats st;
 	char features[160];
 	int bufs_quiet;  /* see engine_bufs_quiet() */
+	int can_pick;    /* recv_pick is set up */
 };
 
 int engine_uring_create(unsigned entries, unsigned flags, struct engine **out, char *why, size_t whylen);
@@ -39,7 +41,7 @@ static inline void engine_complete(struct engine *e, struct io_op *op, int res, 
 {
 	if (!more)
 		op->pending = 0;
-	if (op->type == EOP_RECV) /* for ENGINE_POLL_FIRST: a short read emptied the socket */
+	if (op->type == EOP_RECV || op->type == EOP_RECV_PICK) /* ENGINE_POLL_FIRST: a short read emptied the socket */
 		op->drained = res >= 0 && (unsigned)res < op->len;
 	e->st.completions++;
 	e->cb(e->ctx, op, res, more);

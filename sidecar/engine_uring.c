@@ -12,6 +12,7 @@
 #include <string.h>
 #include <poll.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -26,14 +27,21 @@ struct uring_engine {
 	const char *setup; /* the setup flags in use, for features */
 	uint8_t *fixed; /* fixed[fd]: fd is registered at index fd; NULL without registered files */
 	unsigned nfixed;
+	struct io_uring_buf_ring *br; /* ENGINE_BUF_RING: provided buffers for recv_pick */
+	uint8_t *bufs;
+	size_t br_bytes;
 };
+
+#define BR_GROUP 0
+#define BR_COUNT 64u
+#define BR_SIZE 17408u /* a TLS record with its header */
 
 #define UE(e) ((struct uring_engine *)(e))
 
 static void features_update(struct uring_engine *u)
 {
 	const char *on[] = { u->setup, u->multishot ? "multishot-accept" : "", u->fixed ? "fixed-files" : "",
-			     u->poll_first ? "poll-first" : "" };
+			     u->poll_first ? "poll-first" : "", u->br ? "buf-ring" : "" };
 	char *f = u->base.features;
 	size_t len = sizeof(u->base.features), at = 0;
 	f[0] = 0;
@@ -152,6 +160,40 @@ static void recv_done(struct uring_engine *u, struct io_op *op, int res, int mor
 	engine_complete(&u->base, op, res, more);
 }
 
+static void u_recv_pick(struct engine *e, struct io_op *op)
+{
+	struct uring_engine *u = UE(e);
+	struct io_uring_sqe *sqe = sqe_get(u);
+	io_uring_prep_recv(sqe, op->fd, NULL, op->len < BR_SIZE ? op->len : BR_SIZE, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = BR_GROUP;
+	if (u->poll_first && op->drained)
+		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+	sqe_fixed(u, sqe, op->fd);
+	io_uring_sqe_set_data(sqe, op);
+}
+
+/* A recv_pick finished: hand its buffer to the owner for the callback, then back to the
+ * ring (the callback may have freed op: nothing of it is read afterwards). ENOBUFS (every
+ * buffer taken by completions not yet seen): try again. */
+static void pick_done(struct uring_engine *u, struct io_op *op, int res, unsigned flags)
+{
+	if (res == -ENOBUFS) {
+		u_recv_pick(&u->base, op);
+		return;
+	}
+	if (!(flags & IORING_CQE_F_BUFFER)) {
+		engine_complete(&u->base, op, res, 0);
+		return;
+	}
+	unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+	uint8_t *buf = u->bufs + (size_t)bid * BR_SIZE;
+	op->buf = buf;
+	engine_complete(&u->base, op, res, 0);
+	io_uring_buf_ring_add(u->br, buf, BR_SIZE, (unsigned short)bid, io_uring_buf_ring_mask(BR_COUNT), 0);
+	io_uring_buf_ring_advance(u->br, 1);
+}
+
 static void u_send(struct engine *e, struct io_op *op)
 {
 	struct io_uring_sqe *sqe = sqe_get(UE(e));
@@ -257,6 +299,8 @@ static int u_run(struct engine *e, int timeout_ms)
 			accept_done(u, op, res, more);
 		else if (op->type == EOP_RECV)
 			recv_done(u, op, res, more);
+		else if (op->type == EOP_RECV_PICK)
+			pick_done(u, op, res, cqe->flags);
 		else
 			engine_complete(e, op, res, more);
 	}
@@ -266,14 +310,20 @@ static int u_run(struct engine *e, int timeout_ms)
 
 static void u_destroy(struct engine *e)
 {
-	io_uring_queue_exit(&UE(e)->ring); /* also drops the registered files */
-	free(UE(e)->fixed);
+	struct uring_engine *u = UE(e);
+	io_uring_queue_exit(&u->ring); /* also drops the registered files and the buffer ring */
+	free(u->fixed);
+	if (u->br) {
+		munmap(u->br, BR_COUNT * sizeof(struct io_uring_buf));
+		munmap(u->bufs, u->br_bytes);
+	}
 	free(e);
 }
 
 static const struct engine_ops uring_ops = {
 	.accept = u_accept,
 	.recv = u_recv,
+	.recv_pick = u_recv_pick,
 	.send = u_send,
 	.connect = u_connect,
 	.splice = u_splice,
@@ -351,6 +401,36 @@ static void fixed_init(struct uring_engine *u)
 	u->nfixed = n;
 }
 
+/* The provided buffer ring of recv_pick (Linux 5.19+): BR_COUNT buffers of BR_SIZE. */
+static void bufring_init(struct uring_engine *u)
+{
+	size_t rbytes = BR_COUNT * sizeof(struct io_uring_buf);
+	u->br_bytes = (size_t)BR_COUNT * BR_SIZE;
+	void *r = mmap(NULL, rbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *b = mmap(NULL, u->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int rc = -ENOMEM;
+	if (r != MAP_FAILED && b != MAP_FAILED) {
+		struct io_uring_buf_reg reg = { .ring_addr = (uintptr_t)r, .ring_entries = BR_COUNT, .bgid = BR_GROUP };
+		rc = io_uring_register_buf_ring(&u->ring, &reg, 0);
+	}
+	if (rc) {
+		if (r != MAP_FAILED)
+			munmap(r, rbytes);
+		if (b != MAP_FAILED)
+			munmap(b, u->br_bytes);
+		log_warn("engine", "buffer ring refused, running without it", "error=\"%s\"", strerror(-rc));
+		return;
+	}
+	u->br = r;
+	u->bufs = b;
+	io_uring_buf_ring_init(u->br);
+	for (unsigned i = 0; i < BR_COUNT; i++)
+		io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * BR_SIZE, BR_SIZE, (unsigned short)i,
+				      io_uring_buf_ring_mask(BR_COUNT), (int)i);
+	io_uring_buf_ring_advance(u->br, (int)BR_COUNT);
+	u->base.can_pick = 1;
+}
+
 int engine_uring_create(unsigned entries, unsigned flags, struct engine **out, char *why, size_t whylen)
 {
 	/* SQPOLL takes neither DEFER_TASKRUN nor COOP_TASKRUN (the kernel says EINVAL) */
@@ -400,6 +480,8 @@ int engine_uring_create(unsigned entries, unsigned flags, struct engine **out, c
 	io_uring_register_iowq_max_workers(&u->ring, iowq);
 	if (flags & ENGINE_FIXED_FILES)
 		fixed_init(u);
+	if (flags & ENGINE_BUF_RING)
+		bufring_init(u);
 	u->poll_first = !!(flags & ENGINE_POLL_FIRST);
 	u->multishot = 1;
 	u->base.ops = &uring_ops;

@@ -35,6 +35,24 @@ static int start_splice(struct conn *c)
 	return 0;
 }
 
+/* Userspace TLS reads: into the worker's buffer ring where the engine has one (the
+ * callback consumes the bytes at once: OpenSSL copies them), else into cbuf / bbuf. */
+static void cli_recv_tls(struct conn *c)
+{
+	if (engine_can_pick(E(c)))
+		engine_recv_pick(E(c), &c->cli_rd, c->cfd, CBUF_SIZE);
+	else
+		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
+}
+
+static void be_recv(struct conn *c)
+{
+	if (!c->plain && !c->ktls_tx && engine_can_pick(E(c)))
+		engine_recv_pick(E(c), &c->be_rd, c->bfd, BBUF_SIZE);
+	else
+		engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
+}
+
 static void b2c_splice_in(struct conn *c)
 {
 	c->b2c.spl_in = 1;
@@ -56,7 +74,7 @@ void relay_start(struct conn *c)
 			conn_close(c, CR_INTERNAL);
 			return;
 		}
-		engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
+		be_recv(c);
 	}
 	relay_c2b_pump(c);
 }
@@ -85,7 +103,7 @@ void relay_c2b_pump(struct conn *c)
 		return;
 	}
 	if (r == 0) {
-		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
+		cli_recv_tls(c);
 		return;
 	}
 	if (r == -EPIPE) { /* close_notify: half-close toward the pooler */
@@ -142,7 +160,7 @@ void relay_cli_read(struct conn *c, int res)
 		dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->cbuf, (unsigned)res);
 		return;
 	}
-	if (hs_conn_feed(c->tls, c->cbuf, (size_t)res)) {
+	if (hs_conn_feed(c->tls, c->cli_rd.buf, (size_t)res)) { /* cbuf, or a ring buffer */
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
@@ -315,7 +333,7 @@ void relay_b2c_flush(struct conn *c)
 	if (c->splice)
 		b2c_splice_in(c);
 	else
-		engine_recv(E(c), &c->be_rd, c->bfd, c->bbuf, BBUF_SIZE);
+		be_recv(c);
 }
 
 void relay_be_read(struct conn *c, int res)
@@ -347,7 +365,7 @@ void relay_be_read(struct conn *c, int res)
 		dir_send(c, &c->cli_wr, &c->b2c, c->cfd, c->bbuf, (unsigned)res);
 		return;
 	}
-	if (hs_conn_write(c->tls, c->bbuf, (size_t)res)) {
+	if (hs_conn_write(c->tls, c->be_rd.buf, (size_t)res)) { /* bbuf, or a ring buffer */
 		conn_close(c, CR_INTERNAL);
 		return;
 	}

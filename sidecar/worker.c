@@ -69,7 +69,8 @@ static void *worker_main(void *arg)
 		pin(w);
 	unsigned eflags = (sc->cfg->uring_sqpoll ? ENGINE_SQPOLL : 0) |
 			  (sc->cfg->uring_fixed_files ? ENGINE_FIXED_FILES : 0) |
-			  (sc->cfg->poll_first ? ENGINE_POLL_FIRST : 0);
+			  (sc->cfg->poll_first ? ENGINE_POLL_FIRST : 0) |
+			  (sc->cfg->uring_buf_ring ? ENGINE_BUF_RING : 0);
 	int rc = engine_create(sc->engine_kind, 4096, eflags, on_completion, w, &w->eng, why, sizeof(why));
 	if (rc) {
 		log_error("worker", "cannot create engine", "worker=%d reason=\"%s\"", w->id, why);

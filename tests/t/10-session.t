@@ -3,7 +3,7 @@
 # psql and pgbench through the sidecar to a real PgBouncer and PostgreSQL 15, in
 # each io mode: TLS 1.3 and 1.2, RSA and ECDSA certificates, verify-full, TCP
 # and unix-socket backends, IPv6 listen, the TLS version floor, and the event-loop
-# options (--uring-sqpoll, --uring-fixed-files, --poll-first, --pin-cpus).
+# options (--uring-sqpoll, --uring-fixed-files, --uring-buf-ring, --poll-first, --pin-cpus).
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 ks_setup
@@ -90,7 +90,14 @@ fx_sidecar_stop wrong || true
 
 # The io_uring techniques behind options (off by default): each one active, and sessions work.
 if [[ " $(ks_io_modes) " == *" uring "* ]]; then
-    for opt in sqpoll fixed-files; do
+    copy_in="$FX_DIR/copy-in.csv"
+    seq 1 200000 | sed 's/$/,aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/' >"$copy_in"
+    # one transaction: PgBouncer pools by transaction, and the temp table must not outlive it
+    copy_q=(-1 -c "create temp table t(a int, b text) on commit drop" -c "\\copy t from '$copy_in' csv"
+        -c "select count(*), md5(string_agg(a || b, ',' order by a)) from t")
+    want_in="$(fx_psql "$direct" "${copy_q[@]}")"
+    want_big_md5="$(md5sum <<<"$want_big")"
+    for opt in sqpoll fixed-files buf-ring; do
         ks_start "opt-$opt" uring "--uring-$opt" || BAIL_OUT "sidecar --uring-$opt did not start"
         feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)"
         like "$feat" "(^|,)$opt(,|\$)" "--uring-$opt: show info lists $opt in io_features ($feat)"
@@ -98,6 +105,8 @@ if [[ " $(ks_io_modes) " == *" uring "* ]]; then
         rc=0; pgb="$(fx_with_timeout 60 pgbench -n -S -c 4 -j 2 -T 2 "$(ks_dsn)" 2>&1)" || rc=$?
         ok_rc "$rc" "--uring-$opt: pgbench -S -c 4 -T 2 exits 0" || diag "$pgb"
         like "$pgb" 'number of failed transactions: 0 ' "--uring-$opt: no failed transactions"
+        is "$(fx_psql "$(ks_dsn)" -c "$big" | md5sum)" "$want_big_md5" "--uring-$opt: a 290 KB result comes through whole"
+        is "$(fx_psql "$(ks_dsn)" "${copy_q[@]}")" "$want_in" "--uring-$opt: a 22 MB COPY FROM STDIN arrives byte-exact"
         if [[ "$opt" == sqpoll ]]; then
             # the SQ thread is a thread of the sidecar, so /proc/PID/stat counts its CPU
             ok "--uring-sqpoll: an iou-sqp thread runs inside the sidecar process" \
@@ -107,16 +116,16 @@ if [[ " $(ks_io_modes) " == *" uring "* ]]; then
         is "$rc" 0 "--uring-$opt: SIGTERM exits 0"
         ks_check_log "opt-$opt"
     done
-    if [[ -z "${KTLS_SIDECAR_URING_SQPOLL:-}${KTLS_SIDECAR_URING_FIXED_FILES:-}" ]]; then
+    if [[ -z "${KTLS_SIDECAR_URING_SQPOLL:-}${KTLS_SIDECAR_URING_FIXED_FILES:-}${KTLS_SIDECAR_URING_BUF_RING:-}" ]]; then
         ks_start opt-none uring || BAIL_OUT "sidecar did not start"
         feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)"
-        unlike "$feat" 'sqpoll|fixed-files|poll-first' "by default no SQPOLL, registered files or poll-first ($feat)"
+        unlike "$feat" 'sqpoll|fixed-files|buf-ring|poll-first' "by default no SQPOLL, registered files, buffer ring or poll-first ($feat)"
         fx_sidecar_stop opt-none || true
     else
         skip "KTLS_SIDECAR_URING_* in the environment: the default is not observable" 1
     fi
 else
-    skip "io_uring unavailable: no --uring-sqpoll / --uring-fixed-files cases" 14
+    skip "io_uring unavailable: no --uring-sqpoll / --uring-fixed-files / --uring-buf-ring cases" 26
 fi
 
 # --poll-first (off by default) on each engine: listed (or not) in io_features, and
