@@ -41,7 +41,8 @@ static inline void engine_complete(struct engine *e, struct io_op *op, int res, 
 {
 	if (!more)
 		op->pending = 0;
-	if (op->type == EOP_RECV || op->type == EOP_RECV_PICK) /* ENGINE_POLL_FIRST: a short read emptied the socket */
+	/* for ENGINE_POLL_FIRST: a short read emptied the socket */
+	if (op->type == EOP_RECV || op->type == EOP_RECV_PICK)
 		op->drained = res >= 0 && (unsigned)res < op->len;
 	e->st.completions++;
 	e->cb(e->ctx, op, res, more);
