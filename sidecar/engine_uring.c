@@ -164,7 +164,9 @@ static void u_recv_pick(struct engine *e, struct io_op *op)
 {
 	struct uring_engine *u = UE(e);
 	struct io_uring_sqe *sqe = sqe_get(u);
-	io_uring_prep_recv(sqe, op->fd, NULL, op->len < BR_SIZE ? op->len : BR_SIZE, 0);
+	if (op->len > BR_SIZE)
+		op->len = BR_SIZE; /* so that a full buffer does not count as "emptied the socket" */
+	io_uring_prep_recv(sqe, op->fd, NULL, op->len, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = BR_GROUP;
 	if (u->poll_first && op->drained)
