@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # bench/profile.sh: perf profile of the sidecar under W1 (pgbench -S -c 16 -j 2),
 # W2 (the same with -C -c 4: a TLS handshake per transaction), W3 (the bulk COPY,
-# repeated) or W5 (W1 with 1000 clients, recorded once they are connected) in userspace TLS, as quoted in bench/RESULTS.md
+# repeated) or W5 (W1 with 1000 clients, recorded once they are connected) in userspace
+# TLS, as quoted in bench/RESULTS.md
 # ("Where W1's CPU goes", "Where W3's CPU goes").
 # usage: KTLS_SIDECAR=build/ktls-sidecar [IO=uring|epoll] [WORKLOAD=W1|W2|W3|W5] bench/profile.sh
 # Needs perf (linux-perf) and the packages `make check` installs.

@@ -52,7 +52,7 @@ void engine_recv(struct engine *e, struct io_op *op, int fd, void *buf, unsigned
 
 int engine_can_pick(const struct engine *e)
 {
-	return e->ops->recv_pick && e->can_pick;
+	return e->can_pick; /* set only by an engine whose recv_pick is ready */
 }
 
 void engine_recv_pick(struct engine *e, struct io_op *op, int fd, unsigned len)

@@ -34,7 +34,7 @@ struct uring_engine {
 
 #define BR_GROUP 0
 #define BR_COUNT 64u
-#define BR_SIZE 17408u /* a TLS record with its header */
+#define BR_SIZE 17408u /* 17 KiB: a whole TLS 1.3 record with its header */
 
 #define UE(e) ((struct uring_engine *)(e))
 
@@ -131,67 +131,61 @@ static void u_accept(struct engine *e, struct io_op *op, int fd)
 	prep_accept(UE(e), op);
 }
 
-static void u_recv(struct engine *e, struct io_op *op)
+/* A recv into op->buf, or (EOP_RECV_PICK) into a buffer of the ring picked when data
+ * arrives. */
+static void prep_recv(struct uring_engine *u, struct io_op *op)
 {
-	struct io_uring_sqe *sqe = sqe_get(UE(e));
+	struct io_uring_sqe *sqe = sqe_get(u);
 	io_uring_prep_recv(sqe, op->fd, op->buf, op->len, 0);
+	if (op->type == EOP_RECV_PICK) {
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = BR_GROUP;
+	}
 	/* the last recv took all there was (ping-pong traffic): arm the poll at once
 	 * rather than try a recv that finds nothing first */
-	if (UE(e)->poll_first && op->drained) {
+	if (u->poll_first && op->drained) {
 		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 		op->res = 1; /* marks the try, for recv_done */
 	}
-	sqe_fixed(UE(e), sqe, op->fd);
+	sqe_fixed(u, sqe, op->fd);
 	io_uring_sqe_set_data(sqe, op);
 }
 
-/* Recv completions: a kernel older than 5.19 refuses IORING_RECVSEND_POLL_FIRST
- * (EINVAL): retry without it, for good. */
-static void recv_done(struct uring_engine *u, struct io_op *op, int res, int more)
+static void u_recv(struct engine *e, struct io_op *op) { prep_recv(UE(e), op); }
+
+static void u_recv_pick(struct engine *e, struct io_op *op)
+{
+	if (op->len > BR_SIZE)
+		op->len = BR_SIZE; /* so that a full buffer does not count as "emptied the socket" */
+	prep_recv(UE(e), op);
+}
+
+/* Recv completions. A kernel older than 5.19 refuses IORING_RECVSEND_POLL_FIRST
+ * (EINVAL): retry without it, for good. A picked buffer goes to the owner for the
+ * callback, then back to the ring (the callback may have freed op: nothing of it is
+ * read afterwards); ENOBUFS (every buffer taken by completions not yet seen): retry. */
+static void recv_done(struct uring_engine *u, struct io_op *op, int res, int more, unsigned flags)
 {
 	if (res == -EINVAL && op->res == 1 && u->poll_first) {
 		u->poll_first = 0;
 		features_update(u);
 		log_warn("engine", "the kernel refuses IORING_RECVSEND_POLL_FIRST, running without it",
 			 "error=\"%s\"", strerror(EINVAL));
-		u_recv(&u->base, op);
+		prep_recv(u, op);
 		return;
 	}
-	engine_complete(&u->base, op, res, more);
-}
-
-static void u_recv_pick(struct engine *e, struct io_op *op)
-{
-	struct uring_engine *u = UE(e);
-	struct io_uring_sqe *sqe = sqe_get(u);
-	if (op->len > BR_SIZE)
-		op->len = BR_SIZE; /* so that a full buffer does not count as "emptied the socket" */
-	io_uring_prep_recv(sqe, op->fd, NULL, op->len, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = BR_GROUP;
-	if (u->poll_first && op->drained)
-		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-	sqe_fixed(u, sqe, op->fd);
-	io_uring_sqe_set_data(sqe, op);
-}
-
-/* A recv_pick finished: hand its buffer to the owner for the callback, then back to the
- * ring (the callback may have freed op: nothing of it is read afterwards). ENOBUFS (every
- * buffer taken by completions not yet seen): try again. */
-static void pick_done(struct uring_engine *u, struct io_op *op, int res, unsigned flags)
-{
-	if (res == -ENOBUFS) {
-		u_recv_pick(&u->base, op);
+	if (op->type == EOP_RECV_PICK && res == -ENOBUFS) {
+		prep_recv(u, op);
 		return;
 	}
-	if (!(flags & IORING_CQE_F_BUFFER)) {
-		engine_complete(&u->base, op, res, 0);
+	if (op->type != EOP_RECV_PICK || !(flags & IORING_CQE_F_BUFFER)) {
+		engine_complete(&u->base, op, res, more);
 		return;
 	}
 	unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
 	uint8_t *buf = u->bufs + (size_t)bid * BR_SIZE;
 	op->buf = buf;
-	engine_complete(&u->base, op, res, 0);
+	engine_complete(&u->base, op, res, more);
 	io_uring_buf_ring_add(u->br, buf, BR_SIZE, (unsigned short)bid, io_uring_buf_ring_mask(BR_COUNT), 0);
 	io_uring_buf_ring_advance(u->br, 1);
 }
@@ -299,10 +293,8 @@ static int u_run(struct engine *e, int timeout_ms)
 		int res = cqe->res, more = !!(cqe->flags & IORING_CQE_F_MORE);
 		if (op->type == EOP_ACCEPT)
 			accept_done(u, op, res, more);
-		else if (op->type == EOP_RECV)
-			recv_done(u, op, res, more);
-		else if (op->type == EOP_RECV_PICK)
-			pick_done(u, op, res, cqe->flags);
+		else if (op->type == EOP_RECV || op->type == EOP_RECV_PICK)
+			recv_done(u, op, res, more, cqe->flags);
 		else
 			engine_complete(e, op, res, more);
 	}
