@@ -5,7 +5,7 @@
 # ---- Debian packages (the one list) -------------------------------------------
 PKGS_BUILD := build-essential pkg-config liburing-dev libssl-dev libnl-3-dev libyaml-dev
 PKGS_RUN   := postgresql-15 postgresql-client-15 pgbouncer openssl procps iproute2 python3
-PKGS_TEST  := perl jq qemu-system-x86 busybox-static cpio xz-utils zstd nodejs npm clang libclang-rt-14-dev
+PKGS_TEST  := perl jq strace qemu-system-x86 busybox-static cpio xz-utils zstd nodejs npm clang libclang-rt-14-dev
 PKGS_BENCH := stunnel4
 PKGS_DEMO  := $(PKGS_BUILD) $(PKGS_RUN)
 PKGS_CHECK := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST)

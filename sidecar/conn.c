@@ -698,7 +698,7 @@ static void first_packet_sent(struct conn *c)
 /* Send the TLS output queue to the client, then run c->after. */
 static void flush_client(struct conn *c)
 {
-	size_t n = c->tls && !c->ktls_tx ? hs_conn_drain(c->tls, c->bbuf, BBUF_SIZE) : 0;
+	size_t n = c->tls && !c->ktls_tx ? hs_conn_drain(c->tls, c->bbuf, BBUF_OUT) : 0;
 	if (n) {
 		dir_send(c, &c->cli_wr, &c->b2c, c->cfd, c->bbuf, (unsigned)n);
 		return;

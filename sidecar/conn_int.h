@@ -17,9 +17,13 @@
 #define TLS_MAX_RECORD (16384 + 2048) /* largest ciphertext body we accept */
 #define CBUF_SIZE (TLS_HDR + TLS_MAX_RECORD)
 #define BBUF_SIZE 16384
+/* TLS output drained into bbuf per send: the record made of a whole BBUF_SIZE read
+ * (16 KiB + 22 bytes in TLS 1.3, a little more in 1.2) goes out in one send, not two */
+#define BBUF_OUT BUFPOOL_SLOT
 #define PIPE_CHUNK 65536 /* a default pipe holds 16 pages */
 #define IDLE_RELEASE_MS 1000 /* a relay quiet this long gives its buffers' pages back */
 _Static_assert(CBUF_SIZE <= BUFPOOL_SLOT && BBUF_SIZE <= BUFPOOL_SLOT, "relay buffers fit a pool slot");
+_Static_assert(BBUF_OUT >= BBUF_SIZE + TLS_HDR + 256, "a record of one bbuf read fits");
 
 enum phase { PH_NEGOTIATE, PH_HANDSHAKE, PH_STARTUP, PH_CONNECT, PH_CANCEL_WAIT, PH_RELAY, PH_FINAL, PH_CLOSING };
 

@@ -310,11 +310,11 @@ void relay_release_idle(struct conn *c, int pool_too)
 	}
 }
 
-/* Backend -> client: encrypt, then push ciphertext out in bbuf-sized chunks. */
+/* Backend -> client: encrypt, then push ciphertext out in chunks of up to BBUF_OUT. */
 void relay_b2c_flush(struct conn *c)
 {
 	if (!c->plain && !c->ktls_tx) {
-		size_t n = hs_conn_drain(c->tls, c->bbuf, BBUF_SIZE);
+		size_t n = hs_conn_drain(c->tls, c->bbuf, BBUF_OUT);
 		if (n) {
 			dir_send(c, &c->cli_wr, &c->b2c, c->cfd, c->bbuf, (unsigned)n);
 			return;

@@ -38,4 +38,34 @@ for io in $(ks_io_modes); do
     fx_sidecar_stop "c-$io" || true
     ks_check_log "c-$io"
 done
+
+# Bulk toward the client leaves one TLS record per send: a 16 KiB read from the
+# pooler becomes one 16406-byte record, which once went out as two sends (16384 +
+# 22 bytes), twice the syscalls and a tiny TCP segment after every record. Seen
+# with strace on the epoll engine, whose sends are syscalls.
+if ! command -v strace >/dev/null; then
+    skip "strace not installed" 3
+else
+    ks_start c-sends epoll --workers 1 || BAIL_OUT "sidecar did not start"
+    pid="${FX_SIDECAR_PIDS[c-sends]}"
+    strace -f -qq -e trace=sendto -o "$FX_DIR/sends.txt" -p "$pid" 2>"$FX_DIR/strace.err" &
+    spid=$!
+    # attached once every thread names a tracer
+    traced() { ! grep -qs '^TracerPid:[[:space:]]*0$' /proc/"$pid"/task/*/status; }
+    for _ in $(seq 50); do traced && break; sleep 0.1; done
+    if ! traced; then
+        kill "$spid" 2>/dev/null || true
+        skip "strace cannot attach here: $(head -1 "$FX_DIR/strace.err")" 3
+    else
+        rows=8000 # 8 MB
+        got="$(fx_psql "$(ks_dsn)" -c "copy (select line from blob_src limit $rows) to stdout" | sha256sum | cut -d' ' -f1)"
+        is "$got" "$(head -n "$rows" "$src" | sha256sum | cut -d' ' -f1)" "epoll: 8 MB COPY byte-exact while traced"
+        kill -INT "$spid"; wait "$spid" 2>/dev/null || true
+        full=$(grep -cE '= (1640[0-9]|164[1-9][0-9])$' "$FX_DIR/sends.txt" || true)
+        small=$(grep -cE '= [0-9]{1,2}$' "$FX_DIR/sends.txt" || true)
+        ok "epoll: the trace saw the bulk go out in whole records ($full sends of 16400-16499 bytes)" test "$full" -ge 400
+        ok "epoll: no send of under 100 bytes after each record ($small in all)" test "$small" -le 10
+    fi
+    fx_sidecar_stop c-sends || true
+fi
 done_testing
