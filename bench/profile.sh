@@ -18,7 +18,7 @@ ks_setup
 fx_with_timeout 60 runuser -u postgres -- "$FX_PGBIN/pgbench" -q -i -s 1 -U app -h "$FX_PG_SOCKDIR" \
     -p "$FX_PG_PORT" app >/dev/null 2>&1 || BAIL_OUT "pgbench -i failed"
 ks_start prof "$IO" || BAIL_OUT "sidecar did not start"
-pid="$(pgrep -f "ktls-sidecar run.*127.0.0.1:$KS_PORT" | head -1)"
+pid="${FX_SIDECAR_PIDS[prof]}"
 data="$FX_DIR/perf.data"
 if [[ "$WORKLOAD" == W3 ]]; then
     # the bulk COPY of W3, repeated for the whole recording
