@@ -240,21 +240,24 @@ fi
 
 # ------------------------------------------------------------------ process facts
 
-# utime+stime of all threads of PID, in clock ticks (dead threads included).
+# One read of /proc/PID/stat: PT_TOTAL = utime+stime of all threads of PID, PT_USER = utime
+# alone (W3 with kTLS: user space should not touch the bytes), in clock ticks (dead threads
+# included). Both empty, and 1, when PID is gone. No fork: it sets variables.
 # shellcheck disable=SC2086
-cpu_ticks() { local s; read -r s <"/proc/$1/stat" || return 1; s="${s##*) }"; set -- $s; echo $((${12} + ${13})); }
-# utime alone: the CPU spent in user space (W3 with kTLS: user space should not touch the bytes)
-# shellcheck disable=SC2086
-user_ticks() { local s; read -r s <"/proc/$1/stat" || return 1; s="${s##*) }"; set -- $s; echo "${12}"; }
+proc_ticks() {
+    local s
+    PT_TOTAL='' PT_USER=''
+    read -r s <"/proc/$1/stat" || return 1
+    s="${s##*) }"; set -- $s
+    PT_TOTAL=$((${12} + ${13})) PT_USER="${12}"
+}
+cpu_ticks() { proc_ticks "$1" || return 1; echo "$PT_TOTAL"; }
 
 # Until killed, append "EPOCHREALTIME ticks user-ticks" for PID to FILE every 0.1 s (no fork
 # per sample): utime+stime, then utime alone.
-# shellcheck disable=SC2086
 cpu_sampler() {
-    local s
-    while read -r s <"/proc/$1/stat" 2>/dev/null; do
-        s="${s##*) }"; set -- "$1" "$2" $s
-        echo "$EPOCHREALTIME $((${14} + ${15})) ${14}" >>"$2"
+    while proc_ticks "$1" 2>/dev/null; do
+        echo "$EPOCHREALTIME $PT_TOTAL $PT_USER" >>"$2"
         sleep 0.1
     done
 }
@@ -452,8 +455,9 @@ meas_begin() {
 }
 meas_end() {
     local t1="$EPOCHREALTIME" cpu1 pgb1 mb1 mt1 sqp1
-    cpu1="$(cpu_ticks "$T_PID")"; pgb1="$(cpu_ticks "$PGB_PID")"; sqp1="$(sqp_ticks "$T_PID")"
-    M_USR1="$(user_ticks "$T_PID" || true)"
+    proc_ticks "$T_PID" # total and user from one read (fails as cpu_ticks did if the terminator is gone)
+    cpu1="$PT_TOTAL" M_USR1="$PT_USER"
+    pgb1="$(cpu_ticks "$PGB_PID")"; sqp1="$(sqp_ticks "$T_PID")"
     read -r mb1 mt1 st1 < <(machine_ticks)
     M_CPU1="$cpu1"
     M_SECS="$(awk -v a="$M_T0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')"
