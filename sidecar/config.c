@@ -316,6 +316,20 @@ int config_line(struct config *c, const char *line, char *err, size_t errlen)
 	return config_set(c, key, val, err, errlen);
 }
 
+/* A file option must hold a path. PEM text there (a Secret's key put in the
+ * environment) would be echoed by every error that names the file. */
+static int file_value_ok(const char *v)
+{
+	if (!v)
+		return 1;
+	if (strstr(v, "-----BEGIN"))
+		return 0;
+	for (; *v; v++)
+		if ((unsigned char)*v < 0x20 || *v == 0x7f)
+			return 0;
+	return 1;
+}
+
 int config_finish(struct config *c, char *err, size_t errlen)
 {
 	char host[256];
@@ -335,6 +349,13 @@ int config_finish(struct config *c, char *err, size_t errlen)
 		return fail(err, errlen, -EINVAL, "cert: a server certificate is required (--cert FILE)");
 	if (!c->key || !*c->key)
 		return fail(err, errlen, -EINVAL, "key: a private key is required (--key FILE)");
+	const char *files[][2] = { { "cert", c->cert }, { "key", c->key }, { "client-ca", c->client_ca } };
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		if (!file_value_ok(files[i][1]))
+			return fail(err, errlen, -EINVAL,
+				    "%s: expects a file path, but the value holds PEM text or control characters "
+				    "(not shown); mount the Secret as files and give their paths",
+				    files[i][0]);
 	if (strcmp(c->min_tls, "1.2") && strcmp(c->min_tls, "1.3"))
 		return fail(err, errlen, -EINVAL, "min-tls-version: '%s' must be 1.2 or 1.3", c->min_tls);
 	if (c->verify != VERIFY_NONE && (!c->client_ca || !*c->client_ca))
@@ -415,6 +436,46 @@ static int env_to_key(const char *name, size_t len, char *key, size_t keylen)
 	return 1;
 }
 
+/* Does key end in word (a whole '-'-separated word)? Returns where word starts. */
+static const char *ends_with_word(const char *key, const char *word)
+{
+	size_t kl = strlen(key), wl = strlen(word);
+	if (kl < wl || strcmp(key + kl - wl, word))
+		return NULL;
+	const char *at = key + kl - wl;
+	return at == key || at[-1] == '-' ? at : NULL;
+}
+
+/* The kubelet's service links for a Service named ktls-sidecar or ktls-sidecar-*:
+ * X_SERVICE_HOST, X_SERVICE_PORT[_NAME], X_PORT=tcp://..., X_PORT_N_TCP[_PROTO|_PORT|_ADDR]. */
+static int service_link(const char *key, const char *value)
+{
+	if (ends_with_word(key, "service-host") || ends_with_word(key, "service-port") ||
+	    strncmp(key, "service-port-", 13) == 0 || strstr(key, "-service-port-"))
+		return 1;
+	static const char *const tails[] = { "", "-proto", "-port", "-addr" };
+	for (const char *p = key; (p = strstr(p, "port-")) != NULL; p++) {
+		if (p != key && p[-1] != '-')
+			continue;
+		const char *d = p + 5, *q = d;
+		while (*q >= '0' && *q <= '9')
+			q++;
+		if (q == d || *q != '-')
+			continue;
+		q++;
+		size_t pl = strncmp(q, "tcp", 3) == 0 || strncmp(q, "udp", 3) == 0 ? 3 : strncmp(q, "sctp", 4) == 0 ? 4 : 0;
+		if (!pl)
+			continue;
+		for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++)
+			if (strcmp(q + pl, tails[i]) == 0)
+				return 1;
+	}
+	if (ends_with_word(key, "port"))
+		return strncmp(value, "tcp://", 6) == 0 || strncmp(value, "udp://", 6) == 0 ||
+		       strncmp(value, "sctp://", 7) == 0;
+	return 0;
+}
+
 int config_load_env(struct config *c, char **envp, char *err, size_t errlen)
 {
 	char key[64], e[CONFIG_ERR_LEN];
@@ -424,10 +485,9 @@ int config_load_env(struct config *c, char **envp, char *err, size_t errlen)
 			continue;
 		if (strcmp(key, "config") == 0)
 			continue; /* consumed by config_load_all */
-		/* the kubelet's service links for a Service named ktls-sidecar */
-		if (strncmp(key, "service-", 8) == 0 || strcmp(key, "port") == 0 || strncmp(key, "port-", 5) == 0)
-			continue;
 		const struct opt *o = opt_find(key, strlen(key));
+		if (!o && service_link(key, eq + 1))
+			continue;
 		if (!o)
 			return fail(err, errlen, -ENOENT, "%.*s: unknown variable", (int)(eq - *envp), *envp);
 		int rc = 0;

@@ -126,6 +126,28 @@ int main(void)
 	config_init(&c);
 	is(config_load_env(&c, k8s_env, err, sizeof(err)), 0, "kubelet service-link variables are ignored");
 	config_free(&c);
+	/* a Service named ktls-sidecar-metrics, with a named port */
+	char *k8s_env2[] = { "KTLS_SIDECAR_METRICS_SERVICE_HOST=10.0.0.5",
+			     "KTLS_SIDECAR_METRICS_SERVICE_PORT=9187",
+			     "KTLS_SIDECAR_METRICS_SERVICE_PORT_METRICS=9187",
+			     "KTLS_SIDECAR_METRICS_PORT=tcp://10.0.0.5:9187",
+			     "KTLS_SIDECAR_METRICS_PORT_9187_TCP=tcp://10.0.0.5:9187",
+			     "KTLS_SIDECAR_METRICS_PORT_9187_TCP_PROTO=tcp",
+			     "KTLS_SIDECAR_METRICS_PORT_9187_TCP_PORT=9187",
+			     "KTLS_SIDECAR_METRICS_PORT_9187_TCP_ADDR=10.0.0.5", NULL };
+	config_init(&c);
+	is(config_load_env(&c, k8s_env2, err, sizeof(err)), 0, "service links of ktls-sidecar-* ignored (%s)", err);
+	config_free(&c);
+	char *not_links[][2] = { { "KTLS_SIDECAR_METRICS_PORT=9187", "KTLS_SIDECAR_METRICS_PORT" },
+				 { "KTLS_SIDECAR_PORT_5432=x", "KTLS_SIDECAR_PORT_5432" },
+				 { "KTLS_SIDECAR_LISTEN_PORT_1_TCPX=1", "KTLS_SIDECAR_LISTEN_PORT_1_TCPX" } };
+	for (size_t i = 0; i < sizeof(not_links) / sizeof(not_links[0]); i++) {
+		char *one[] = { not_links[i][0], NULL };
+		config_init(&c);
+		is(config_load_env(&c, one, err, sizeof(err)), -ENOENT, "%s is not a service link: refused", one[0]);
+		ok(strstr(err, not_links[i][1]) != NULL, "and named (%s)", err);
+		config_free(&c);
+	}
 	char *bad_env[] = { "KTLS_SIDECAR_NOPE=1", NULL };
 	config_init(&c);
 	is(config_load_env(&c, bad_env, err, sizeof(err)), -ENOENT, "unknown env var refused");
@@ -150,6 +172,19 @@ int main(void)
 	is(config_finish(&c, err, sizeof(err)), 0, "unix backend valid");
 	config_set(&c, "min-tls-version", "1.1", err, sizeof(err));
 	is(config_finish(&c, err, sizeof(err)), -EINVAL, "TLS 1.1 floor refused");
+	config_set(&c, "min-tls-version", "1.2", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), 0, "valid again");
+	const char *pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAsecret\n-----END PRIVATE KEY-----\n";
+	const char *file_opts[] = { "key", "cert", "client-ca" };
+	for (size_t i = 0; i < 3; i++) {
+		config_set(&c, file_opts[i], pem, err, sizeof(err));
+		is(config_finish(&c, err, sizeof(err)), -EINVAL, "%s: PEM text instead of a path refused", file_opts[i]);
+		ok(strstr(err, "secret") == NULL && strstr(err, "BEGIN") == NULL && strstr(err, file_opts[i]),
+		   "and the error names the option, not the value (%s)", err);
+		config_set(&c, file_opts[i], "/x", err, sizeof(err));
+	}
+	config_set(&c, "key", "/k\x1b[2J", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), -EINVAL, "a path with control characters refused");
 	config_free(&c);
 	unlink(path);
 	return done_testing();
