@@ -102,5 +102,9 @@ int allow_match_uri(const char *pattern, const char *uri);
 /* 1 if any rule matches (or there are no rules), else 0. */
 int allow_check(const struct hs_settings *s, const char *cn, const char *const *dns, size_t ndns,
 		const char *const *uris, size_t nuris);
+struct x509_st;
+/* The allow-lists of s against a client certificate's CN and DNS/URI SANs. 1 admitted,
+ * 0 refused with the reason in *why. peer gets the name to log: the first URI SAN, else CN=. */
+int hs_identity_check(const struct hs_settings *s, struct x509_st *cert, char *peer, size_t peerlen, const char **why);
 
 #endif

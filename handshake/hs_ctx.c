@@ -104,15 +104,44 @@ static int client_hello(SSL *ssl, int *al, void *arg)
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
 
-/* Collect CN, DNS and URI SANs of cert and apply the allow-lists. */
-static int check_identity(struct hs_ctx *ctx, struct hs_conn *c, X509 *cert)
+/* The subject's first CN as UTF-8 in out. 0 when there is none; -1 when it
+ * cannot be compared safely: an embedded NUL (CVE-2009-4034's trick:
+ * "bob\0.evil" read as "bob") or longer than out. */
+static int subject_cn(X509 *cert, char *out, size_t outlen)
 {
-	char cn[256] = "";
-	X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
-	const char *dns[16], *uris[16];
-	size_t ndns = 0, nuris = 0;
+	out[0] = 0;
+	X509_NAME *name = X509_get_subject_name(cert);
+	int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	if (idx < 0)
+		return 0;
+	unsigned char *utf8 = NULL;
+	int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
+	int rc = -1;
+	if (n >= 0 && (size_t)n < outlen && memchr(utf8, 0, (size_t)n) == NULL) {
+		memcpy(out, utf8, (size_t)n);
+		out[n] = 0;
+		rc = 0;
+	}
+	OPENSSL_free(utf8);
+	return rc;
+}
+
+/* Collect CN, DNS and URI SANs of cert and apply the allow-lists. */
+int hs_identity_check(const struct hs_settings *st, X509 *cert, char *peer, size_t peerlen, const char **why)
+{
+	char cn[256];
+	*why = "client certificate not in allow-list";
+	snprintf(peer, peerlen, "(unusable CN)");
+	if (subject_cn(cert, cn, sizeof(cn)) < 0) {
+		*why = "client certificate CN holds a NUL byte or is over 255 bytes";
+		return 0;
+	}
 	GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-	for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+	int ngens = gens ? sk_GENERAL_NAME_num(gens) : 0;
+	const char **names = ngens > 0 ? calloc(2 * (size_t)ngens, sizeof(*names)) : NULL;
+	const char **dns = names, **uris = names ? names + ngens : NULL;
+	size_t ndns = 0, nuris = 0;
+	for (int i = 0; names && i < ngens; i++) {
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
 		const ASN1_IA5STRING *s = NULL;
 		if (g->type == GEN_DNS)
@@ -122,21 +151,29 @@ static int check_identity(struct hs_ctx *ctx, struct hs_conn *c, X509 *cert)
 		/* reject embedded NULs: they would shorten the name we compare */
 		if (!s || (size_t)s->length != strlen((const char *)s->data))
 			continue;
-		if (g->type == GEN_DNS && ndns < 16)
+		if (g->type == GEN_DNS)
 			dns[ndns++] = (const char *)s->data;
-		else if (g->type == GEN_URI && nuris < 16)
+		else
 			uris[nuris++] = (const char *)s->data;
 	}
-	if (c) {
-		if (nuris)
-			snprintf(c->peer, sizeof(c->peer), "%s", uris[0]);
-		else
-			snprintf(c->peer, sizeof(c->peer), "CN=%s", cn);
-	}
-	int ok = allow_check(&ctx->s, cn, dns, ndns, uris, nuris);
+	if (nuris)
+		snprintf(peer, peerlen, "%s", uris[0]);
+	else
+		snprintf(peer, peerlen, "CN=%s", cn);
+	int ok = ngens > 0 && !names ? 0 : allow_check(st, cn, dns, ndns, uris, nuris); /* no memory: refuse */
+	free(names);
 	GENERAL_NAMES_free(gens);
-	if (!ok && c)
-		hs_conn_set_reason(c, "client certificate not in allow-list");
+	return ok;
+}
+
+static int check_identity(struct hs_ctx *ctx, struct hs_conn *c, X509 *cert)
+{
+	char peer[sizeof(c->peer)];
+	const char *why;
+	int ok = hs_identity_check(&ctx->s, cert, peer, sizeof(peer), &why);
+	memcpy(c->peer, peer, sizeof(peer));
+	if (!ok)
+		hs_conn_set_reason(c, why);
 	return ok;
 }
 
