@@ -24,6 +24,7 @@ enum http_state { HTTP_FREE, HTTP_READ, HTTP_WRITE, HTTP_LINGER };
 struct admin_http_client {
 	int fd;
 	enum http_state state;
+	uint64_t since;                /* accepted at (ms): the oldest gives way when all are taken */
 	uint64_t deadline;             /* the client is dropped when it passes */
 	size_t len;
 	char buf[ADMIN_HTTP_HEAD_MAX];

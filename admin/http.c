@@ -390,31 +390,40 @@ static void client_read(struct admin_http *h, struct admin_http_client *c)
 	client_write(c);
 }
 
+/* A slot for a new client: a free one, else one already answered, else the oldest,
+ * whose connection is closed. Idle or slow peers cannot lock the probes out. */
+static struct admin_http_client *take_slot(struct admin_http *h)
+{
+	struct admin_http_client *oldest = NULL;
+	for (int i = 0; i < ADMIN_HTTP_MAX_CLIENTS; i++) {
+		struct admin_http_client *c = &h->cl[i];
+		if (c->state == HTTP_FREE)
+			return c;
+		if (!oldest || (c->state == HTTP_LINGER) > (oldest->state == HTTP_LINGER) ||
+		    ((c->state == HTTP_LINGER) == (oldest->state == HTTP_LINGER) && c->since < oldest->since))
+			oldest = c;
+	}
+	if (oldest->state != HTTP_LINGER)
+		log_debug("admin", "metrics clients at the limit: the oldest dropped", "max=%d state=%s",
+			  ADMIN_HTTP_MAX_CLIENTS, oldest->state == HTTP_READ ? "read" : "write");
+	client_close(oldest);
+	return oldest;
+}
+
 static void http_accept(struct admin_http *h)
 {
-	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: " TEXT
-				   "\r\nContent-Length: 17\r\nConnection: close\r\n\r\ntoo many clients\n";
-	struct admin_http_client *c = NULL;
-
 	int fd = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0) {
 		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 			log_warn("admin", "metrics accept failed", "error=\"%s\"", strerror(errno));
 		return;
 	}
-	for (int i = 0; i < ADMIN_HTTP_MAX_CLIENTS && !c; i++)
-		if (h->cl[i].state == HTTP_FREE)
-			c = &h->cl[i];
-	if (!c) {
-		log_debug("admin", "metrics client refused: too many clients", "max=%d", ADMIN_HTTP_MAX_CLIENTS);
-		(void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-		close(fd);
-		return;
-	}
+	struct admin_http_client *c = take_slot(h);
 	c->fd = fd;
 	c->state = HTTP_READ;
 	c->len = 0;
-	c->deadline = admin_now_ms() + ADMIN_HTTP_TIMEOUT_MS;
+	c->since = admin_now_ms();
+	c->deadline = c->since + ADMIN_HTTP_TIMEOUT_MS;
 }
 
 void admin_http_poll_setup(struct admin_http *h, struct pollfd *pfd, uint64_t now, int *timeout)
