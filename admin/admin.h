@@ -91,8 +91,12 @@ struct admin_ops {
 	/* Stop accepting; close each connection when it finishes, the rest after timeout_ms;
 	 * the process then exits 0. 0 or -errno. */
 	int (*drain)(void *ctx, int timeout_ms);
-	/* /readyz: 0 ready, else -errno with why (draining, no certificate, backend down). */
-	int (*ready)(void *ctx, char *why, size_t whylen);
+	/* /readyz: 0 ready; -EINPROGRESS with *probe set to a non-blocking connect to the
+	 * pooler, whose outcome goes to ready_done once the socket is writable (or
+	 * -ETIMEDOUT); else -errno with why (draining, backend down). */
+	int (*ready)(void *ctx, int *probe, char *why, size_t whylen);
+	/* The answer for a probe's outcome rc (0 or -errno): 0, else -errno with why. */
+	int (*ready_done)(void *ctx, int rc, char *why, size_t whylen);
 };
 
 enum admin_cmd_kind { ADM_HELP, ADM_SHOW_INFO, ADM_SHOW_STATS, ADM_SHOW_WORKERS, ADM_SHOW_CONNS,

@@ -17,9 +17,11 @@
 #define ADMIN_HTTP_MAX_CLIENTS 16
 #define ADMIN_HTTP_TIMEOUT_MS 5000     /* to receive the head, then again to send the answer */
 #define ADMIN_HTTP_LINGER_MS 1000      /* reading what the peer still sends before closing */
-#define ADMIN_HTTP_NFDS (1 + ADMIN_HTTP_MAX_CLIENTS) /* pollfds: the listener, the clients */
+#define ADMIN_HTTP_PROBE_MS 1000       /* /readyz: the pooler must accept a connection within it */
+#define ADMIN_HTTP_NFDS (2 + ADMIN_HTTP_MAX_CLIENTS) /* pollfds: the listener, the clients, the probe */
 
-enum http_state { HTTP_FREE, HTTP_READ, HTTP_WRITE, HTTP_LINGER };
+/* HTTP_PROBE: a /readyz request waiting for the pooler probe, which it may share */
+enum http_state { HTTP_FREE, HTTP_READ, HTTP_PROBE, HTTP_WRITE, HTTP_LINGER };
 
 struct admin_http_client {
 	int fd;
@@ -38,6 +40,8 @@ struct admin_http {
 	const struct admin_ops *ops;
 	void *ctx;
 	struct admin_http_client cl[ADMIN_HTTP_MAX_CLIENTS];
+	int probe_fd;                  /* /readyz's connect to the pooler in flight, or -1 */
+	uint64_t probe_deadline;
 };
 
 uint64_t admin_now_ms(void);

@@ -282,19 +282,38 @@ static int respond_metrics(struct admin_http *h, struct admin_http_client *c)
 	return rc;
 }
 
-static int respond_ready(struct admin_http *h, struct admin_http_client *c)
+static int respond_ready(struct admin_http_client *c, int rc, char *why, size_t whylen)
 {
-	char why[256] = "", body[300];
-	/* No readiness callback: the process being up is all there is to know. */
-	int rc = h->ops && h->ops->ready ? h->ops->ready(h->ctx, why, sizeof(why)) : 0;
+	char body[300];
 	if (!rc)
 		return respond_text(c, 200, "OK", "ready\n");
-	why[sizeof(why) - 1] = 0;
+	why[whylen - 1] = 0;
 	for (char *p = why; *p; p++) /* one line of text */
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = ' ';
 	snprintf(body, sizeof(body), "not ready: %s\n", why[0] ? why : strerror(rc < 0 ? -rc : rc));
 	return respond_text(c, 503, "Service Unavailable", body);
+}
+
+/* /readyz: answer now, or park c on the pooler probe (started here unless one is in
+ * flight), so that no request waits on a connect in the admin thread. */
+static int start_ready(struct admin_http *h, struct admin_http_client *c)
+{
+	char why[256] = "";
+	int fd = -1;
+	if (h->probe_fd >= 0) {
+		c->state = HTTP_PROBE;
+		return 0;
+	}
+	/* No readiness callback: the process being up is all there is to know. */
+	int rc = h->ops && h->ops->ready ? h->ops->ready(h->ctx, &fd, why, sizeof(why)) : 0;
+	if (rc == -EINPROGRESS && fd >= 0) {
+		h->probe_fd = fd;
+		h->probe_deadline = admin_now_ms() + ADMIN_HTTP_PROBE_MS;
+		c->state = HTTP_PROBE;
+		return 0;
+	}
+	return respond_ready(c, rc, why, sizeof(why));
 }
 
 /* Answer the request in c->buf (rc from admin_http_parse). 0 or -ENOMEM. */
@@ -315,7 +334,7 @@ static int answer(struct admin_http *h, struct admin_http_client *c, int rc, con
 	if (strcmp(path, "/healthz") == 0)
 		return respond_text(c, 200, "OK", "ok\n");
 	if (strcmp(path, "/readyz") == 0)
-		return respond_ready(h, c);
+		return start_ready(h, c);
 	return respond_text(c, 404, "Not Found", "not found: try /metrics, /healthz or /readyz\n");
 }
 
@@ -359,6 +378,8 @@ static void client_write(struct admin_http_client *c)
 	client_linger(c);
 }
 
+static void answered(struct admin_http_client *c, int rc);
+
 static void client_read(struct admin_http *h, struct admin_http_client *c)
 {
 	char path[HTTP_PATH_MAX], junk[512];
@@ -380,14 +401,44 @@ static void client_read(struct admin_http *h, struct admin_http_client *c)
 	int rc = admin_http_parse(c->buf, c->len, path, sizeof(path));
 	if (rc == -EAGAIN)
 		return;
-	if (answer(h, c, rc, path)) {
+	answered(c, answer(h, c, rc, path));
+}
+
+/* The answer is in c->out (rc 0), or could not be made (-ENOMEM): send it. */
+static void answered(struct admin_http_client *c, int rc)
+{
+	if (rc) {
 		log_warn("admin", "out of memory answering an HTTP request", "%s", "");
 		client_close(c);
 		return;
 	}
+	if (c->state == HTTP_PROBE)
+		return;
 	c->state = HTTP_WRITE;
 	c->deadline = admin_now_ms() + ADMIN_HTTP_TIMEOUT_MS;
 	client_write(c);
+}
+
+/* The pooler probe ended (rc -ETIMEDOUT, or 0 to read its outcome): answer every
+ * /readyz waiting on it. */
+static void probe_finish(struct admin_http *h, int rc)
+{
+	char why[256] = "";
+	int err = 0;
+	socklen_t l = sizeof(err);
+	if (!rc)
+		rc = getsockopt(h->probe_fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 ? -errno : -err;
+	close(h->probe_fd);
+	h->probe_fd = -1;
+	if (h->ops && h->ops->ready_done)
+		rc = h->ops->ready_done(h->ctx, rc, why, sizeof(why));
+	for (int i = 0; i < ADMIN_HTTP_MAX_CLIENTS; i++) {
+		struct admin_http_client *c = &h->cl[i];
+		if (c->state != HTTP_PROBE)
+			continue;
+		c->state = HTTP_READ; /* no longer parked: answered() sends */
+		answered(c, respond_ready(c, rc, why, sizeof(why)));
+	}
 }
 
 /* A slot for a new client: a free one, else one already answered, else the oldest,
@@ -405,7 +456,7 @@ static struct admin_http_client *take_slot(struct admin_http *h)
 	}
 	if (oldest->state != HTTP_LINGER)
 		log_debug("admin", "metrics clients at the limit: the oldest dropped", "max=%d state=%s",
-			  ADMIN_HTTP_MAX_CLIENTS, oldest->state == HTTP_READ ? "read" : "write");
+			  ADMIN_HTTP_MAX_CLIENTS, oldest->state == HTTP_WRITE ? "write" : "read");
 	client_close(oldest);
 	return oldest;
 }
@@ -429,6 +480,13 @@ static void http_accept(struct admin_http *h)
 void admin_http_poll_setup(struct admin_http *h, struct pollfd *pfd, uint64_t now, int *timeout)
 {
 	pfd[0] = (struct pollfd){ .fd = h->lfd, .events = POLLIN };
+	pfd[ADMIN_HTTP_NFDS - 1] = (struct pollfd){ .fd = -1 };
+	if (h->probe_fd >= 0 && now >= h->probe_deadline)
+		probe_finish(h, -ETIMEDOUT);
+	if (h->probe_fd >= 0) {
+		admin_timeout_min(timeout, h->probe_deadline, now);
+		pfd[ADMIN_HTTP_NFDS - 1] = (struct pollfd){ .fd = h->probe_fd, .events = POLLOUT };
+	}
 	for (int i = 0; i < ADMIN_HTTP_MAX_CLIENTS; i++) {
 		struct admin_http_client *c = &h->cl[i];
 		pfd[i + 1] = (struct pollfd){ .fd = -1 };
@@ -437,11 +495,13 @@ void admin_http_poll_setup(struct admin_http *h, struct pollfd *pfd, uint64_t no
 		if (now >= c->deadline) {
 			if (c->state != HTTP_LINGER)
 				log_debug("admin", "metrics client timed out", "state=%s",
-					  c->state == HTTP_READ ? "read" : "write");
+					  c->state == HTTP_WRITE ? "write" : "read");
 			client_close(c);
 			continue;
 		}
 		admin_timeout_min(timeout, c->deadline, now);
+		if (c->state == HTTP_PROBE)
+			continue; /* its answer waits for the probe */
 		pfd[i + 1].fd = c->fd;
 		pfd[i + 1].events = c->state == HTTP_WRITE ? POLLOUT : POLLIN;
 	}
@@ -449,6 +509,9 @@ void admin_http_poll_setup(struct admin_http *h, struct pollfd *pfd, uint64_t no
 
 void admin_http_poll_done(struct admin_http *h, const struct pollfd *pfd)
 {
+	const struct pollfd *probe = &pfd[ADMIN_HTTP_NFDS - 1];
+	if (h->probe_fd >= 0 && probe->fd == h->probe_fd && probe->revents)
+		probe_finish(h, 0);
 	for (int i = 0; i < ADMIN_HTTP_MAX_CLIENTS; i++) {
 		struct admin_http_client *c = &h->cl[i];
 		if (c->state == HTTP_FREE || pfd[i + 1].fd != c->fd || !pfd[i + 1].revents)
@@ -472,6 +535,7 @@ int admin_http_open(struct admin_http *h, const char *addr, const struct admin_o
 	int one = 1, rc, fd = -1;
 
 	h->lfd = -1;
+	h->probe_fd = -1;
 	h->port = 0;
 	h->ops = ops;
 	h->ctx = ctx;
@@ -521,5 +585,7 @@ void admin_http_close(struct admin_http *h)
 			client_close(&h->cl[i]);
 	if (h->lfd >= 0)
 		close(h->lfd);
-	h->lfd = -1;
+	if (h->probe_fd >= 0)
+		close(h->probe_fd);
+	h->lfd = h->probe_fd = -1;
 }

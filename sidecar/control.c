@@ -201,8 +201,18 @@ static int drain_cb(void *ctx, int timeout_ms)
 	return 0;
 }
 
-/* Ready: not draining, and the pooler accepts a connection within a second. */
-static int ready_cb(void *ctx, char *why, size_t whylen)
+static int ready_done_cb(void *ctx, int rc, char *why, size_t whylen)
+{
+	struct sidecar *sc = ctx;
+	if (rc)
+		snprintf(why, whylen, "backend %s: %s", sc->backend_desc,
+			 rc == -ETIMEDOUT ? "no answer to a connect within 1 s" : strerror(-rc));
+	return rc;
+}
+
+/* Ready: not draining, and the pooler accepts a connection (within a second: the
+ * admin thread waits for the probe without blocking). */
+static int ready_cb(void *ctx, int *probe, char *why, size_t whylen)
 {
 	struct sidecar *sc = ctx;
 	if (atomic_load(&sc->draining)) {
@@ -211,22 +221,16 @@ static int ready_cb(void *ctx, char *why, size_t whylen)
 	}
 	int fd = socket(sc->backend.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), rc = 0;
 	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sc->backend, sc->backend_len) < 0 && errno != EINPROGRESS) {
+		return ready_done_cb(ctx, -errno, why, whylen);
+	if (connect(fd, (struct sockaddr *)&sc->backend, sc->backend_len) < 0) {
+		if (errno == EINPROGRESS) {
+			*probe = fd;
+			return -EINPROGRESS;
+		}
 		rc = -errno;
-	} else {
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		int err = 0;
-		socklen_t l = sizeof(err);
-		if (poll(&p, 1, 1000) <= 0)
-			rc = -ETIMEDOUT;
-		else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err)
-			rc = -(err ? err : errno);
 	}
 	close(fd);
-	if (rc)
-		snprintf(why, whylen, "backend %s: %s", sc->backend_desc, strerror(-rc));
-	return rc;
+	return ready_done_cb(ctx, rc, why, whylen);
 }
 
 const struct admin_ops control_ops = {
@@ -235,4 +239,5 @@ const struct admin_ops control_ops = {
 	.reload = reload_cb,
 	.drain = drain_cb,
 	.ready = ready_cb,
+	.ready_done = ready_done_cb,
 };

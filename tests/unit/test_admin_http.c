@@ -5,6 +5,7 @@
 // clients that must not hold up anyone else.
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -312,16 +313,45 @@ static int fake_snapshot(void *ctx, struct admin_snapshot *out)
 	return 0;
 }
 
-static int fake_ready(void *ctx, char *why, size_t len)
+/* probe_mode: 0 no probe; 1 a probe that connects at once (a socketpair end);
+ * 2 one that never does (a pipe's read end: never writable). */
+static atomic_int probe_mode, probe_calls;
+static int stuck_pipe[2] = { -1, -1 };
+
+static int fake_ready(void *ctx, int *probe, char *why, size_t len)
 {
 	(void)ctx;
-	if (!atomic_load(&not_ready))
-		return 0;
-	snprintf(why, len, "draining\n(shutting down)");
-	return -ESHUTDOWN;
+	atomic_fetch_add(&probe_calls, 1);
+	if (atomic_load(&not_ready)) {
+		snprintf(why, len, "draining\n(shutting down)");
+		return -ESHUTDOWN;
+	}
+	int sv[2];
+	switch (atomic_load(&probe_mode)) {
+	case 1:
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+			return -errno;
+		close(sv[1]); /* writable all the same: POLLOUT|POLLHUP, SO_ERROR 0 */
+		*probe = sv[0];
+		return -EINPROGRESS;
+	case 2:
+		if (pipe2(stuck_pipe, O_CLOEXEC))
+			return -errno;
+		*probe = stuck_pipe[0];
+		return -EINPROGRESS;
+	}
+	return 0;
 }
 
-static const struct admin_ops ops = { .snapshot = fake_snapshot, .ready = fake_ready };
+static int fake_ready_done(void *ctx, int rc, char *why, size_t len)
+{
+	(void)ctx;
+	if (rc)
+		snprintf(why, len, "probe: %s", strerror(-rc));
+	return rc;
+}
+
+static const struct admin_ops ops = { .snapshot = fake_snapshot, .ready = fake_ready, .ready_done = fake_ready_done };
 
 static uint64_t mono_ms(void)
 {
@@ -524,6 +554,55 @@ static void test_idle_and_limit(unsigned port)
 	is(response(out, &body), 200, "slots are free again");
 }
 
+static int send_get(unsigned port, const char *path)
+{
+	char req[128];
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\n\r\n", path);
+	int fd = tcp_connect(AF_INET, port);
+	if (fd >= 0 && send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* /readyz probes the pooler without blocking the loop: /healthz is answered while a
+ * probe hangs, concurrent /readyz share one probe, and a hung one answers 503 after 1 s. */
+static void test_ready_probe(unsigned port)
+{
+	char out[4096];
+	const char *body;
+
+	atomic_store(&probe_mode, 1);
+	get(port, "/readyz", out, sizeof(out));
+	ok(response(out, &body) == 200 && strcmp(body, "ready\n") == 0, "a probe that connects: 200 ready");
+
+	atomic_store(&probe_mode, 2);
+	atomic_store(&probe_calls, 0);
+	uint64_t t0 = mono_ms();
+	int a = send_get(port, "/readyz");
+	usleep(50 * 1000);
+	int b = send_get(port, "/readyz");
+	usleep(50 * 1000);
+	uint64_t t1 = mono_ms();
+	get(port, "/healthz", out, sizeof(out));
+	uint64_t took = mono_ms() - t1;
+	ok(response(out, &body) == 200 && took < 500, "/healthz answered while the probe hangs (%llu ms)",
+	   (unsigned long long)took);
+	ok(a >= 0 && read_all(a, out, sizeof(out), 5000) && response(out, &body) == 503 && body &&
+		   strcmp(body, "not ready: probe: Connection timed out\n") == 0,
+	   "the hung probe: 503 with the reason");
+	took = mono_ms() - t0;
+	ok(took >= 900 && took < 2500, "after about 1 s (%llu ms)", (unsigned long long)took);
+	ok(b >= 0 && read_all(b, out, sizeof(out), 5000) && response(out, &body) == 503,
+	   "the second /readyz: the same answer");
+	is(atomic_load(&probe_calls), 1, "both waited on one probe");
+	close(a);
+	close(b);
+	close(stuck_pipe[1]);
+	atomic_store(&probe_mode, 0);
+}
+
 /* A client that never reads a large answer costs nothing but its slot. */
 static void test_slow_reader(unsigned port)
 {
@@ -578,6 +657,7 @@ static void test_live(void)
 
 	test_requests(port);
 	test_slow_reader(port);
+	test_ready_probe(port);
 	test_idle_and_limit(port);
 	admin_stop(a);
 	ok(tcp_connect(AF_INET, port) < 0, "admin_stop closes the listener");
