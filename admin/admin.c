@@ -68,6 +68,7 @@ struct admin {
 	struct admin_client cl[ADMIN_MAX_CLIENTS];
 	struct admin_http http;
 	_Atomic long group;            /* -1, or a gid whose members may also connect */
+	char *made_dir;                /* the parent directory, when admin_start created it */
 };
 
 int admin_set_group(struct admin *a, gid_t gid)
@@ -76,7 +77,34 @@ int admin_set_group(struct admin *a, gid_t gid)
 		return -EINVAL;
 	if (chown(a->path, (uid_t)-1, gid) < 0 || chmod(a->path, 0660) < 0)
 		return -errno;
+	/* the directory we made (0750) must let the group through too */
+	if (a->made_dir && chown(a->made_dir, (uid_t)-1, gid) < 0)
+		return -errno;
 	atomic_store(&a->group, (long)gid);
+	return 0;
+}
+
+int admin_set_owner(struct admin *a, uid_t uid)
+{
+	if (!a || !a->path)
+		return 0;
+	if (chown(a->path, uid, (gid_t)-1) < 0 || (a->made_dir && chown(a->made_dir, uid, (gid_t)-1) < 0))
+		return -errno;
+	return 0;
+}
+
+/* Is gid the peer's primary group or one of its supplementary groups? */
+static int peer_in_group(int fd, gid_t primary, gid_t gid)
+{
+	gid_t groups[256];
+	socklen_t len = sizeof(groups);
+	if (primary == gid)
+		return 1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+		return 0; /* ERANGE (over 256 groups) or an old kernel: the primary group only */
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		if (groups[i] == gid)
+			return 1;
 	return 0;
 }
 
@@ -402,7 +430,7 @@ static void admin_accept(struct admin *a)
 		return;
 	}
 	long grp = atomic_load(&a->group);
-	if (cr.uid != 0 && cr.uid != geteuid() && !(grp >= 0 && cr.gid == (gid_t)grp)) {
+	if (cr.uid != 0 && cr.uid != geteuid() && !(grp >= 0 && peer_in_group(fd, cr.gid, (gid_t)grp))) {
 		log_warn("admin", "admin client refused: other user", "uid=%u pid=%d", (unsigned)cr.uid,
 			 (int)cr.pid);
 		refuse(fd, ERR_DENIED);
@@ -489,8 +517,9 @@ static void *admin_thread(void *arg)
 
 /* ---- creating the socket ---------------------------------------------------------- */
 
-/* Make the parent directory (0750) if it is missing; one level only. */
-static int make_parent_dir(const char *path)
+/* Make the parent directory (0750) if it is missing; one level only. *made gets its
+ * path when this call created it. */
+static int make_parent_dir(const char *path, char **made)
 {
 	struct stat st;
 	int rc = 0;
@@ -516,6 +545,7 @@ static int make_parent_dir(const char *path)
 	if (chmod(dir, 0750))
 		log_warn("admin", "cannot chmod the admin socket directory", "dir=\"%s\" error=\"%s\"",
 			 ESC_PATH(dir), strerror(errno));
+	*made = strdup(dir);
 out:
 	free(dup);
 	return rc;
@@ -652,7 +682,7 @@ int admin_start(const char *path, const char *metrics_listen, const struct admin
 	a->lfd = a->wake_fd = -1;
 	for (int i = 0; i < ADMIN_MAX_CLIENTS; i++)
 		a->cl[i].fd = -1;
-	if (sock && ((rc = make_parent_dir(path)) || (rc = remove_stale(path)) || (rc = bind_listen(a))))
+	if (sock && ((rc = make_parent_dir(path, &a->made_dir)) || (rc = remove_stale(path)) || (rc = bind_listen(a))))
 		goto err_free;
 	if ((rc = admin_http_open(&a->http, metrics_listen, ops, ctx)))
 		goto err_sock;
@@ -678,8 +708,10 @@ err_sock:
 		unlink(a->path);
 	}
 err_free:
-	if (a)
+	if (a) {
 		free(a->path);
+		free(a->made_dir);
+	}
 	free(a);
 	return rc;
 }
@@ -710,5 +742,6 @@ void admin_stop(struct admin *a)
 	if (a->path && lstat(a->path, &st) == 0 && st.st_dev == a->dev && st.st_ino == a->ino)
 		unlink(a->path);
 	free(a->path);
+	free(a->made_dir);
 	free(a);
 }

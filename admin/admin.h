@@ -141,9 +141,13 @@ int admin_start(const char *path, const char *metrics_listen, const struct admin
 		struct admin **out);
 /* The TCP port the metrics listener is bound to (useful with port 0); 0 if none. */
 unsigned admin_metrics_port(const struct admin *a);
-/* Let members of gid in as well: the socket becomes group gid, mode 0660, and a peer
- * whose primary gid is gid passes the SO_PEERCRED check. 0 or -errno. */
+/* Let members of gid in as well: the socket becomes group gid, mode 0660 (and so does
+ * the directory if admin_start created it), and a peer with gid as its primary or a
+ * supplementary group (SO_PEERCRED, SO_PEERGROUPS) passes the check. 0 or -errno. */
 int admin_set_group(struct admin *a, gid_t gid);
+/* Hand the socket (and the directory admin_start created) to uid, before dropping
+ * root to it: it may then use ctl and remove the socket when it stops. 0 or -errno. */
+int admin_set_owner(struct admin *a, uid_t uid);
 /* Stop the thread, unlink the socket. */
 void admin_stop(struct admin *a);
 /* Client side (ktls-sidecar ctl): send cmd, copy the answer to out. 0, or -errno. */

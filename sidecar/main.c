@@ -176,7 +176,7 @@ static int set_admin_group(struct admin *adm, const char *name)
 }
 
 /* Give up root once the sockets are bound and the key is read. */
-static int drop_privileges(const char *user, const char *admin_path)
+static int drop_privileges(const char *user, struct admin *adm)
 {
 	struct passwd *pw = getpwnam(user);
 	if (!pw) {
@@ -184,9 +184,11 @@ static int drop_privileges(const char *user, const char *admin_path)
 		return -ENOENT;
 	}
 	/* the admin socket accepts its owner's uid: hand it to the new identity */
-	if (admin_path && admin_path[0] && chown(admin_path, pw->pw_uid, (gid_t)-1) < 0)
-		log_warn("main", "cannot chown the admin socket", "error=\"%s\"", strerror(errno));
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0 ||
+	int rc = admin_set_owner(adm, pw->pw_uid);
+	if (rc)
+		log_warn("main", "cannot chown the admin socket", "error=\"%s\"", strerror(-rc));
+	/* the user's groups, so that a key readable through one (ssl-cert) still reloads */
+	if (initgroups(user, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0 ||
 	    (pw->pw_uid != 0 && setuid(0) == 0)) {
 		log_error("main", "cannot drop privileges", "user=\"%s\" error=\"%s\"", user, strerror(errno));
 		return -EPERM;
@@ -355,7 +357,7 @@ static int cmd_run(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	if (cfg.user[0] && drop_privileges(cfg.user, cfg.admin_socket)) {
+	if (cfg.user[0] && drop_privileges(cfg.user, adm)) {
 		admin_stop(adm);
 		return 1;
 	}

@@ -26,6 +26,26 @@ like "$("$KTLS_SIDECAR" ctl --admin-socket "$FX_DIR/priv.sock" show info)" 'vers
 is "$(stat -c %U "$FX_DIR/priv.sock")" nobody "the admin socket now belongs to the new user"
 fx_sidecar_stop priv || true
 
+# --user keeps the user's supplementary groups: a key readable only through ssl-cert
+# (Debian's layout; postgres is a member) still reloads after dropping root, and the
+# socket directory the sidecar made is handed over, so the socket goes when it stops
+kdir="$FX_DIR/ssl-private"
+mkdir -p "$kdir" && cp "$FX_CERTS/server.key" "$FX_CERTS/server.crt" "$kdir/" &&
+    chown root:ssl-cert "$kdir" "$kdir/server.key" && chmod 0710 "$kdir" && chmod 0640 "$kdir/server.key" ||
+    BAIL_OUT "key directory"
+chmod o+x "$FX_DIR"
+sock="$FX_DIR/run-grp/admin.sock"
+fx_sidecar_start grp --listen "127.0.0.1:$(fx_free_port)" --backend "127.0.0.1:$FX_PGB_PORT" --io "$io" \
+    --cert "$kdir/server.crt" --key "$kdir/server.key" --admin-socket "$sock" --user postgres \
+    || BAIL_OUT "sidecar did not start"
+like "$("$KTLS_SIDECAR" ctl --admin-socket "$sock" reload 2>&1)" '^OK: ' \
+    "--user postgres: a key readable through a supplementary group reloads"
+is "$(stat -c '%U %a' "$(dirname "$sock")")" "postgres 750" "the socket directory it made now belongs to postgres"
+like "$(runuser -u postgres -- "$KTLS_SIDECAR" ctl --admin-socket "$sock" show info 2>&1)" 'version' \
+    "postgres may use ctl"
+fx_sidecar_stop grp || true
+ok "the socket is removed when it stops" test ! -e "$sock"
+
 port2="$(fx_free_port)"
 rc=0; out="$(fx_with_timeout 10 "$KTLS_SIDECAR" run --listen "127.0.0.1:$port2" --admin-socket "" \
     --cert "$FX_CERTS/server.crt" --key "$FX_CERTS/server.key" --user no-such-user-here 2>&1)" || rc=$?
@@ -45,6 +65,15 @@ for k in server.key alice.key untrusted.key; do
         grep -qF -- "${line:0:24}" "$(fx_sidecar_log keys)" "$(fx_sidecar_log priv)" && leaks=$((leaks + 1))
     done <"$FX_CERTS/$k"
 done
+# the key's PEM text given where a path belongs (a Secret put in the environment)
+rc=0; out="$(KTLS_SIDECAR_KEY="$(cat "$FX_CERTS/server.key")" fx_with_timeout 10 "$KTLS_SIDECAR" run \
+    --listen "127.0.0.1:$port2" --admin-socket "" --cert "$FX_CERTS/server.crt" 2>&1)" || rc=$?
+is "$rc" 2 "PEM text in KTLS_SIDECAR_KEY: refused as a configuration error"
+like "$out" 'key: expects a file path' "... saying the option wants a path"
+while read -r line; do
+    [[ "$line" == -----* || ${#line} -lt 16 ]] && continue
+    grep -qF -- "${line:0:24}" <<<"$out" && leaks=$((leaks + 1))
+done <"$FX_CERTS/server.key"
 is "$leaks" 0 "no line of any private key's base64 appears in the logs"
 ok "the logs are not empty (the check above looked at something)" test -s "$(fx_sidecar_log keys)"
 done_testing
