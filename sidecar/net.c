@@ -45,6 +45,18 @@ int net_resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len, c
 	return 0;
 }
 
+int net_port_free(const struct sockaddr_storage *ss, socklen_t len)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = 0;
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* TIME_WAIT is no owner */
+	if (bind(fd, (const struct sockaddr *)ss, len) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
 int net_listen(const struct sockaddr_storage *ss, socklen_t len)
 {
 	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -133,11 +133,23 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen);
 /* Stop accepting; close what is still open after timeout_ms. */
 void control_drain(struct sidecar *sc, int timeout_ms);
 
+/* cpus.c */
+/* The CPU limit of the cgroup named in proc_cgroup (/proc/self/cgroup), with the
+ * hierarchy mounted at root (/sys/fs/cgroup): cgroup v2's cpu.max or v1's CFS quota,
+ * rounded up. 0 when there is none or it cannot be read. */
+int cpus_cgroup_limit(const char *proc_cgroup, const char *root);
+/* Workers for --workers 0: the CPUs in this process's affinity mask, capped by the
+ * cgroup limit; at least 1. */
+int cpus_default_workers(void);
+
 /* net.c */
 /* Resolve "host:port" or "unix:/path". 0 or -errno with err. */
 int net_resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len, char *err, size_t errlen);
 /* Bound, listening SO_REUSEPORT socket. fd or -errno. */
 int net_listen(const struct sockaddr_storage *ss, socklen_t len);
+/* 0 if nothing listens on the address: a bind without SO_REUSEPORT succeeds. Else -errno
+ * (EADDRINUSE): SO_REUSEPORT alone would quietly share the port with another process. */
+int net_port_free(const struct sockaddr_storage *ss, socklen_t len);
 /* "ip:port" of an address. */
 void net_addr_str(const struct sockaddr_storage *ss, char *buf, size_t len);
 

@@ -132,6 +132,12 @@ ok "... about the drain timeout later (${ms} ms)" test "$ms" -lt 5000
 like "$(cat "$(fx_sidecar_log drain2)")" 'reason=shutdown' "the closed session is logged with reason=shutdown"
 
 ks_start int "$io" || BAIL_OUT "sidecar did not start"
+# a second instance on the same port is refused, not quietly let into the SO_REUSEPORT group
+rc=0; second="$(fx_with_timeout 10 "$KTLS_SIDECAR" run --listen "127.0.0.1:$KS_PORT" --admin-socket "" \
+    --backend "127.0.0.1:$FX_PGB_PORT" --cert "$FX_CERTS/server.crt" --key "$FX_CERTS/server.key" 2>&1)" || rc=$?
+is "$rc" 1 "a second instance on the same port exits 1"
+like "$second" 'cannot listen.*Address already in use' "... saying the address is in use"
+is "$(fx_psql "$(ks_dsn)" -c 'select 13')" 13 "the first one still serves"
 fx_psql "$(ks_dsn)" -c 'select pg_sleep(20)' >"$out" 2>&1 &
 long=$!
 fx_register_pid "$long"
