@@ -56,7 +56,7 @@ static const struct opt opts[] = {
 	{ "ciphers", T_STR, O(ciphers), DEFAULT_CIPHERS, NULL, 0, 0,
 	  "TLS 1.2 cipher list (OpenSSL syntax); default: the kTLS-offloadable ECDHE AEADs" },
 	{ "ciphersuites", T_STR, O(ciphersuites), DEFAULT_CIPHERSUITES, NULL, 0, 0, "TLS 1.3 cipher suites" },
-	{ "workers", T_INT, O(workers), "0", NULL, 0, 1024, "worker threads (0 = number of CPUs)" },
+	{ "workers", T_INT, O(workers), "0", NULL, 0, 1024, "worker threads (0 = the CPUs this process may use: its cpuset, capped by its cgroup CPU limit)" },
 	{ "pin-cpus", T_BOOL, O(pin_cpus), "false", NULL, 0, 0,
 	  "pin worker N to the Nth allowed CPU; its listener takes the connections processed on that CPU (SO_INCOMING_CPU)" },
 	{ "handshake-timeout", T_DUR, O(handshake_timeout_ms), "10s", NULL, 1, 3600000,

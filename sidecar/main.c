@@ -149,6 +149,12 @@ static int open_listeners(struct sidecar *sc)
 		return -EINVAL;
 	}
 	snprintf(sc->backend_desc, sizeof(sc->backend_desc), "%s", sc->cfg->backend);
+	int rc = net_port_free(&sc->listen, sc->listen_len);
+	if (rc) {
+		log_error("main", "cannot listen", "listen=%s error=\"%s\"%s", sc->cfg->listen, strerror(-rc),
+			  rc == -EADDRINUSE ? " hint=\"another process (another ktls-sidecar?) listens there\"" : "");
+		return rc;
+	}
 	for (int i = 0; i < sc->nworkers; i++) {
 		sc->workers[i].sc = sc;
 		sc->workers[i].id = i;
@@ -332,8 +338,7 @@ static int cmd_run(int argc, char **argv)
 
 	sc.cfg = &cfg;
 	sc.started_ms = now_monotonic_ms();
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	sc.nworkers = cfg.workers ? cfg.workers : (int)(ncpu > 0 ? ncpu : 1);
+	sc.nworkers = cfg.workers ? cfg.workers : cpus_default_workers();
 	sc.workers = calloc((size_t)sc.nworkers, sizeof(struct worker));
 	if (!sc.workers)
 		return 1;
