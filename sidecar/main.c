@@ -334,6 +334,10 @@ static int cmd_run(int argc, char **argv)
 	log_level_parse(cfg.log_level, &lvl);
 	log_set_level(lvl);
 	log_set_json(strcmp(cfg.log_format, "json") == 0);
+	if (cfg.verify == VERIFY_OPTIONAL && (cfg.allow_cn.n || cfg.allow_dns.n || cfg.allow_uri.n))
+		log_warn("main", "--verify optional: clients without a certificate are admitted; the allow-lists "
+				 "apply to certificates presented (--verify require to admit only listed clients)",
+			 "%s", "");
 	signal(SIGPIPE, SIG_IGN);
 
 	sc.cfg = &cfg;

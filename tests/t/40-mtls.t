@@ -40,6 +40,8 @@ for io in $(ks_io_modes); do
     is "$(fx_psql "$(ks_dsn)" -c 'select 2')" 2 "$io: verify=optional: no certificate is accepted"
     nok "$io: verify=optional: a presented but foreign certificate is refused" \
         fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 1'
+    like "$(cat "$(fx_sidecar_log "o-$io")")" 'level=warn .*clients without a certificate are admitted' \
+        "$io: verify=optional with allow-lists: a startup warning says who gets in"
     fx_sidecar_stop "o-$io" || true
 done
 done_testing
