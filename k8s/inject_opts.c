@@ -4,6 +4,8 @@
 // PgBouncer pod: clients on 5432 (TLS), PgBouncer on 127.0.0.1:6432.
 #include "inject_int.h"
 
+#include "config.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -152,6 +154,21 @@ static int parse_backend(struct inject_opts *o, const char *s, char *err, size_t
 	return 0;
 }
 
+/* Daemon options whose value must agree with what the injector declares (ports,
+ * probes, volumes), and the flag that sets each. */
+static const char *owned_option(const char *key, size_t kl)
+{
+	static const char *const owned[][2] = {
+		{ "listen", "--listen-port" },	 { "metrics-listen", "--metrics-port" },
+		{ "backend", "--backend" },	 { "cert", "--secret" },
+		{ "key", "--secret" },		 { "admin-socket", "nothing: the pod's ktls-run volume" },
+	};
+	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+		if (strlen(owned[i][0]) == kl && strncmp(key, owned[i][0], kl) == 0)
+			return owned[i][1];
+	return NULL;
+}
+
 static int add_set(struct inject_opts *o, const char *kv, char *err, size_t errlen)
 {
 	const char *eq = strchr(kv, '=');
@@ -161,11 +178,26 @@ static int add_set(struct inject_opts *o, const char *kv, char *err, size_t errl
 			    "'ktls-sidecar run --help')", kv);
 	if (o->nset == INJECT_MAX_SET || kl + sizeof("KTLS_SIDECAR_") > sizeof(o->set_buf[0]))
 		return fail(err, errlen, "--set %s: too many or too long", kv);
+	const char *flag = owned_option(kv, kl);
+	if (flag)
+		return fail(err, errlen, "--set %.*s: the injector sets it (use %s)", (int)kl, kv, flag);
+	/* the daemon's own parser: an unknown name or a bad value fails here, not in the pod */
+	char key[64], why[CONFIG_ERR_LEN];
+	struct config scratch;
+	snprintf(key, sizeof(key), "%.*s", (int)kl, kv);
+	config_init(&scratch);
+	int rc = config_set(&scratch, key, eq + 1, why, sizeof(why));
+	config_free(&scratch);
+	if (rc)
+		return fail(err, errlen, "--set %s: %s", kv, why);
 	char *name = o->set_buf[o->nset];
 	int n = snprintf(name, sizeof(o->set_buf[0]), "KTLS_SIDECAR_");
 	for (size_t i = 0; i < kl; i++)
 		name[n++] = kv[i] == '-' ? '_' : (char)toupper((unsigned char)kv[i]);
 	name[n] = 0;
+	for (int i = 0; i < o->nset; i++)
+		if (strcmp(o->set_key[i], name) == 0)
+			return fail(err, errlen, "--set %s: %s is already set", kv, key);
 	o->set_key[o->nset] = name;
 	o->set_val[o->nset++] = eq + 1;
 	return 0;

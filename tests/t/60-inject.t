@@ -191,6 +191,16 @@ for bad in "--listen-port 0" "--listen-port 70000" "--secret Bad_Name" "--backen
     is "$(cat "$T/opterr.rc"):$(wc -c <"$T/opterr.out")" "2:0" "option error ($bad): status 2, no output"
 done
 like "$(cat "$T/opterr.err")" 'listen-port and --metrics-port are both 5432' "... with a message"
+# --set goes through the daemon's own parser, and leaves what the injector sets to its flags
+for case in "maxconns=5|unknown option 'maxconns'" "workers=two|'two' is not an integer" \
+    "idle-timeout=soon|not a duration" "metrics-listen=0.0.0.0:9000|use --metrics-port" \
+    "listen=0.0.0.0:1|use --listen-port" "key=/k|use --secret"; do
+    inj opterr --set "${case%%|*}" "$IN/pod.yaml" || true
+    like "$(cat "$T/opterr.rc"):$(wc -c <"$T/opterr.out") $(cat "$T/opterr.err")" "^2:0 .*${case#*|}" \
+        "--set ${case%%|*}: status 2, no output, says why"
+done
+inj opterr --set max-conns=5 --set max-conns=6 "$IN/pod.yaml" || true
+like "$(cat "$T/opterr.rc") $(cat "$T/opterr.err")" "^2 .*max-conns is already set" "--set twice for one option"
 inj opterr --secret || true
 like "$(cat "$T/opterr.rc") $(cat "$T/opterr.err")" '^2 .*--secret needs a value' "an option without its value"
 inj help --help || true
