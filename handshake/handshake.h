@@ -58,6 +58,9 @@ void hs_conn_close_notify(struct hs_conn *c);
 size_t hs_conn_pending_out(const struct hs_conn *c);
 /* Move up to cap bytes of ciphertext to buf; returns the count. */
 size_t hs_conn_drain(struct hs_conn *c, void *buf, size_t cap);
+/* Send the queued ciphertext to fd without blocking; what the socket does not take
+ * stays queued, in order. Bytes sent, or -errno (not -EAGAIN: that sends 0). */
+long hs_conn_send_out(struct hs_conn *c, int fd);
 /* Give back OpenSSL's record buffers of an idle connection (kept while it is busy). */
 void hs_conn_release_buffers(struct hs_conn *c);
 

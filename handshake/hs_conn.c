@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 
@@ -158,6 +159,24 @@ size_t hs_conn_drain(struct hs_conn *c, void *buf, size_t cap)
 {
 	int n = BIO_read(c->wbio, buf, (int)cap);
 	return n > 0 ? (size_t)n : 0;
+}
+
+long hs_conn_send_out(struct hs_conn *c, int fd)
+{
+	char *p = NULL, junk[256];
+	long len = BIO_get_mem_data(c->wbio, &p); /* the unread part, in place */
+	if (len <= 0 || !p)
+		return 0;
+	ssize_t n = send(fd, p, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	for (ssize_t left = n; left > 0;) { /* then consume what went out */
+		int r = BIO_read(c->wbio, junk, left < (ssize_t)sizeof(junk) ? (int)left : (int)sizeof(junk));
+		if (r <= 0)
+			break;
+		left -= r;
+	}
+	return (long)n;
 }
 
 void hs_conn_release_buffers(struct hs_conn *c)

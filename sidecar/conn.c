@@ -173,6 +173,26 @@ static void send_close_notify(struct conn *c)
 	}
 }
 
+int conn_tls_side_output(struct conn *c)
+{
+	if (!c->tls || c->ktls_tx || !hs_conn_pending_out(c->tls))
+		return 0;
+	if (!c->cli_wr.pending) {
+		long n = hs_conn_send_out(c->tls, c->cfd);
+		if (n < 0) {
+			conn_fail(c, CR_CLIENT_RESET, (int)n);
+			return -1;
+		}
+	}
+	if (hs_conn_pending_out(c->tls) > TLS_SIDE_OUT_MAX) {
+		conn_log(c, LOG_WARN, "client leaves TLS output unread while sending more (KeyUpdate or "
+				      "renegotiation flood?), closing", NULL);
+		conn_close(c, CR_PROTOCOL);
+		return -1;
+	}
+	return 0;
+}
+
 /* Start closing: cancel what is in flight; the last completion frees. */
 void conn_fail(struct conn *c, enum close_reason why, int res)
 {
@@ -606,6 +626,8 @@ void conn_startup_pump(struct conn *c)
 			return;
 		}
 		int r = hs_conn_read(c->tls, c->pkt + c->have, c->need - c->have);
+		if (conn_tls_side_output(c))
+			return;
 		if (r == 0) {
 			engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
 			return;

@@ -24,6 +24,9 @@
 #define IDLE_RELEASE_MS 1000 /* a relay quiet this long gives its buffers' pages back */
 _Static_assert(CBUF_SIZE <= BUFPOOL_SLOT && BBUF_SIZE <= BUFPOOL_SLOT, "relay buffers fit a pool slot");
 _Static_assert(BBUF_OUT >= BBUF_SIZE + TLS_HDR + 256, "a record of one bbuf read fits");
+/* TLS output a client may leave unread while it sends: a few records of the relay's
+ * own (one bbuf read) plus what reading made (KeyUpdate answers, alerts) */
+#define TLS_SIDE_OUT_MAX (64 * 1024)
 
 enum phase { PH_NEGOTIATE, PH_HANDSHAKE, PH_STARTUP, PH_CONNECT, PH_CANCEL_WAIT, PH_RELAY, PH_FINAL, PH_CLOSING };
 
@@ -105,6 +108,11 @@ static inline void dir_splice_out(struct conn *c, struct io_op *op, struct dir *
 }
 
 /* conn.c */
+/* After a TLS read: records OpenSSL made while reading (a KeyUpdate's answer, a
+ * no_renegotiation alert) go out now unless a send is in flight, which drains them
+ * in order after its own. A client that makes more pile up than TLS_SIDE_OUT_MAX
+ * without reading is closed. 0, or -1 if c is closing. */
+int conn_tls_side_output(struct conn *c);
 /* Start closing: cancel what is in flight; the last completion frees c. */
 void conn_close(struct conn *c, enum close_reason why);
 /* conn_close for an I/O error: res (-errno) is logged with the close line. */

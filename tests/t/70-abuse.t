@@ -9,6 +9,8 @@ set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 ks_setup
 wire() { fx_with_timeout 120 python3 "$PGWIRE" "$@"; }
+KU_TOOL="$(dirname "$KTLS_SIDECAR")/tests/tools/pgkeyupdate"
+[[ -x "$KU_TOOL" ]] || KU_TOOL="$FX_REPO/build/tests/tools/pgkeyupdate"
 fds() { ls "/proc/$1/fd" | wc -l; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -68,6 +70,19 @@ for io in $(ks_io_modes); do
         skip "RSS is not meaningful under ASan (quarantine, shadow memory)"
     else
         ok "$io: RSS stays flat over the resets (${rss0} -> ${rss1} kB)" test "$rss1" -lt $((rss0 + 8192))
+    fi
+
+    # TLS records OpenSSL makes while reading (KeyUpdate answers) go out as they are made,
+    # and a client that never reads them cannot make them pile up in the sidecar
+    rc=0; out="$(fx_with_timeout 120 "$KU_TOOL" 127.0.0.1 "$KS_PORT" app app 30000 flood 2>&1)" || rc=$?
+    is "$rc" 0 "$io: a KeyUpdate flood that never reads the answers is cut off ($out)"
+    like "$(cat "$(fx_sidecar_log "a-$io")")" 'leaves TLS output unread' "$io: ... and says why in the log"
+    ok "$io: ... and released" wait_active 0
+    rss2="$(rss_kb "$pid")"
+    if [[ -n "${TEST_SANITIZE:-}" ]]; then
+        skip "RSS is not meaningful under ASan (quarantine, shadow memory)"
+    else
+        ok "$io: RSS stays flat over the flood (${rss1} -> ${rss2} kB)" test "$rss2" -lt $((rss1 + 8192))
     fi
     fx_sidecar_stop "a-$io" || true
     ks_check_log "a-$io"

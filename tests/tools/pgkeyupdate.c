@@ -4,9 +4,13 @@
 // relay that loses track of the keys shows up as a failed query or a dropped
 // connection. Used by the kTLS VM suite; not part of the product.
 //
-// usage: pgkeyupdate HOST PORT USER DATABASE ROUNDS [k|K]
+// usage: pgkeyupdate HOST PORT USER DATABASE ROUNDS [k|K|flood]
 //   k: KeyUpdate(update_not_requested)   K: update_requested (the server
 //   must answer with its own KeyUpdate and rekey its sending side too)
+//   flood: a 2 KB receive buffer, half a query, then ROUNDS times one byte of it
+//     and 32 KeyUpdate(update_requested), never reading: the server must close
+//     the connection rather than queue its answers without bound (exit 0 when
+//     it did, 1 when every round went through)
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -14,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -107,13 +112,35 @@ static void until_ready(int i)
 		die("wrong number of rows");
 }
 
+/* Never read; see whether the server gives up on us. */
+static int flood(int rounds)
+{
+	static const uint8_t half[5] = { 'Q', 0x01, 0x00, 0x00, 0x00 }; /* a 16 MB query, never finished */
+	tls_write(half, 5);
+	for (int i = 0; i < rounds; i++) {
+		if (SSL_write(ssl, " ", 1) != 1) {
+			printf("pgkeyupdate: the server closed the connection after %d rounds\n", i);
+			return 0;
+		}
+		for (int k = 0; k < 32; k++)
+			if (!SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) || SSL_do_handshake(ssl) != 1) {
+				printf("pgkeyupdate: the server closed the connection after %d rounds\n", i);
+				return 0;
+			}
+	}
+	printf("pgkeyupdate: all %d rounds (%d KeyUpdates) went through unread\n", rounds, rounds * 32);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
-	if (argc < 6 || (argc == 7 && strcmp(argv[6], "k") && strcmp(argv[6], "K"))) {
-		fprintf(stderr, "usage: pgkeyupdate HOST PORT USER DATABASE ROUNDS [k|K]\n");
+	if (argc < 6 || (argc == 7 && strcmp(argv[6], "k") && strcmp(argv[6], "K") && strcmp(argv[6], "flood"))) {
+		fprintf(stderr, "usage: pgkeyupdate HOST PORT USER DATABASE ROUNDS [k|K|flood]\n");
 		return 2;
 	}
 	int rounds = atoi(argv[5]), requested = argc == 7 && argv[6][0] == 'K';
+	const char *mode = argc == 7 ? argv[6] : "k";
+	signal(SIGPIPE, SIG_IGN);
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
 	if (getaddrinfo(argv[1], argv[2], &hints, &ai))
 		die("cannot resolve the address");
@@ -121,6 +148,9 @@ int main(int argc, char **argv)
 	struct timeval tv = { .tv_sec = 30 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	int small = 2048;
+	if (strcmp(mode, "flood") == 0) /* before connect, so the window stays small */
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen))
 		die("connect failed");
 	freeaddrinfo(ai);
@@ -149,6 +179,8 @@ int main(int argc, char **argv)
 	put32(pkt + 4, 196608); /* protocol 3.0 */
 	tls_write(pkt, n);
 	until_ready(0);
+	if (strcmp(mode, "flood") == 0)
+		return flood(rounds);
 
 	for (int i = 1; i <= rounds; i++) {
 		if (!SSL_key_update(ssl, requested ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED))
