@@ -17,6 +17,7 @@ struct fd_slot {
 	uint8_t registered;
 	uint8_t level;         /* listening socket: level-triggered */
 	uint8_t rd_edge;       /* a read event came while no recv was parked */
+	uint8_t rd_hup;        /* the peer closed or reset: its event was the last */
 };
 
 struct epoll_engine {
@@ -147,12 +148,13 @@ static void e_accept(struct engine *e, struct io_op *op, int fd)
 
 /* After a recv that emptied the socket, a new recv waits for the next read event
  * instead of trying first, unless one came since (rd_edge): edge-triggered epoll
- * reports each arrival once. */
+ * reports each arrival once. After a hangup it always tries: a FIN or reset that
+ * came with the last data was reported with it, and no further event will come. */
 static void e_recv(struct engine *e, struct io_op *op)
 {
 	struct epoll_engine *p = EE(e);
 	struct fd_slot *s = (size_t)op->fd < p->nslots ? &p->slots[op->fd] : NULL;
-	if (s && p->poll_first && op->drained && s->registered && !s->rd_edge && !s->rd) {
+	if (s && p->poll_first && op->drained && s->registered && !s->rd_edge && !s->rd_hup && !s->rd) {
 		s->rd = op;
 		return;
 	}
@@ -201,6 +203,8 @@ static void on_event(struct epoll_engine *p, int fd, uint32_t ev)
 	struct fd_slot *s = &p->slots[fd];
 	if (!s->rd && (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)))
 		s->rd_edge = 1;
+	if (ev & (EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+		s->rd_hup = 1;
 	if (s->rd && (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))) {
 		struct io_op *op = s->rd;
 		if (op->type == EOP_ACCEPT) {

@@ -346,6 +346,28 @@ def cmd_rst_storm(port, n, how="rst"):
     print("done %d" % n)
 
 
+def cmd_query_fin(port, n):
+    """n sessions that send a short query and, right behind it, a bare FIN (no
+    close_notify); each must see the sidecar's EOF within 4 s. Prints "eof K of N"."""
+    n, eofs = int(n), 0
+    for _ in range(n):
+        t = session(port)
+        until_ready(t)
+        q = b"select 1\0"
+        t.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
+        raw = socket.socket(fileno=t.detach())  # the FIN leaves with the query's record
+        raw.shutdown(socket.SHUT_WR)
+        raw.settimeout(4)
+        try:
+            while raw.recv(65536):
+                pass
+            eofs += 1
+        except OSError:
+            pass
+        raw.close()
+    print("eof %d of %d" % (eofs, n))
+
+
 def cmd_echo_server(port, slow="0"):
     """A backend that echoes every byte back, reading and writing in random sizes;
     slow=1: a pause of a second after the first read, so that the sidecar's sends to
@@ -515,6 +537,7 @@ def main():
         "garbage": cmd_garbage,
         "flood": cmd_flood,
         "rst-storm": cmd_rst_storm,
+        "query-fin": cmd_query_fin,
         "echo-server": cmd_echo_server,
         "chunked": cmd_chunked,
         "send-close": cmd_send_close,

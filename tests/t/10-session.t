@@ -130,8 +130,18 @@ else
     skip "io_uring unavailable: no --uring-sqpoll / --uring-fixed-files / --uring-buf-ring cases" 26
 fi
 
+# no open connection left, within 10 s
+wait_idle() {
+    for _ in $(seq 50); do
+        [[ "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show stats json | jq -r .active)" == 0 ]] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
 # --poll-first (off by default) on each engine: listed (or not) in io_features, and
-# ping-pong and bulk traffic both go through (a lost wakeup would hang them).
+# ping-pong and bulk traffic both go through (a lost wakeup would hang them), and so
+# does a FIN that arrives with the last data (no event follows it).
 for io in $(ks_io_modes); do
     for pf in poll-first no-poll-first; do
         ks_start "pf-$io-$pf" "$io" "--$pf" || BAIL_OUT "sidecar --$pf did not start"
@@ -146,6 +156,9 @@ for io in $(ks_io_modes); do
         like "$pgb" 'number of failed transactions: 0 ' "$io --$pf: no failed transactions"
         n="$(fx_psql "$(ks_dsn)" -c "COPY (SELECT repeat('x',1000) FROM generate_series(1,20000)) TO STDOUT" | wc -c)" || true
         is "$n" 20020000 "$io --$pf: a 20 MB COPY comes through whole"
+        is "$(fx_with_timeout 120 python3 "$PGWIRE" query-fin "$KS_PORT" 20)" "eof 20 of 20" \
+            "$io --$pf: a FIN right behind a query reaches the pooler: the client sees EOF, 20 of 20"
+        ok "$io --$pf: ... and every connection is released" wait_idle
         fx_sidecar_stop "pf-$io-$pf" || true
     done
 done
