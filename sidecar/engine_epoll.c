@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,10 @@ static void park(struct epoll_engine *p, struct io_op *op, int write)
 	s->level = op->type == EOP_ACCEPT;
 }
 
+/* A connect that failed with EAGAIN (a unix socket's full accept queue): a result to
+ * deliver, not a reason to wait, since no event will say when to try again. */
+#define CONNECT_EAGAIN INT_MIN
+
 /* Try the syscall behind op: result, or -EAGAIN to keep waiting. */
 static int attempt(struct io_op *op)
 {
@@ -124,6 +129,8 @@ static int attempt(struct io_op *op)
 		r = connect(op->fd, op->addr, op->addrlen);
 		if (r < 0 && errno == EINPROGRESS)
 			return -EAGAIN;
+		if (r < 0 && errno == EAGAIN)
+			return CONNECT_EAGAIN;
 		break;
 	}
 	if (r < 0)
@@ -137,7 +144,7 @@ static void submit(struct epoll_engine *p, struct io_op *op, int write)
 	if (r == -EAGAIN)
 		park(p, op, write);
 	else
-		push_done(p, op, r);
+		push_done(p, op, r == CONNECT_EAGAIN ? -EAGAIN : r);
 }
 
 static void e_accept(struct engine *e, struct io_op *op, int fd)

@@ -63,6 +63,24 @@ for io in $(ks_io_modes); do
     like "$err" 'could not connect to backend' "$io: psql shows the backend error"
     fx_sidecar_stop "down-$io" || true
 
+    # a unix-socket pooler whose accept queue is full: connect() says EAGAIN at once,
+    # and the client hears so at once (not after --connect-timeout)
+    full="$FX_DIR/pooler-full-$io.s"
+    python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(0)
+f = socket.socket(socket.AF_UNIX); f.connect(sys.argv[1])
+time.sleep(60)' "$full" &
+    fx_register_pid $!
+    for _ in $(seq 50); do [[ -S "$full" ]] && break; sleep 0.1; done
+    ks_start "full-$io" "$io" --backend "unix:$full" --connect-timeout 5s || BAIL_OUT "sidecar did not start"
+    t0=$(date +%s%N)
+    out="$(wire tls-startup "$KS_PORT")"
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    like "$out" "^E 08006 ktls-sidecar: could not connect to backend unix:$full.*(temporarily unavailable|again)" \
+        "$io: a full unix accept queue: FATAL 08006 saying so"
+    ok "$io: ... at once, not after the 5 s connect timeout (${ms} ms)" test "$ms" -lt 3000
+    fx_sidecar_stop "full-$io" || true
+
     ks_start "np-$io" "$io" --no-plain-cancel --allow-plaintext || BAIL_OUT "sidecar did not start"
     is "$(fx_psql "$(ks_dsn sslmode=disable)" -c 'select 5')" 5 "$io: --allow-plaintext relays a plaintext session"
     out="$(timeout -s INT 1 psql -X "$(ks_dsn)" -c 'select pg_sleep(3)' 2>&1)" || true
