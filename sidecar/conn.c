@@ -493,17 +493,21 @@ static void handshake_step(struct conn *c)
 }
 
 /* Log each kind of kTLS fallback once per process, not per connection. */
-void conn_ktls_fallback(const char *what, int err)
+void conn_ktls_fallback(enum ktls_step step, int err)
 {
+	static const char *const what[KS_NSTEPS] = {
+		[KS_BUFFERED] = "bytes buffered past Finished", [KS_SUITE] = "suite not offloadable",
+		[KS_EXPORT] = "key export",			[KS_ULP] = "attach TCP_ULP tls",
+		[KS_TX] = "install TLS_TX",			[KS_RX] = "install TLS_RX",
+		[KS_PIPES] = "create splice pipes (using copy relay)",
+	};
 	static _Atomic unsigned seen;
-	unsigned h = 0;
-	for (const char *p = what; *p; p++)
-		h = h * 31 + (unsigned char)*p;
-	unsigned bit = 1u << (h % 32);
+	unsigned bit = 1u << step;
+	_Static_assert(KS_NSTEPS <= 32, "one bit per step");
 	if (atomic_fetch_or(&seen, bit) & bit)
 		return;
 	log_warn("ktls", "kTLS not used for this connection, staying in userspace TLS (logged once)",
-		 "step=\"%s\" error=\"%s\"", what, strerror(-err));
+		 "step=\"%s\" error=\"%s\"", what[step], strerror(-err));
 }
 
 /* Move the record keys into the kernel: TX first, then RX if nothing is buffered. */
@@ -512,15 +516,13 @@ static void try_ktls(struct conn *c)
 	struct ktls_keys tx, rx;
 	int rc = hs_conn_export_keys(c->tls, &tx, &rx, &c->traffic);
 	if (rc)
-		conn_ktls_fallback(rc == -EBUSY ? "bytes buffered past Finished" : rc == -ENOTSUP ? "suite not offloadable"
-											: "key export",
-			      rc);
+		conn_ktls_fallback(rc == -EBUSY ? KS_BUFFERED : rc == -ENOTSUP ? KS_SUITE : KS_EXPORT, rc);
 	else if ((rc = ktls_attach(c->cfd)))
-		conn_ktls_fallback("attach TCP_ULP tls", rc);
+		conn_ktls_fallback(KS_ULP, rc);
 	else if ((rc = ktls_install(c->cfd, KTLS_TX, &tx)))
-		conn_ktls_fallback("install TLS_TX", rc);
+		conn_ktls_fallback(KS_TX, rc);
 	else if ((c->ktls_tx = 1, rc = ktls_install(c->cfd, KTLS_RX, &rx)))
-		conn_ktls_fallback("install TLS_RX", rc);
+		conn_ktls_fallback(KS_RX, rc);
 	else
 		c->ktls_rx = 1;
 	ktls_keys_wipe(&tx);

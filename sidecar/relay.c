@@ -66,7 +66,7 @@ void relay_start(struct conn *c)
 	c->deadline_ms = idle ? c->w->now_ms + idle : 0;
 	int rc = -1;
 	if (CFG(c)->relay == RELAY_SPLICE && c->ktls_tx && c->ktls_rx && (rc = start_splice(c)))
-		conn_ktls_fallback("create splice pipes (using copy relay)", rc);
+		conn_ktls_fallback(KS_PIPES, rc);
 	if (c->splice) {
 		b2c_splice_in(c);
 	} else {
