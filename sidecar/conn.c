@@ -650,6 +650,7 @@ static void connect_backend(struct conn *c)
 	c->phase = PH_CONNECT;
 	c->bfd = socket(sc->backend.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->bfd < 0) {
+		c->err = errno; /* EMFILE: the open-files limit */
 		conn_log(c, LOG_ERROR, "backend socket failed", NULL);
 		fail_with_error(c, CR_BACKEND_CONNECT, "08006", "ktls-sidecar: cannot create backend socket");
 		return;

@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <sys/socket.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -135,6 +136,24 @@ static void assign_cpus(struct sidecar *sc)
 			log_warn("main", "SO_INCOMING_CPU refused: connections spread by hash",
 				 "worker=%d cpu=%d error=\"%s\"", i, w->cpu, strerror(errno));
 	}
+}
+
+/* Each connection holds two sockets (six with --relay splice): take the hard open-files
+ * limit, not the soft one (often 1024), and say so when --max-conns cannot fit in it. */
+static void raise_nofile(const struct config *cfg)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit want = { .rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max };
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl = want;
+	}
+	unsigned long long need = 2ULL * (unsigned)cfg->max_conns + 64;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		log_warn("main", "the open-files limit is below what --max-conns needs: connections past it fail",
+			 "nofile=%llu max_conns=%d needs=%llu", (unsigned long long)rl.rlim_cur, cfg->max_conns, need);
 }
 
 static int open_listeners(struct sidecar *sc)
@@ -349,6 +368,7 @@ static int cmd_run(int argc, char **argv)
 	pthread_mutex_init(&sc.hs_lock, NULL);
 	for (int i = 0; i < sc.nworkers; i++)
 		pthread_mutex_init(&sc.workers[i].conns_lock, NULL);
+	raise_nofile(&cfg);
 	if (choose_ktls(&sc) || load_tls(&sc) || choose_engine(&sc) || open_listeners(&sc))
 		return 1;
 	struct admin *adm = NULL;
