@@ -509,13 +509,18 @@ def cmd_send_close(port, kb, how):
 
 
 def cmd_idle_hold(port, n, hold_s):
-    """Open n TLS sessions past ReadyForQuery and keep them idle for hold_s seconds."""
-    conns = []
+    """Open n TLS sessions past ReadyForQuery and keep them idle for hold_s seconds.
+    Prints "ready K" (K sessions logged in), plus " failed F SQLSTATE" when some got
+    an ErrorResponse instead."""
+    conns, failed, state = [], 0, None
     for _ in range(int(n)):
         t = session(port)
-        until_ready(t)
-        conns.append(t)
-    print("ready %d" % len(conns), flush=True)
+        err, _ = until_ready(t)
+        if err:
+            failed, state = failed + 1, err
+        else:
+            conns.append(t)
+    print("ready %d" % len(conns) + (" failed %d %s" % (failed, state) if failed else ""), flush=True)
     time.sleep(float(hold_s))
     print("done")
 
