@@ -148,24 +148,37 @@ static int strlist_add(struct strlist *l, const char *s)
 
 int config_parse_duration(const char *s, int *ms)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (end == s || errno || v < 0 || v != v)
+	static const struct { const char *unit; double ms; } units[] = {
+		{ "ms", 1.0 }, { "s", 1000.0 }, { "m", 60000.0 }, { "h", 3600000.0 },
+	};
+	double total = 0;
+	int parts = 0;
+	if (!*s)
 		return -EINVAL;
-	double mult = 1000.0;
-	if (strcmp(end, "ms") == 0)
-		mult = 1.0;
-	else if (strcmp(end, "s") == 0 || *end == 0)
-		mult = 1000.0;
-	else if (strcmp(end, "m") == 0)
-		mult = 60000.0;
-	else
+	while (*s) { /* "10s", "500ms", "1m30s", "2h"; a bare number alone is seconds */
+		char *end;
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		errno = 0;
+		double v = strtod(s, &end);
+		if (end == s || errno || v != v)
+			return -EINVAL;
+		size_t i = 0, n = sizeof(units) / sizeof(units[0]);
+		while (i < n && strncmp(end, units[i].unit, strlen(units[i].unit)) != 0)
+			i++;
+		if (i == n) {
+			if (*end || parts)
+				return -EINVAL;
+			total = v * 1000.0;
+			break;
+		}
+		total += v * units[i].ms;
+		s = end + strlen(units[i].unit);
+		parts++;
+	}
+	if (total > INT_MAX)
 		return -EINVAL;
-	double r = v * mult;
-	if (r > INT_MAX)
-		return -EINVAL;
-	*ms = (int)r;
+	*ms = (int)total;
 	return 0;
 }
 
@@ -217,9 +230,12 @@ static int set_opt(struct config *c, const struct opt *o, const char *val, char 
 		return 0;
 	case T_DUR: {
 		int ms;
-		if (config_parse_duration(val, &ms) || ms < o->min || ms > o->max)
-			return fail(err, errlen, -EINVAL, "%s: '%s' is not a duration (e.g. 10s, 500ms)", o->name,
-				    val);
+		if (config_parse_duration(val, &ms))
+			return fail(err, errlen, -EINVAL, "%s: '%s' is not a duration (e.g. 10s, 500ms, 1m30s)",
+				    o->name, val);
+		if (ms < o->min || ms > o->max)
+			return fail(err, errlen, -EINVAL, "%s: '%s' is out of range: %dms..%ds", o->name, val, o->min,
+				    o->max / 1000);
 		*(int *)p = ms;
 		return 0;
 	}
@@ -573,7 +589,7 @@ void config_usage(FILE *f)
 {
 	fprintf(f, "Options (flag, or KTLS_SIDECAR_<NAME> in the environment, or 'name = value' in --config FILE;\n"
 		   "flags override the environment, which overrides the file; booleans take --name or --no-name;\n"
-		   "durations take s, ms or m suffixes):\n");
+		   "durations take ms, s, m or h, combined as in 1m30s):\n");
 	for (size_t i = 0; i < NOPTS; i++) {
 		const struct opt *o = &opts[i];
 		char left[64];

@@ -54,7 +54,16 @@ int main(void)
 	is(config_parse_duration("2m", &ms), 0, "minutes");
 	is(ms, 120000, "2m");
 	is(config_parse_duration("-1", &ms), -EINVAL, "negative duration refused");
-	is(config_parse_duration("5h", &ms), -EINVAL, "unknown unit refused");
+	is(config_parse_duration("5d", &ms), -EINVAL, "unknown unit refused");
+	ok(config_parse_duration("1m30s", &ms) == 0 && ms == 90000, "1m30s is 90 s (%d)", ms);
+	ok(config_parse_duration("1h", &ms) == 0 && ms == 3600000, "1h (%d)", ms);
+	ok(config_parse_duration("1s500ms", &ms) == 0 && ms == 1500, "1s500ms (%d)", ms);
+	is(config_parse_duration("10s5", &ms), -EINVAL, "a bare number after a unit refused");
+	is(config_parse_duration("s", &ms), -EINVAL, "a unit alone refused");
+	is(config_parse_duration("", &ms), -EINVAL, "empty refused");
+	is(config_parse_duration("1000h", &ms), -EINVAL, "beyond INT_MAX ms refused");
+	is(config_set(&c, "handshake-timeout", "0", err, sizeof(err)), -EINVAL, "handshake-timeout 0 refused");
+	ok(strstr(err, "out of range") != NULL, "as out of range, with the range (%s)", err);
 	is(config_parse_duration("nan", &ms), -EINVAL, "nan refused");
 
 	char host[64];
