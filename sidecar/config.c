@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define DEFAULT_CIPHERS                                                       \
 	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"          \
@@ -419,10 +420,17 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		fclose(f);
+		return fail(err, errlen, -EISDIR, "%s: is a directory, not a config file", path);
+	}
 	char line[4096], e[CONFIG_ERR_LEN];
 	int lineno = 0, rc = 0;
 	while (fgets(line, sizeof(line), f)) {
 		lineno++;
+		if (lineno == 1 && memcmp(line, "\xef\xbb\xbf", 3) == 0) /* a UTF-8 byte order mark */
+			memmove(line, line + 3, strlen(line + 3) + 1);
 		size_t n = strlen(line);
 		if (n == sizeof(line) - 1 && line[n - 1] != '\n') {
 			rc = fail(err, errlen, -E2BIG, "%s:%d: line too long", path, lineno);

@@ -92,6 +92,17 @@ int main(void)
 	is((long long)c.allow_cn.n, 2, "repeated list key appends within a file");
 	config_free(&c);
 
+	/* a UTF-8 byte order mark (Windows editors) is not part of the first key */
+	f = fopen(path, "w");
+	fprintf(f, "\xef\xbb\xbfmax-conns = 7\n");
+	fclose(f);
+	config_init(&c);
+	is(config_load_file(&c, path, err, sizeof(err)), 0, "a file starting with a BOM loads (%s)", err);
+	is(c.max_conns, 7, "... and its first line counts");
+	is(config_load_file(&c, "/tmp", err, sizeof(err)), -EISDIR, "a directory as the config file refused");
+	ok(strstr(err, "is a directory") != NULL, "... saying so (%s)", err);
+	config_free(&c);
+
 	/* precedence: file < env < flags; lists at a higher level replace */
 	f = fopen(path, "w");
 	fprintf(f, "cert = /file.pem\nkey = /k.pem\nmax-conns = 1\nworkers = 3\nverify = optional\n"
