@@ -5,6 +5,7 @@
 #include "config.h"
 #include "log.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -362,6 +363,11 @@ int config_finish(struct config *c, char *err, size_t errlen)
 	if (c->metrics_listen[0] &&
 	    (config_split_hostport(c->metrics_listen, host, sizeof(host), &port) || port == 0))
 		return fail(err, errlen, -EINVAL, "metrics-listen: '%s' is not ADDR:PORT", c->metrics_listen);
+	unsigned char addr[sizeof(struct in6_addr)];
+	if (c->metrics_listen[0] && inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1)
+		return fail(err, errlen, -EINVAL,
+			    "metrics-listen: '%s' needs a numeric address (127.0.0.1:9187, 0.0.0.0:9187, [::]:9187)",
+			    c->metrics_listen);
 	if (!c->cert || !*c->cert)
 		return fail(err, errlen, -EINVAL, "cert: a server certificate is required (--cert FILE)");
 	if (!c->key || !*c->key)

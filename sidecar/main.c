@@ -150,7 +150,7 @@ static void raise_nofile(const struct config *cfg)
 		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
 			rl = want;
 	}
-	unsigned long long need = 2ULL * (unsigned)cfg->max_conns + 64;
+	unsigned long long need = 2ULL * (unsigned)cfg->max_conns;
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
 		log_warn("main", "the open-files limit is below what --max-conns needs: connections past it fail",
 			 "nofile=%llu max_conns=%d needs=%llu", (unsigned long long)rl.rlim_cur, cfg->max_conns, need);

@@ -203,6 +203,11 @@ int main(void)
 		   "and the error names the option, not the value (%s)", err);
 		config_set(&c, file_opts[i], "/x", err, sizeof(err));
 	}
+	config_set(&c, "metrics-listen", "localhost:9187", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), -EINVAL, "metrics-listen with a host name refused early");
+	ok(strstr(err, "numeric") != NULL, "... asking for a numeric address (%s)", err);
+	config_set(&c, "metrics-listen", "[::1]:9187", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), 0, "metrics-listen [::1]:9187 valid (%s)", err);
 	config_set(&c, "key", "/k\x1b[2J", err, sizeof(err));
 	is(config_finish(&c, err, sizeof(err)), -EINVAL, "a path with control characters refused");
 	config_free(&c);
