@@ -168,6 +168,11 @@ static int open_listeners(struct sidecar *sc)
 		return -EINVAL;
 	}
 	snprintf(sc->backend_desc, sizeof(sc->backend_desc), "%s", sc->cfg->backend);
+	if (net_same_endpoint(&sc->listen, &sc->backend)) {
+		log_error("main", "the backend is the sidecar's own listening address: every connection would loop",
+			  "listen=%s backend=%s", sc->cfg->listen, sc->cfg->backend);
+		return -EINVAL;
+	}
 	int rc = net_port_free(&sc->listen, sc->listen_len);
 	if (rc) {
 		log_error("main", "cannot listen", "listen=%s error=\"%s\"%s", sc->cfg->listen, strerror(-rc),

@@ -45,6 +45,47 @@ int net_resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len, c
 	return 0;
 }
 
+/* Loopback or wildcard: where a wildcard listener also accepts. */
+static int local_or_any(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		uint32_t a = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
+		return a == INADDR_ANY || (a >> 24) == 127;
+	}
+	const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+	return IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a) ||
+	       (IN6_IS_ADDR_V4MAPPED(a) && (a->s6_addr[12] == 127 || !memcmp(a->s6_addr + 12, "\0\0\0\0", 4)));
+}
+
+static int any_addr(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+int net_same_endpoint(const struct sockaddr_storage *listen, const struct sockaddr_storage *backend)
+{
+	if ((listen->ss_family != AF_INET && listen->ss_family != AF_INET6) ||
+	    (backend->ss_family != AF_INET && backend->ss_family != AF_INET6))
+		return 0;
+	in_port_t lp = listen->ss_family == AF_INET ? ((const struct sockaddr_in *)listen)->sin_port
+						     : ((const struct sockaddr_in6 *)listen)->sin6_port;
+	in_port_t bp = backend->ss_family == AF_INET ? ((const struct sockaddr_in *)backend)->sin_port
+						      : ((const struct sockaddr_in6 *)backend)->sin6_port;
+	if (lp != bp)
+		return 0;
+	if (any_addr(listen))
+		return local_or_any(backend); /* a dual-stack [::] takes IPv4 too */
+	if (listen->ss_family != backend->ss_family)
+		return 0;
+	if (listen->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)listen)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)backend)->sin_addr.s_addr;
+	return !memcmp(&((const struct sockaddr_in6 *)listen)->sin6_addr,
+		       &((const struct sockaddr_in6 *)backend)->sin6_addr, sizeof(struct in6_addr));
+}
+
 int net_port_free(const struct sockaddr_storage *ss, socklen_t len)
 {
 	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = 0;

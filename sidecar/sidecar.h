@@ -147,6 +147,9 @@ int cpus_default_workers(void);
 int net_resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len, char *err, size_t errlen);
 /* Bound, listening SO_REUSEPORT socket. fd or -errno. */
 int net_listen(const struct sockaddr_storage *ss, socklen_t len);
+/* Would a connection to backend reach the listener at listen? Same port, and the same
+ * address, or listen on a wildcard and backend on a loopback or wildcard address. */
+int net_same_endpoint(const struct sockaddr_storage *listen, const struct sockaddr_storage *backend);
 /* 0 if nothing listens on the address: a bind without SO_REUSEPORT succeeds. Else -errno
  * (EADDRINUSE): SO_REUSEPORT alone would quietly share the port with another process. */
 int net_port_free(const struct sockaddr_storage *ss, socklen_t len);

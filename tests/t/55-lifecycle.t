@@ -138,6 +138,11 @@ rc=0; second="$(fx_with_timeout 10 "$KTLS_SIDECAR" run --listen "127.0.0.1:$KS_P
 is "$rc" 1 "a second instance on the same port exits 1"
 like "$second" 'cannot listen.*Address already in use' "... saying the address is in use"
 is "$(fx_psql "$(ks_dsn)" -c 'select 13')" 13 "the first one still serves"
+lp="$(fx_free_port)"
+rc=0; loop="$(fx_with_timeout 10 "$KTLS_SIDECAR" run --listen "0.0.0.0:$lp" --backend "127.0.0.1:$lp" \
+    --admin-socket "" --cert "$FX_CERTS/server.crt" --key "$FX_CERTS/server.key" 2>&1)" || rc=$?
+is "$rc" 1 "a backend that is the sidecar's own listener: refused at startup"
+like "$loop" 'every connection would loop' "... saying why"
 fx_psql "$(ks_dsn)" -c 'select pg_sleep(20)' >"$out" 2>&1 &
 long=$!
 fx_register_pid "$long"
