@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -35,7 +36,7 @@ static void usage(FILE *f)
 	fprintf(f, "ktls-sidecar %s: TLS terminator for PostgreSQL poolers (kernel TLS + io_uring)\n\n"
 		   "Usage:\n"
 		   "  ktls-sidecar run --cert FILE --key FILE [--listen ADDR:PORT] [--backend HOST:PORT|unix:PATH] [options]\n"
-		   "  ktls-sidecar ctl [--admin-socket PATH] show info|stats|workers|conns [json] | reload | drain [S]\n"
+		   "  ktls-sidecar ctl [--admin-socket PATH | --config FILE] show info|stats|workers|conns [json] | reload | drain [S]\n"
 		   "  ktls-sidecar inject [options] [FILE...]   (add the sidecar to Kubernetes YAML)\n"
 		   "  ktls-sidecar version\n"
 		   "  ktls-sidecar help\n\n",
@@ -310,20 +311,50 @@ static int wait_for_signals(struct sidecar *sc)
 
 
 
+/* ctl's socket: --admin-socket, else $KTLS_SIDECAR_ADMIN_SOCKET, else admin-socket in
+ * the config file (--config or $KTLS_SIDECAR_CONFIG), else the default. */
+static int ctl_socket(const char *flag, const char *conf, char *out, size_t outlen)
+{
+	const char *env = getenv("KTLS_SIDECAR_ADMIN_SOCKET");
+	if (!conf || !*conf)
+		conf = getenv("KTLS_SIDECAR_CONFIG");
+	if (flag || (env && *env) || !conf || !*conf) {
+		snprintf(out, outlen, "%s", flag ? flag : env && *env ? env : "/run/ktls-sidecar/admin.sock");
+		return 0;
+	}
+	struct config c;
+	char err[CONFIG_ERR_LEN];
+	config_init(&c);
+	int rc = config_load_file(&c, conf, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "ktls-sidecar ctl: %s\n", err);
+	else
+		snprintf(out, outlen, "%s", c.admin_socket);
+	config_free(&c);
+	return rc;
+}
+
 static int cmd_ctl(int argc, char **argv)
 {
-	const char *path = getenv("KTLS_SIDECAR_ADMIN_SOCKET");
-	char cmd[1024] = "";
-	if (!path || !*path)
-		path = "/run/ktls-sidecar/admin.sock";
-	int i = 0;
-	if (i + 1 < argc && strcmp(argv[i], "--admin-socket") == 0) {
-		path = argv[i + 1];
-		i += 2;
-	} else if (i < argc && strncmp(argv[i], "--admin-socket=", 15) == 0) {
-		path = argv[i++] + 15;
-	}
-	for (; i < argc; i++) {
+	const char *flag = NULL, *conf = NULL;
+	char cmd[1024] = "", path[PATH_MAX];
+	for (int i = 0; i < argc; i++) {
+		const char **opt = strncmp(argv[i], "--admin-socket", 14) == 0 ? &flag
+				   : strncmp(argv[i], "--config", 8) == 0   ? &conf
+									    : NULL;
+		const char *rest = opt ? argv[i] + (opt == &flag ? 14 : 8) : NULL;
+		if (opt && *rest == '=') {
+			*opt = rest + 1;
+			continue;
+		}
+		if (opt && !*rest) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "ktls-sidecar ctl: %s needs a value\n", argv[i]);
+				return 2;
+			}
+			*opt = argv[++i];
+			continue;
+		}
 		size_t n = strlen(cmd);
 		if (snprintf(cmd + n, sizeof(cmd) - n, "%s%s", n ? " " : "", argv[i]) >= (int)(sizeof(cmd) - n)) {
 			fprintf(stderr, "ktls-sidecar ctl: command too long\n");
@@ -331,10 +362,17 @@ static int cmd_ctl(int argc, char **argv)
 		}
 	}
 	if (!cmd[0] || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-		printf("usage: ktls-sidecar ctl [--admin-socket PATH] COMMAND\n"
+		printf("usage: ktls-sidecar ctl [--admin-socket PATH | --config FILE] COMMAND\n"
 		       "commands: show info|stats|workers|conns [json], reload, drain [SECONDS], help\n"
-		       "socket: --admin-socket, else $KTLS_SIDECAR_ADMIN_SOCKET, else /run/ktls-sidecar/admin.sock\n");
+		       "socket: --admin-socket, else $KTLS_SIDECAR_ADMIN_SOCKET, else admin-socket in the config file\n"
+		       "(--config or $KTLS_SIDECAR_CONFIG), else /run/ktls-sidecar/admin.sock\n");
 		return cmd[0] ? 0 : 2;
+	}
+	if (ctl_socket(flag, conf, path, sizeof(path)))
+		return 2;
+	if (!path[0]) {
+		fprintf(stderr, "ktls-sidecar ctl: the admin socket is disabled (admin-socket = \"\")\n");
+		return 2;
 	}
 	return admin_ctl(path, cmd, stdout) ? 1 : 0;
 }

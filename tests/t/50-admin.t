@@ -28,6 +28,11 @@ isnt "$rc" 0 "an unknown command exits non-zero"
 like "$out" 'unknown command' "... and says so"
 rc=0; "$KTLS_SIDECAR" ctl --admin-socket "$FX_DIR/nope.sock" show info >/dev/null 2>&1 || rc=$?
 isnt "$rc" 0 "ctl against a missing socket exits non-zero"
+like "$("$KTLS_SIDECAR" ctl show info --admin-socket "$KS_ADMIN")" 'version' "--admin-socket may follow the command"
+printf 'admin-socket = %s\n' "$KS_ADMIN" >"$FX_DIR/ctl.conf"
+like "$("$KTLS_SIDECAR" ctl --config "$FX_DIR/ctl.conf" show info)" 'version' "ctl takes the socket from --config's file"
+like "$(KTLS_SIDECAR_CONFIG="$FX_DIR/ctl.conf" "$KTLS_SIDECAR" ctl show info)" 'version' \
+    "... or from \$KTLS_SIDECAR_CONFIG's"
 
 # known traffic: one psql session, then a 100 MB COPY in each direction
 fx_psql "$direct" -c "create table t(line text); insert into t select repeat('x', 999) from generate_series(1, 100000)" >/dev/null
