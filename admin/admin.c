@@ -537,8 +537,10 @@ static int make_parent_dir(const char *path, char **made)
 	}
 	if (errno != ENOENT || (mkdir(dir, 0750) && errno != EEXIST)) {
 		rc = -errno;
-		log_error("admin", "cannot create the admin socket directory", "dir=\"%s\" error=\"%s\"",
-			  ESC_PATH(dir), strerror(errno));
+		log_error("admin", "cannot create the admin socket directory", "dir=\"%s\" error=\"%s\"%s",
+			  ESC_PATH(dir), strerror(-rc),
+			  rc == -EACCES ? " hint=\"give --admin-socket a path this user may create, or --admin-socket "
+					  "'' to run without one\"" : "");
 		goto out;
 	}
 	/* mkdir honours the umask; the mode should not depend on it. */
