@@ -98,7 +98,8 @@ void relay_c2b_pump(struct conn *c)
 		return;
 	}
 	int r = hs_conn_read(c->tls, c->cbuf, CBUF_SIZE);
-	if (conn_tls_side_output(c))
+	/* once what was received is used up (r <= 0): the output of one recv is bounded */
+	if (r <= 0 && conn_tls_side_output(c))
 		return;
 	if (r > 0) {
 		dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->cbuf, (unsigned)r);
