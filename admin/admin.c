@@ -22,6 +22,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <libgen.h>
 #include <pthread.h>
@@ -71,6 +72,19 @@ struct admin {
 	char *made_dir;                /* the parent directory, when admin_start created it */
 };
 
+/* chown the directory admin_start made, never through a symlink put in its place. */
+static int chown_made_dir(const struct admin *a, uid_t uid, gid_t gid)
+{
+	if (!a->made_dir)
+		return 0;
+	int fd = open(a->made_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+	if (fd < 0 || fchown(fd, uid, gid) < 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 int admin_set_group(struct admin *a, gid_t gid)
 {
 	if (!a || !a->path)
@@ -78,8 +92,15 @@ int admin_set_group(struct admin *a, gid_t gid)
 	if (chown(a->path, (uid_t)-1, gid) < 0 || chmod(a->path, 0660) < 0)
 		return -errno;
 	/* the directory we made (0750) must let the group through too */
-	if (a->made_dir && chown(a->made_dir, (uid_t)-1, gid) < 0)
-		return -errno;
+	int rc = chown_made_dir(a, (uid_t)-1, gid);
+	if (rc)
+		return rc;
+	char *dup = a->made_dir ? NULL : strdup(a->path);
+	struct stat st;
+	if (dup && stat(dirname(dup), &st) == 0 && !(st.st_mode & S_IXOTH) && !(st.st_gid == gid && (st.st_mode & S_IXGRP)))
+		log_warn("admin", "the admin socket's directory (not made by this process) keeps the group out",
+			 "dir=\"%s\" hint=\"chgrp the directory to the group and chmod g+x, or remove it\"", ESC_PATH(dup));
+	free(dup);
 	atomic_store(&a->group, (long)gid);
 	return 0;
 }
@@ -88,9 +109,9 @@ int admin_set_owner(struct admin *a, uid_t uid)
 {
 	if (!a || !a->path)
 		return 0;
-	if (chown(a->path, uid, (gid_t)-1) < 0 || (a->made_dir && chown(a->made_dir, uid, (gid_t)-1) < 0))
+	if (chown(a->path, uid, (gid_t)-1) < 0)
 		return -errno;
-	return 0;
+	return chown_made_dir(a, uid, (gid_t)-1);
 }
 
 /* Is gid the peer's primary group or one of its supplementary groups? */
@@ -535,8 +556,12 @@ static int make_parent_dir(const char *path, char **made)
 		}
 		goto out;
 	}
-	if (errno != ENOENT || (mkdir(dir, 0750) && errno != EEXIST)) {
-		rc = -errno;
+	rc = errno == ENOENT ? (mkdir(dir, 0750) ? -errno : 0) : -errno;
+	if (rc == -EEXIST) {
+		rc = 0; /* made meanwhile by someone else: used, not ours to chown */
+		goto out;
+	}
+	if (rc) {
 		log_error("admin", "cannot create the admin socket directory", "dir=\"%s\" error=\"%s\"%s",
 			  ESC_PATH(dir), strerror(-rc),
 			  rc == -EACCES ? " hint=\"give --admin-socket a path this user may create, or --admin-socket "

@@ -133,8 +133,11 @@ int hs_identity_check(const struct hs_settings *st, X509 *cert, char *peer, size
 	*why = "client certificate not in allow-list";
 	snprintf(peer, peerlen, "(unusable CN)");
 	if (subject_cn(cert, cn, sizeof(cn)) < 0) {
-		*why = "client certificate CN holds a NUL byte or is over 255 bytes";
-		return 0;
+		if (st->n_allow_cn) {
+			*why = "client certificate CN holds a NUL byte or is over 255 bytes";
+			return 0;
+		}
+		cn[0] = 0; /* not compared: the certificate may still match by SAN, or need no match */
 	}
 	GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
 	int ngens = gens ? sk_GENERAL_NAME_num(gens) : 0;

@@ -155,11 +155,12 @@ int config_parse_duration(const char *s, int *ms)
 	};
 	double total = 0;
 	int parts = 0;
+	size_t last = sizeof(units) / sizeof(units[0]); /* units must come largest first */
 	if (!*s)
 		return -EINVAL;
-	while (*s) { /* "10s", "500ms", "1m30s", "2h"; a bare number alone is seconds */
+	while (*s) { /* "10s", "500ms", ".5s", "1m30s", "2h"; a bare number alone is seconds */
 		char *end;
-		if (*s < '0' || *s > '9')
+		if (!(*s >= '0' && *s <= '9') && !(*s == '.' && s[1] >= '0' && s[1] <= '9'))
 			return -EINVAL;
 		errno = 0;
 		double v = strtod(s, &end);
@@ -174,6 +175,9 @@ int config_parse_duration(const char *s, int *ms)
 			total = v * 1000.0;
 			break;
 		}
+		if (parts && units[i].ms >= units[last].ms)
+			return -EINVAL; /* 30s1m, 1s1s */
+		last = i;
 		total += v * units[i].ms;
 		s = end + strlen(units[i].unit);
 		parts++;
@@ -364,7 +368,8 @@ int config_finish(struct config *c, char *err, size_t errlen)
 	    (config_split_hostport(c->metrics_listen, host, sizeof(host), &port) || port == 0))
 		return fail(err, errlen, -EINVAL, "metrics-listen: '%s' is not ADDR:PORT", c->metrics_listen);
 	unsigned char addr[sizeof(struct in6_addr)];
-	if (c->metrics_listen[0] && inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1)
+	if (c->metrics_listen[0] && host[0] && strcmp(host, "*") && inet_pton(AF_INET, host, addr) != 1 &&
+	    inet_pton(AF_INET6, host, addr) != 1)
 		return fail(err, errlen, -EINVAL,
 			    "metrics-listen: '%s' needs a numeric address (127.0.0.1:9187, 0.0.0.0:9187, [::]:9187)",
 			    c->metrics_listen);

@@ -175,9 +175,10 @@ static void send_close_notify(struct conn *c)
 
 int conn_tls_side_output(struct conn *c)
 {
-	if (!c->tls || c->ktls_tx || !hs_conn_pending_out(c->tls))
+	if (!c->tls || !hs_conn_pending_out(c->tls))
 		return 0;
-	if (!c->cli_wr.pending) {
+	/* with the sending keys in the kernel, OpenSSL's records cannot go out: only the cap */
+	if (!c->cli_wr.pending && !c->ktls_tx) {
 		long n = hs_conn_send_out(c->tls, c->cfd);
 		if (n < 0) {
 			conn_fail(c, CR_CLIENT_RESET, (int)n);

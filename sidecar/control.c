@@ -204,6 +204,10 @@ static int drain_cb(void *ctx, int timeout_ms)
 static int ready_done_cb(void *ctx, int rc, char *why, size_t whylen)
 {
 	struct sidecar *sc = ctx;
+	if (atomic_load(&sc->draining)) { /* began while the probe was out */
+		snprintf(why, whylen, "draining");
+		return -ESHUTDOWN;
+	}
 	if (rc)
 		snprintf(why, whylen, "backend %s: %s", sc->backend_desc,
 			 rc == -ETIMEDOUT ? "no answer to a connect within 1 s" : strerror(-rc));

@@ -8,21 +8,24 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Read "A B" from path into two numbers; cgroup v2's "max" for A reads as no limit. */
+/* Read "A B" from path into two numbers: how many were read (cgroup v2's "max" for A
+ * gives 0), or -2 when the file cannot be opened. */
 static int read_pair(const char *path, long long *a, long long *b)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
-		return -1;
+		return -2;
 	int n = fscanf(f, "%lld %lld", a, b);
 	fclose(f);
 	return n;
 }
 
+/* The first number in path; -2 when the file cannot be read. */
 static long long read_one(const char *path)
 {
 	long long v = -1, unused;
-	return read_pair(path, &v, &unused) >= 1 ? v : -1;
+	int n = read_pair(path, &v, &unused);
+	return n == -2 ? -2 : n >= 1 ? v : -1;
 }
 
 static int ceil_div(long long quota, long long period)
@@ -48,18 +51,28 @@ int cpus_cgroup_limit(const char *proc_cgroup, const char *root)
 		if (strcmp(cg, "/") == 0)
 			cg = ""; /* a cgroup namespace's root: the files sit at the mount's top */
 		long long quota, period;
-		if (strcmp(line, "0") == 0 && !*ctrl) { /* v2: cpu.max "QUOTA PERIOD" or "max PERIOD" */
-			snprintf(path, sizeof(path), "%s%s/cpu.max", root, cg);
-			if (read_pair(path, &quota, &period) == 2)
+		/* A container without a cgroup namespace sees its host path here, but has its
+		 * own cgroup mounted at the top: try the path, then, if it is not there, the top. */
+		int found = 0;
+		for (int top = 0; top < 2 && !found; top++) {
+			const char *at = top ? "" : cg;
+			if (top && !*cg)
+				break;
+			if (strcmp(line, "0") == 0 && !*ctrl) { /* v2: cpu.max "QUOTA PERIOD" or "max PERIOD" */
+				snprintf(path, sizeof(path), "%s%s/cpu.max", root, at);
+				int n = read_pair(path, &quota, &period);
+				found = n != -2;
+				if (n == 2)
+					limit = ceil_div(quota, period);
+			} else if (strcmp(ctrl, "cpu") == 0 || strncmp(ctrl, "cpu,", 4) == 0 || strstr(ctrl, ",cpu,") ||
+				   (strlen(ctrl) > 4 && strcmp(ctrl + strlen(ctrl) - 4, ",cpu") == 0)) {
+				/* v1: cpu.cfs_quota_us (-1 for none) over cpu.cfs_period_us */
+				snprintf(path, sizeof(path), "%s/%s%s/cpu.cfs_quota_us", root, ctrl, at);
+				found = (quota = read_one(path)) != -2;
+				snprintf(path, sizeof(path), "%s/%s%s/cpu.cfs_period_us", root, ctrl, at);
+				period = read_one(path);
 				limit = ceil_div(quota, period);
-		} else if (strcmp(ctrl, "cpu") == 0 || strncmp(ctrl, "cpu,", 4) == 0 || strstr(ctrl, ",cpu,") ||
-			   (strlen(ctrl) > 4 && strcmp(ctrl + strlen(ctrl) - 4, ",cpu") == 0)) {
-			/* v1: cpu.cfs_quota_us (-1 for none) over cpu.cfs_period_us */
-			snprintf(path, sizeof(path), "%s/%s%s/cpu.cfs_quota_us", root, ctrl, cg);
-			quota = read_one(path);
-			snprintf(path, sizeof(path), "%s/%s%s/cpu.cfs_period_us", root, ctrl, cg);
-			period = read_one(path);
-			limit = ceil_div(quota, period);
+			}
 		}
 	}
 	fclose(f);

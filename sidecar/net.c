@@ -45,45 +45,47 @@ int net_resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len, c
 	return 0;
 }
 
-/* Loopback or wildcard: where a wildcard listener also accepts. */
-static int local_or_any(const struct sockaddr_storage *ss)
+/* The IPv4 address of a v4 or v4-mapped v6 address in *v4; 0 if it has none. */
+static int ipv4_of(const struct sockaddr_storage *ss, uint32_t *v4)
 {
 	if (ss->ss_family == AF_INET) {
-		uint32_t a = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
-		return a == INADDR_ANY || (a >> 24) == 127;
+		*v4 = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
+		return 1;
 	}
 	const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
-	return IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a) ||
-	       (IN6_IS_ADDR_V4MAPPED(a) && (a->s6_addr[12] == 127 || !memcmp(a->s6_addr + 12, "\0\0\0\0", 4)));
+	if (!IN6_IS_ADDR_V4MAPPED(a))
+		return 0;
+	memcpy(v4, a->s6_addr + 12, 4);
+	*v4 = ntohl(*v4);
+	return 1;
 }
 
-static int any_addr(const struct sockaddr_storage *ss)
+static in_port_t port_of(const struct sockaddr_storage *ss)
 {
-	if (ss->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+					: ((const struct sockaddr_in6 *)ss)->sin6_port;
 }
 
 int net_same_endpoint(const struct sockaddr_storage *listen, const struct sockaddr_storage *backend)
 {
 	if ((listen->ss_family != AF_INET && listen->ss_family != AF_INET6) ||
-	    (backend->ss_family != AF_INET && backend->ss_family != AF_INET6))
+	    (backend->ss_family != AF_INET && backend->ss_family != AF_INET6) || port_of(listen) != port_of(backend))
 		return 0;
-	in_port_t lp = listen->ss_family == AF_INET ? ((const struct sockaddr_in *)listen)->sin_port
-						     : ((const struct sockaddr_in6 *)listen)->sin6_port;
-	in_port_t bp = backend->ss_family == AF_INET ? ((const struct sockaddr_in *)backend)->sin_port
-						      : ((const struct sockaddr_in6 *)backend)->sin6_port;
-	if (lp != bp)
-		return 0;
-	if (any_addr(listen))
-		return local_or_any(backend); /* a dual-stack [::] takes IPv4 too */
-	if (listen->ss_family != backend->ss_family)
-		return 0;
-	if (listen->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)listen)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)backend)->sin_addr.s_addr;
-	return !memcmp(&((const struct sockaddr_in6 *)listen)->sin6_addr,
-		       &((const struct sockaddr_in6 *)backend)->sin6_addr, sizeof(struct in6_addr));
+	uint32_t l4, b4;
+	int lv4 = ipv4_of(listen, &l4), bv4 = ipv4_of(backend, &b4);
+	if (lv4 || bv4) { /* an IPv4 conversation: both sides must have an IPv4 address */
+		const struct in6_addr *l6 = &((const struct sockaddr_in6 *)listen)->sin6_addr;
+		if (!lv4 && listen->ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(l6))
+			lv4 = 1, l4 = INADDR_ANY; /* [::] is dual-stack: it takes IPv4 too */
+		if (!lv4 || !bv4)
+			return 0;
+		return l4 == INADDR_ANY ? b4 == INADDR_ANY || (b4 >> 24) == 127 : l4 == b4;
+	}
+	const struct in6_addr *l6 = &((const struct sockaddr_in6 *)listen)->sin6_addr,
+			      *b6 = &((const struct sockaddr_in6 *)backend)->sin6_addr;
+	if (IN6_IS_ADDR_UNSPECIFIED(l6))
+		return IN6_IS_ADDR_UNSPECIFIED(b6) || IN6_IS_ADDR_LOOPBACK(b6);
+	return !memcmp(l6, b6, sizeof(*l6));
 }
 
 int net_port_free(const struct sockaddr_storage *ss, socklen_t len)

@@ -86,6 +86,12 @@ like "$(runuser -u postgres -- "$KTLS_SIDECAR" ctl --admin-socket "$gsock" show 
 like "$(runuser -u nobody -- "$KTLS_SIDECAR" ctl --admin-socket "$gsock" show info 2>&1)" 'denied' \
     "... others still may not"
 fx_sidecar_stop grp || true
+# a directory that was there before (root, 0750) is not the sidecar's to change: it says so
+mkdir -m 0750 "$FX_DIR/run-grp2"
+ks_start grp2 "$io" --admin-group ssl-cert --admin-socket "$FX_DIR/run-grp2/admin.sock" || BAIL_OUT "sidecar did not start"
+is "$(stat -c '%a %G' "$FX_DIR/run-grp2")" "750 root" "--admin-group leaves a directory it did not make alone"
+like "$(cat "$(fx_sidecar_log grp2)")" "directory.*keeps the group out" "... and warns that it keeps the group out"
+fx_sidecar_stop grp2 || true
 KS_ADMIN="$admin_sock"
 
 # metrics and health

@@ -59,6 +59,9 @@ int main(void)
 	ok(config_parse_duration("1h", &ms) == 0 && ms == 3600000, "1h (%d)", ms);
 	ok(config_parse_duration("1s500ms", &ms) == 0 && ms == 1500, "1s500ms (%d)", ms);
 	is(config_parse_duration("10s5", &ms), -EINVAL, "a bare number after a unit refused");
+	ok(config_parse_duration(".5s", &ms) == 0 && ms == 500, ".5s (%d)", ms);
+	is(config_parse_duration("30s1m", &ms), -EINVAL, "units out of order refused");
+	is(config_parse_duration("1s1s", &ms), -EINVAL, "a unit twice refused");
 	is(config_parse_duration("s", &ms), -EINVAL, "a unit alone refused");
 	is(config_parse_duration("", &ms), -EINVAL, "empty refused");
 	is(config_parse_duration("1000h", &ms), -EINVAL, "beyond INT_MAX ms refused");
@@ -208,6 +211,10 @@ int main(void)
 	ok(strstr(err, "numeric") != NULL, "... asking for a numeric address (%s)", err);
 	config_set(&c, "metrics-listen", "[::1]:9187", err, sizeof(err));
 	is(config_finish(&c, err, sizeof(err)), 0, "metrics-listen [::1]:9187 valid (%s)", err);
+	config_set(&c, "metrics-listen", ":9187", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), 0, "metrics-listen :9187 (any address) valid (%s)", err);
+	config_set(&c, "metrics-listen", "*:9187", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), 0, "metrics-listen *:9187 valid (%s)", err);
 	config_set(&c, "key", "/k\x1b[2J", err, sizeof(err));
 	is(config_finish(&c, err, sizeof(err)), -EINVAL, "a path with control characters refused");
 	config_free(&c);

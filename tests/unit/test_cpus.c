@@ -56,7 +56,7 @@ int main(void)
 	is(limit("0::/kubepods/pod1/c1\n"), 0, "v2 'max': no limit");
 	put("fs/kubepods/pod1/c2/cpu.max", "50000 100000\n");
 	is(limit("0::/kubepods/pod1/c2\n"), 1, "v2 half a CPU: 1");
-	is(limit("0::/nowhere\n"), 0, "v2 file missing: no limit");
+	is(limit("0::/nowhere\n"), 3, "v2 file missing at the path: the mount's top (a container's own cgroup)");
 
 	put("fs/cpu,cpuacct/k/cpu.cfs_quota_us", "400000\n");
 	put("fs/cpu,cpuacct/k/cpu.cfs_period_us", "100000\n");
@@ -65,13 +65,26 @@ int main(void)
 	put("fs/cpu/j/cpu.cfs_period_us", "100000\n");
 	is(limit("1:cpu:/j\n2:cpuacct:/j\n"), 0, "v1 quota -1: no limit");
 	is(limit("3:cpuset:/j\n"), 0, "v1 without the cpu controller: no limit");
+
+	/* a container without a cgroup namespace: the host's path in /proc, its own cgroup
+	 * mounted at the top */
+	char top[128];
+	snprintf(top, sizeof(top), "%s/fs", root);
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", top);
+	if (system(cmd) != 0)
+		bail("rm");
+	put("fs/cpu,cpuacct/cpu.cfs_quota_us", "100000\n");
+	put("fs/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
+	is(limit("4:cpu,cpuacct:/kubepods/burstable/pod1/c1\n"), 1, "v1 in a container: the limit at the mount's top");
+	put("fs/cpu.max", "150000 100000\n");
+	is(limit("0::/kubepods/pod1/c1\n"), 2, "v2 in a container without a cgroup namespace: the top's cpu.max");
 	is(limit("garbage\n::\n"), 0, "malformed lines: no limit");
 	is(cpus_cgroup_limit("/nonexistent/cgroup", "/sys/fs/cgroup"), 0, "no /proc file: no limit");
 
 	int n = cpus_default_workers();
 	ok(n >= 1 && n <= sysconf(_SC_NPROCESSORS_ONLN), "default workers within 1..online CPUs (%d)", n);
 
-	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd) != 0)
 		diag("could not remove %s", root);
