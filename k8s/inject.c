@@ -219,7 +219,7 @@ static int read_all(FILE *f, struct kbuf *b)
 		if (kbuf_add(b, chunk, n))
 			return -ENOMEM;
 	}
-	return ferror(f) ? -EIO : 0;
+	return ferror(f) ? (errno ? -errno : -EIO) : 0; /* EISDIR: "Is a directory" */
 }
 
 static int inject_path(struct inject_ctx *x, const char *path, bool separate, struct kbuf *out)

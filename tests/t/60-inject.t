@@ -181,6 +181,8 @@ like "$(cat "$T/twofiles.err")" "unclosed.yaml:6:5:" "a bad second file: the err
 is "$(cat "$T/twofiles.rc"):$(wc -c <"$T/twofiles.out")" "1:0" "... and nothing of the good first file is written"
 inj nofile "${OPTS[@]}" "$T/does-not-exist.yaml" || true
 like "$(cat "$T/nofile.rc") $(cat "$T/nofile.err")" '^1 .*does-not-exist.yaml: No such file' "a missing file: status 1, named"
+inj dirarg "${OPTS[@]}" "$T" || true
+like "$(cat "$T/dirarg.rc") $(cat "$T/dirarg.err")" "^1 .*: Is a directory" "a directory: status 1, says so"
 inj nocont "${OPTS[@]}" --container nope "$IN/pod.yaml" || true
 like "$(cat "$T/nocont.err")" "pod.yaml:2: Pod/pgbouncer: no container named 'nope'" "--container that does not exist"
 for bad in "--listen-port 0" "--listen-port 70000" "--secret Bad_Name" "--backend nowhere" "--backend rel/.s.PGSQL.1" \
