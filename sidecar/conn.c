@@ -163,13 +163,11 @@ static void send_close_notify(struct conn *c)
 	if (c->ktls_tx) {
 		ktls_send_close_notify(c->cfd);
 	} else if (c->tls && !c->cli_wr.pending) {
-		uint8_t buf[256];
 		hs_conn_close_notify(c->tls);
-		if (hs_conn_pending_out(c->tls) > sizeof(buf))
-			return; /* more than the alert is queued: cut short, it would garble the stream */
-		size_t n = hs_conn_drain(c->tls, buf, sizeof(buf));
-		if (n && send(c->cfd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-			return; /* the client is gone or not reading: nothing more to do */
+		/* more than the alert queued: cut short, it would garble the stream; a client
+		 * that is gone or not reading gets nothing */
+		if (hs_conn_pending_out(c->tls) <= 256)
+			(void)hs_conn_send_out(c->tls, c->cfd);
 	}
 }
 

@@ -73,16 +73,15 @@ int net_same_endpoint(const struct sockaddr_storage *listen, const struct sockad
 		return 0;
 	uint32_t l4, b4;
 	int lv4 = ipv4_of(listen, &l4), bv4 = ipv4_of(backend, &b4);
+	const struct in6_addr *l6 = &((const struct sockaddr_in6 *)listen)->sin6_addr,
+			      *b6 = &((const struct sockaddr_in6 *)backend)->sin6_addr; /* read only for AF_INET6 */
 	if (lv4 || bv4) { /* an IPv4 conversation: both sides must have an IPv4 address */
-		const struct in6_addr *l6 = &((const struct sockaddr_in6 *)listen)->sin6_addr;
-		if (!lv4 && listen->ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(l6))
+		if (!lv4 && IN6_IS_ADDR_UNSPECIFIED(l6))
 			lv4 = 1, l4 = INADDR_ANY; /* [::] is dual-stack: it takes IPv4 too */
 		if (!lv4 || !bv4)
 			return 0;
 		return l4 == INADDR_ANY ? b4 == INADDR_ANY || (b4 >> 24) == 127 : l4 == b4;
 	}
-	const struct in6_addr *l6 = &((const struct sockaddr_in6 *)listen)->sin6_addr,
-			      *b6 = &((const struct sockaddr_in6 *)backend)->sin6_addr;
 	if (IN6_IS_ADDR_UNSPECIFIED(l6))
 		return IN6_IS_ADDR_UNSPECIFIED(b6) || IN6_IS_ADDR_LOOPBACK(b6);
 	return !memcmp(l6, b6, sizeof(*l6));
