@@ -44,9 +44,12 @@ struct admin_snapshot {
 	const char *version, *kernel, *openssl;
 	const char *cert;              /* subject of the loaded certificate */
 	const char *cert_sans;         /* "DNS:a, IP:b" */
-	const char *cert_not_after;
+	const char *cert_serial;       /* hex, as openssl x509 -serial prints it */
+	const char *cert_not_after;    /* ISO 8601 UTC */
+	long long cert_not_after_unix; /* the same as Unix time; 0 if unknown */
 	const char *reload_at;         /* "" if never reloaded, else UTC time */
 	const char *reload_result;     /* "ok" or the error */
+	uint64_t reloads_ok, reloads_failed;
 	int draining;
 	const char *io, *io_why;       /* engine in use and why (empty when uring) */
 	const char *io_features;       /* of worker 0's engine, e.g. "sqpoll,multishot-accept" */

@@ -341,6 +341,7 @@ static int render_info_json(const struct admin_snapshot *s, FILE *f)
 	json_kv_str(f, 0, "openssl", s->openssl);
 	json_kv_str(f, 0, "cert", s->cert);
 	json_kv_str(f, 0, "cert_sans", s->cert_sans);
+	json_kv_str(f, 0, "cert_serial", s->cert_serial);
 	json_kv_str(f, 0, "cert_not_after", s->cert_not_after);
 	json_kv_str(f, 0, "listen", s->listen);
 	json_kv_str(f, 0, "backend", s->backend);
@@ -377,6 +378,7 @@ static int render_info(const struct admin_snapshot *s, FILE *f)
 	tbl_add(&t, "openssl"), tbl_add(&t, "%s", nz(s->openssl));
 	tbl_add(&t, "cert"), tbl_add(&t, "%s", nz(s->cert));
 	tbl_add(&t, "cert_sans"), tbl_add(&t, "%s", nz(s->cert_sans));
+	tbl_add(&t, "cert_serial"), tbl_add(&t, "%s", nz(s->cert_serial));
 	tbl_add(&t, "cert_not_after"), tbl_add(&t, "%s", nz(s->cert_not_after));
 	tbl_add(&t, "listen"), tbl_add(&t, "%s", nz(s->listen));
 	tbl_add(&t, "backend"), tbl_add(&t, "%s", nz(s->backend));

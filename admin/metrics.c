@@ -70,6 +70,13 @@ static void info(const struct admin_snapshot *s, FILE *f)
 	family(f, "uptime_seconds", "gauge", "Seconds since the process started.");
 	fprintf(f, NS "uptime_seconds %.3f\n", up);
 	gauge(f, "draining", "1 while draining (no new connections), else 0.", s->draining ? 1 : 0);
+	if (s->cert_not_after_unix > 0)
+		gauge(f, "certificate_expiry_timestamp_seconds",
+		      "notAfter of the certificate in service, as Unix time (alert on it minus time()).",
+		      (uint64_t)s->cert_not_after_unix);
+	family(f, "reloads_total", "counter", "Certificate and configuration reloads, by outcome.");
+	labelled(f, "reloads_total", "result", "ok", s->reloads_ok);
+	labelled(f, "reloads_total", "result", "failed", s->reloads_failed);
 }
 
 static void connections(const struct admin_snapshot *s, const struct admin_counters *t, FILE *f)

@@ -33,10 +33,13 @@ int hs_ctx_load(const struct hs_settings *s, struct hs_ctx **out, char *err, siz
 void hs_ctx_put(struct hs_ctx *ctx);
 /* "subject=... notAfter=..." of the loaded certificate, for logs and show info. */
 const char *hs_ctx_describe(const struct hs_ctx *ctx);
-/* Subject, subjectAltNames and notAfter of the loaded certificate; 1 if it has expired. */
+/* Subject, subjectAltNames, serial (hex) and notAfter (ISO 8601 UTC, and Unix time)
+ * of the loaded certificate; 1 if it has expired. */
 const char *hs_ctx_subject(const struct hs_ctx *ctx);
 const char *hs_ctx_sans(const struct hs_ctx *ctx);
+const char *hs_ctx_serial(const struct hs_ctx *ctx);
 const char *hs_ctx_not_after(const struct hs_ctx *ctx);
+long long hs_ctx_not_after_unix(const struct hs_ctx *ctx);
 int hs_ctx_expired(const struct hs_ctx *ctx);
 /* OpenSSL version string. */
 const char *hs_openssl_version(void);

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -201,6 +203,16 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *xs)
 	return 1;
 }
 
+/* An encrypted key would make OpenSSL prompt on the terminal, blocking the thread that
+ * loads it (a reload on the admin thread stalls /healthz): refuse instead. */
+static int no_passphrase(char *buf, int size, int rwflag, void *asked)
+{
+	(void)buf, (void)size, (void)rwflag;
+	if (asked)
+		*(int *)asked = 1;
+	return -1;
+}
+
 /* "DNS:a, IP:b" of the certificate's subjectAltName. */
 static void describe_sans(X509 *x, char *out, size_t len)
 {
@@ -219,20 +231,28 @@ static void describe_sans(X509 *x, char *out, size_t len)
 static void describe_cert(struct hs_ctx *ctx)
 {
 	X509 *x = SSL_CTX_get0_certificate(ctx->ssl);
+	struct tm tm;
 	snprintf(ctx->subject, sizeof(ctx->subject), "?");
 	snprintf(ctx->not_after, sizeof(ctx->not_after), "?");
+	snprintf(ctx->serial, sizeof(ctx->serial), "?");
 	if (x) {
 		X509_NAME_oneline(X509_get_subject_name(x), ctx->subject, sizeof(ctx->subject));
-		BIO *b = BIO_new(BIO_s_mem());
-		if (b && ASN1_TIME_print(b, X509_get0_notAfter(x))) {
-			int n = BIO_read(b, ctx->not_after, sizeof(ctx->not_after) - 1);
-			ctx->not_after[n > 0 ? n : 0] = 0;
+		if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm)) { /* ISO 8601, as in reload_at */
+			strftime(ctx->not_after, sizeof(ctx->not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
+			ctx->not_after_unix = (long long)timegm(&tm);
 		}
-		BIO_free(b);
+		BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+		char *hex = bn ? BN_bn2hex(bn) : NULL;
+		if (hex) /* the form openssl x509 -serial prints */
+			snprintf(ctx->serial, sizeof(ctx->serial), "%s", hex);
+		OPENSSL_free(hex);
+		BN_free(bn);
 		describe_sans(x, ctx->sans, sizeof(ctx->sans));
 		ctx->expired = X509_cmp_current_time(X509_get0_notAfter(x)) < 0;
 	}
-	snprintf(ctx->desc, sizeof(ctx->desc), "subject=\"%s\" not_after=\"%s\"", ctx->subject, ctx->not_after);
+	ERR_clear_error();
+	snprintf(ctx->desc, sizeof(ctx->desc), "subject=\"%s\" serial=%s not_after=%s", ctx->subject, ctx->serial,
+		 ctx->not_after);
 }
 
 static int ctx_configure(struct hs_ctx *ctx, const struct hs_settings *s, char *err, size_t errlen)
@@ -255,7 +275,18 @@ static int ctx_configure(struct hs_ctx *ctx, const struct hs_settings *s, char *
 		return ctx_fail(err, errlen, "ciphersuites", s->ciphersuites);
 	if (!SSL_CTX_use_certificate_chain_file(sc, s->cert))
 		return ctx_fail(err, errlen, "cannot load certificate", s->cert);
-	if (!SSL_CTX_use_PrivateKey_file(sc, s->key, SSL_FILETYPE_PEM))
+	int asked = 0;
+	SSL_CTX_set_default_passwd_cb(sc, no_passphrase);
+	SSL_CTX_set_default_passwd_cb_userdata(sc, &asked);
+	int loaded = SSL_CTX_use_PrivateKey_file(sc, s->key, SSL_FILETYPE_PEM);
+	SSL_CTX_set_default_passwd_cb_userdata(sc, NULL);
+	if (!loaded && asked) {
+		ERR_clear_error();
+		snprintf(err, errlen, "cannot load private key %s: it is encrypted, and passphrases are not "
+			 "supported (decrypt it: openssl pkey -in KEY -out PLAIN)", s->key);
+		return -EINVAL;
+	}
+	if (!loaded)
 		return ctx_fail(err, errlen, "cannot load private key", s->key);
 	if (!SSL_CTX_check_private_key(sc))
 		return ctx_fail(err, errlen, "private key does not match certificate", s->key);
@@ -330,3 +361,5 @@ const char *hs_ctx_subject(const struct hs_ctx *ctx) { return ctx->subject; }
 const char *hs_ctx_sans(const struct hs_ctx *ctx) { return ctx->sans; }
 const char *hs_ctx_not_after(const struct hs_ctx *ctx) { return ctx->not_after; }
 int hs_ctx_expired(const struct hs_ctx *ctx) { return ctx->expired; }
+const char *hs_ctx_serial(const struct hs_ctx *ctx) { return ctx->serial; }
+long long hs_ctx_not_after_unix(const struct hs_ctx *ctx) { return ctx->not_after_unix; }

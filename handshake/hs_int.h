@@ -13,8 +13,9 @@ struct hs_ctx {
 	atomic_int refs;
 	struct hs_settings s;      /* allow-lists point at the copies below */
 	char **cn, **dns, **uri;
-	char desc[384];
-	char subject[256], sans[512], not_after[64];
+	char desc[512];
+	char subject[256], sans[512], not_after[64], serial[100];
+	long long not_after_unix;   /* 0 if unknown */
 	int expired;
 };
 

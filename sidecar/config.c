@@ -96,7 +96,7 @@ static const struct opt opts[] = {
 	{ "drain-timeout", T_DUR, O(drain_timeout_ms), "30s", NULL, 0, 86400000,
 	  "on SIGTERM or 'drain': how long open sessions may finish before they are closed" },
 	{ "watch-certs", T_BOOL, O(watch_certs), "true", NULL, 0, 0,
-	  "reload certificates when their directory changes (Kubernetes Secret updates)" },
+	  "reload when the certificate, key, client CA or config file changes (Kubernetes Secret and ConfigMap updates)" },
 	{ "user", T_STR, O(user), "", NULL, 0, 0,
 	  "switch to this user after binding and reading the key (privileged ports)" },
 	{ "log-level", T_STR, O(log_level), "info", NULL, 0, 0, "error|warn|info|debug" },
@@ -302,6 +302,43 @@ void config_free(struct config *c)
 			strlist_clear(p);
 	}
 	memset(c, 0, sizeof(*c));
+}
+
+static int opt_equal(const struct opt *o, const struct config *a, const struct config *b)
+{
+	const void *pa = (const char *)a + o->off, *pb = (const char *)b + o->off;
+	if (o->type == T_STR) {
+		const char *x = *(char *const *)pa, *y = *(char *const *)pb;
+		return x == y || (x && y && strcmp(x, y) == 0);
+	}
+	if (o->type != T_LIST)
+		return *(const int *)pa == *(const int *)pb;
+	const struct strlist *x = pa, *y = pb;
+	if (x->n != y->n)
+		return 0;
+	for (size_t i = 0; i < x->n; i++)
+		if (strcmp(x->v[i], y->v[i]) != 0)
+			return 0;
+	return 1;
+}
+
+size_t config_diff(const struct config *a, const struct config *b, const char *const *skip, char *out,
+		   size_t outlen)
+{
+	size_t n = 0, len = 0;
+	if (outlen)
+		out[0] = 0;
+	for (size_t i = 0; i < NOPTS; i++) {
+		const char *const *k = skip;
+		while (k && *k && strcmp(*k, opts[i].name) != 0)
+			k++;
+		if ((k && *k) || opt_equal(&opts[i], a, b))
+			continue;
+		n++;
+		if (len < outlen)
+			len += (size_t)snprintf(out + len, outlen - len, "%s%s", len ? ", " : "", opts[i].name);
+	}
+	return n;
 }
 
 static char *trim(char *s)

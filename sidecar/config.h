@@ -79,6 +79,10 @@ int config_load_env(struct config *c, char **envp, char *err, size_t errlen);
 int config_load_args(struct config *c, int argc, char **argv, char *err, size_t errlen);
 /* Full precedence chain: file (from --config/env) < environment < flags. */
 int config_load_all(struct config *c, int argc, char **argv, char **envp, char *err, size_t errlen);
+/* Names of the options whose values differ between a and b, except those in the
+ * NULL-terminated skip list, comma-separated into out. Returns how many differ. */
+size_t config_diff(const struct config *a, const struct config *b, const char *const *skip, char *out,
+		   size_t outlen);
 /* Print the option reference for --help. */
 void config_usage(FILE *f);
 /* Parse "10", "10s", "1.5s", "500ms" into milliseconds. 0 or -EINVAL. */

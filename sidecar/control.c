@@ -69,7 +69,8 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 {
 	/* the admin thread is the only caller: static buffers outlive the render */
 	static struct utsname u;
-	static char subject[256], sans[512], not_after[64], reload_at[32], reload_result[256], io_features[160];
+	static char subject[256], sans[512], serial[100], not_after[64], reload_at[32], reload_result[256],
+		io_features[160];
 	struct sidecar *sc = ctx;
 	uname(&u);
 	memset(out, 0, sizeof(*out));
@@ -81,9 +82,13 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 	pthread_mutex_lock(&sc->hs_lock);
 	snprintf(subject, sizeof(subject), "%s", hs_ctx_subject(sc->hs));
 	snprintf(sans, sizeof(sans), "%s", hs_ctx_sans(sc->hs));
+	snprintf(serial, sizeof(serial), "%s", hs_ctx_serial(sc->hs));
 	snprintf(not_after, sizeof(not_after), "%s", hs_ctx_not_after(sc->hs));
+	out->cert_not_after_unix = hs_ctx_not_after_unix(sc->hs);
 	snprintf(reload_at, sizeof(reload_at), "%s", sc->reload_at);
 	snprintf(reload_result, sizeof(reload_result), "%s", sc->reload_result);
+	out->reloads_ok = sc->reloads_ok;
+	out->reloads_failed = sc->reloads_failed;
 	pthread_mutex_unlock(&sc->hs_lock);
 	out->nworkers = sc->nworkers;
 	out->version = KS_VERSION;
@@ -91,6 +96,7 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 	out->openssl = hs_openssl_version();
 	out->cert = subject;
 	out->cert_sans = sans;
+	out->cert_serial = serial;
 	out->cert_not_after = not_after;
 	out->reload_at = reload_at;
 	out->reload_result = reload_result;
@@ -127,9 +133,8 @@ static int conns(void *ctx, struct admin_conn **out, size_t *n)
 	return 0;
 }
 
-int control_load_tls(struct sidecar *sc, struct hs_ctx **out, char *err, size_t errlen)
+int control_load_tls(struct sidecar *sc, const struct config *c, struct hs_ctx **out, char *err, size_t errlen)
 {
-	struct config *c = sc->cfg;
 	struct hs_settings s = {
 		.cert = c->cert, .key = c->key, .client_ca = c->client_ca, .verify = c->verify,
 		.allow_cn = c->allow_cn.v, .n_allow_cn = c->allow_cn.n,
@@ -152,32 +157,87 @@ static void note_reload(struct sidecar *sc, const char *result)
 	snprintf(sc->reload_result, sizeof(sc->reload_result), "%s", result);
 }
 
+/* What a reload applies; any other option changed in the file waits for a restart. */
+static const char *const reloadable[] = {
+	"cert", "key", "client-ca", "verify", "allow-cn", "allow-dns", "allow-uri",
+	"min-tls-version", "ciphers", "ciphersuites", "log-level", NULL,
+};
+
+/* Read the configuration again (the file may have changed; flags and environment
+ * cannot) into a new config. 0, or -errno with err. */
+static int reread_config(struct sidecar *sc, struct config **out, char *err, size_t errlen)
+{
+	struct config *c = calloc(1, sizeof(*c));
+	if (!c)
+		return snprintf(err, errlen, "out of memory"), -ENOMEM;
+	config_init(c);
+	int rc = config_load_all(c, sc->argc, sc->argv, environ, err, errlen);
+	if (rc) {
+		config_free(c);
+		free(c);
+		return rc == -EAGAIN ? -EINVAL : rc;
+	}
+	*out = c;
+	return 0;
+}
+
+static void config_put(struct sidecar *sc, struct config *c)
+{
+	if (c && c != sc->cfg) {
+		config_free(c);
+		free(c);
+	}
+}
+
 int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 {
 	struct hs_ctx *next = NULL, *old;
-	char err[512];
-	int rc = control_load_tls(sc, &next, err, sizeof(err));
+	struct config *cfg = NULL;
+	char err[512], later[256] = "";
+	pthread_mutex_lock(&sc->reload_lock);
+	int rc = reread_config(sc, &cfg, err + 15, sizeof(err) - 15);
+	if (rc)
+		memcpy(err, "configuration: ", 15);
+	else
+		rc = control_load_tls(sc, cfg, &next, err, sizeof(err));
 	if (!rc && hs_ctx_expired(next)) {
 		snprintf(err, sizeof(err), "certificate %s expired on %s", hs_ctx_subject(next), hs_ctx_not_after(next));
 		rc = -EKEYEXPIRED;
 	}
+	if (!rc && config_diff(sc->cfg, cfg, reloadable, later, sizeof(later)))
+		log_warn("control", "options changed in the configuration take effect only at restart",
+			 "options=\"%s\"", later);
 	pthread_mutex_lock(&sc->hs_lock);
 	if (rc) {
-		snprintf(msg, msglen, "reload refused, the old certificate stays in service: %s", err);
+		snprintf(msg, msglen, "reload refused, the old certificate and settings stay in service: %s", err);
 		note_reload(sc, msg);
 		old = next;
+		sc->reloads_failed++;
 	} else {
-		snprintf(msg, msglen, "reloaded: subject=%s not_after=%s", hs_ctx_subject(next), hs_ctx_not_after(next));
+		snprintf(msg, msglen, "reloaded: subject=%s not_after=%s%s%s", hs_ctx_subject(next),
+			 hs_ctx_not_after(next), later[0] ? "; not applied until restart: " : "", later);
 		note_reload(sc, "ok");
 		old = sc->hs;
 		sc->hs = next; /* new handshakes take it; live ones keep their reference */
+		sc->reloads_ok++;
 	}
 	pthread_mutex_unlock(&sc->hs_lock);
+	if (!rc) {
+		enum log_level lvl;
+		if (!log_level_parse(cfg->log_level, &lvl))
+			log_set_level(lvl);
+		struct config *prev = sc->tls_cfg;
+		sc->tls_cfg = cfg;
+		cfg = prev;
+		atomic_store(&sc->watch_dirty, 1); /* the files to watch may have moved */
+	}
+	config_put(sc, cfg);
 	hs_ctx_put(old);
 	if (rc)
 		log_error("control", "certificate reload failed", "error=\"%s\"", err);
 	else
 		log_info("control", "certificates reloaded", "%s", hs_ctx_describe(next));
+	pthread_mutex_unlock(&sc->reload_lock); /* until here no other reload can drop next */
 	return rc;
 }
 

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -85,7 +86,7 @@ static int choose_engine(struct sidecar *sc)
 static int load_tls(struct sidecar *sc)
 {
 	char err[512];
-	int rc = control_load_tls(sc, &sc->hs, err, sizeof(err));
+	int rc = control_load_tls(sc, sc->cfg, &sc->hs, err, sizeof(err));
 	if (rc)
 		log_error("main", "TLS setup failed", "error=\"%s\"", err);
 	else if (hs_ctx_expired(sc->hs))
@@ -229,6 +230,17 @@ static int drop_privileges(const char *user, struct admin *adm)
 	return 0;
 }
 
+/* After dropping root: say now, not at the first certificate rotation, that a file
+ * a reload reads again is out of the new user's reach. */
+static void check_reload_access(const struct config *c)
+{
+	const char *paths[] = { c->cert, c->key, c->client_ca, c->config_file };
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		if (paths[i] && paths[i][0] && access(paths[i], R_OK) < 0)
+			log_warn("main", "reloads will fail: the --user cannot read this file", "user=\"%s\" file=\"%s\" error=\"%s\"",
+				 c->user, paths[i], strerror(errno));
+}
+
 static int workers_running(struct sidecar *sc)
 {
 	for (int i = 0; i < sc->nworkers; i++)
@@ -237,38 +249,119 @@ static int workers_running(struct sidecar *sc)
 	return 0;
 }
 
-/* Watch the directories holding the certificate and key: Kubernetes swaps the
- * ..data symlink of a mounted Secret atomically, which shows up as IN_MOVED_TO. */
-static int watch_certs(struct sidecar *sc)
+/* The names an event must carry to count: every component of the watched paths
+ * (and kubelet's "..data" and friends); changes to other files in a shared
+ * directory such as /etc do not reload. */
+static struct {
+	char v[64][NAME_MAX + 1];
+	size_t n;
+} watch_names;
+
+static void watch_name_add(const char *path, size_t len)
+{
+	size_t start = len;
+	while (start && path[start - 1] != '/')
+		start--;
+	if (len == start || watch_names.n >= sizeof(watch_names.v) / sizeof(watch_names.v[0]))
+		return;
+	snprintf(watch_names.v[watch_names.n++], sizeof(watch_names.v[0]), "%.*s", (int)(len - start), path + start);
+}
+
+static int watch_name_wanted(const struct inotify_event *ev)
+{
+	if (!ev->len || !ev->name[0] || strncmp(ev->name, "..", 2) == 0)
+		return 1; /* the directory itself, or a Kubernetes volume's ..data swap */
+	for (size_t i = 0; i < watch_names.n; i++)
+		if (strcmp(ev->name, watch_names.v[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Watch a directory (following a symlink to it); quiet after the first time. */
+static void watch_dir(int fd, const char *dir, int quiet)
+{
+	if (inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF) < 0 &&
+	    !quiet)
+		log_warn("main", "cannot watch a directory for certificate changes", "dir=\"%s\" error=\"%s\"", dir,
+			 strerror(errno));
+}
+
+/* dirname() into out, "." for a bare name. */
+static void dir_of(const char *path, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%s", path);
+	char *slash = strrchr(out, '/');
+	if (slash)
+		*(slash == out ? slash + 1 : slash) = 0;
+	else
+		snprintf(out, outlen, ".");
+}
+
+/* Every directory where a change can change what path names: its own directory,
+ * the one holding each symlink on the way (a Secret item in a subdirectory is
+ * certs -> ..data/certs, and kubelet swaps ..data in the volume's top), and the
+ * directory of the file it finally resolves to (certbot's live/ -> archive/). */
+static void watch_path(int fd, const char *path, int quiet)
+{
+	char dir[PATH_MAX], prefix[PATH_MAX], real[PATH_MAX];
+	struct stat st;
+	dir_of(path, dir, sizeof(dir));
+	watch_dir(fd, dir, quiet);
+	size_t len = strnlen(path, sizeof(prefix) - 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (i < len && path[i] != '/')
+			continue;
+		watch_name_add(path, i);
+		snprintf(prefix, sizeof(prefix), "%.*s", (int)i, path);
+		if (lstat(prefix, &st) == 0 && S_ISLNK(st.st_mode)) {
+			dir_of(prefix, dir, sizeof(dir));
+			watch_dir(fd, dir, 1);
+		}
+	}
+	if (realpath(path, real)) {
+		dir_of(real, dir, sizeof(dir));
+		watch_dir(fd, dir, 1);
+		watch_name_add(real, strlen(real));
+	}
+}
+
+/* Watch what the TLS settings in service read: certificate, key, client CA and the
+ * configuration file. Kubernetes swaps the ..data symlink of a mounted Secret or
+ * ConfigMap atomically, which shows up as IN_MOVED_TO. Set up before dropping root
+ * (inotify needs read access to a directory such as /etc/ssl/private), and again
+ * after each reload, since a watch that followed a symlink ends with its target. */
+static int watch_certs(struct sidecar *sc, int fd, int quiet)
 {
 	if (!sc->cfg->watch_certs)
 		return -1;
-	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0 && (fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
+		log_warn("main", "cannot watch certificate files", "error=\"%s\"", strerror(errno));
 		return -1;
-	const char *paths[] = { sc->cfg->cert, sc->cfg->key };
-	for (int i = 0; i < 2; i++) {
-		char dir[4096];
-		snprintf(dir, sizeof(dir), "%s", paths[i]);
-		char *slash = strrchr(dir, '/');
-		if (slash)
-			*(slash == dir ? slash + 1 : slash) = 0;
-		else
-			snprintf(dir, sizeof(dir), ".");
-		if (inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE) < 0)
-			log_warn("main", "cannot watch certificate directory", "dir=\"%s\" error=\"%s\"", dir,
-				 strerror(errno));
 	}
+	pthread_mutex_lock(&sc->reload_lock);
+	const struct config *c = sc->tls_cfg;
+	const char *paths[] = { c->cert, c->key, c->client_ca, c->config_file };
+	watch_names.n = 0;
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		if (paths[i] && paths[i][0])
+			watch_path(fd, paths[i], quiet);
+	pthread_mutex_unlock(&sc->reload_lock);
 	return fd;
 }
 
-/* True if the watch saw a change (events are drained). */
+/* True if the watch saw a change to a file that matters (events are drained). */
 static int certs_changed(int fd)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 	int changed = 0;
-	while (fd >= 0 && read(fd, buf, sizeof(buf)) > 0)
-		changed = 1;
+	ssize_t n;
+	while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			changed |= watch_name_wanted(ev);
+			p += sizeof(*ev) + ev->len;
+		}
+	}
 	return changed;
 }
 
@@ -276,12 +369,11 @@ static int certs_changed(int fd)
  * change in the certificate directory reloads certificates (after a quiet
  * half second, so a multi-file update is seen whole). Returns once every worker
  * has finished: 0, or 1 if one failed. */
-static int wait_for_signals(struct sidecar *sc)
+static int wait_for_signals(struct sidecar *sc, int wfd)
 {
 	sigset_t set;
 	char msg[512];
 	uint64_t reload_at = 0;
-	int wfd = watch_certs(sc);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
@@ -302,6 +394,8 @@ static int wait_for_signals(struct sidecar *sc)
 			log_info("main", "certificate files changed, reloading", "%s", "");
 			control_reload(sc, msg, sizeof(msg));
 		}
+		if (wfd >= 0 && atomic_exchange(&sc->watch_dirty, 0))
+			watch_certs(sc, wfd, 0);
 	}
 	if (wfd >= 0)
 		close(wfd);
@@ -402,13 +496,16 @@ static int cmd_run(int argc, char **argv)
 			 "%s", "");
 	signal(SIGPIPE, SIG_IGN);
 
-	sc.cfg = &cfg;
+	sc.cfg = sc.tls_cfg = &cfg;
+	sc.argc = argc;
+	sc.argv = argv;
 	sc.started_ms = now_monotonic_ms();
 	sc.nworkers = cfg.workers ? cfg.workers : cpus_default_workers();
 	sc.workers = calloc((size_t)sc.nworkers, sizeof(struct worker));
 	if (!sc.workers)
 		return 1;
 	pthread_mutex_init(&sc.hs_lock, NULL);
+	pthread_mutex_init(&sc.reload_lock, NULL);
 	for (int i = 0; i < sc.nworkers; i++)
 		pthread_mutex_init(&sc.workers[i].conns_lock, NULL);
 	raise_nofile(&cfg);
@@ -429,10 +526,13 @@ static int cmd_run(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	int wfd = watch_certs(&sc, -1, 0);
 	if (cfg.user[0] && drop_privileges(cfg.user, adm)) {
 		admin_stop(adm);
 		return 1;
 	}
+	if (cfg.user[0])
+		check_reload_access(&cfg);
 	if (worker_start_all(&sc)) {
 		worker_join_all(&sc);
 		admin_stop(adm);
@@ -444,11 +544,15 @@ static int cmd_run(int argc, char **argv)
 		 cfg.listen, cfg.backend, sc.nworkers, sc.engine_kind == ENGINE_URING ? "uring" : "epoll",
 		 sc.ktls ? "on" : "off",
 		 u.release, hs_openssl_version(), hs_ctx_describe(sc.hs));
-	int failed = wait_for_signals(&sc);
+	int failed = wait_for_signals(&sc, wfd);
 	worker_join_all(&sc);
 	admin_stop(adm);
 	hs_ctx_put(sc.hs);
 	free(sc.workers);
+	if (sc.tls_cfg != &cfg) {
+		config_free(sc.tls_cfg);
+		free(sc.tls_cfg);
+	}
 	config_free(&cfg);
 	log_info("main", "stopped", "%s", "");
 	return failed;

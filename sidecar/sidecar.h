@@ -82,10 +82,16 @@ struct worker {
 } __attribute__((aligned(CACHELINE)));
 
 struct sidecar {
-	struct config *cfg;
+	struct config *cfg;                /* as read at startup: what the process runs with */
+	int argc;                          /* the flags, for a reload to read the config again */
+	char **argv;
+	pthread_mutex_t reload_lock;       /* one reload at a time; guards tls_cfg */
+	struct config *tls_cfg;            /* the TLS settings in service: cfg, or a reload's */
+	_Atomic int watch_dirty;           /* a reload happened: watch the files again */
 	struct hs_ctx *hs;                 /* current TLS context, swapped under hs_lock */
 	pthread_mutex_t hs_lock;
 	char reload_at[32], reload_result[256];
+	uint64_t reloads_ok, reloads_failed; /* under hs_lock */
 	struct sockaddr_storage backend;
 	socklen_t backend_len;
 	char backend_desc[160];
@@ -127,8 +133,10 @@ uint64_t now_monotonic_ms(void);
 /* control.c: what the admin socket and signals may ask of the daemon */
 extern const struct admin_ops control_ops;
 /* Build a TLS context from the configuration. 0 or -errno with err. */
-int control_load_tls(struct sidecar *sc, struct hs_ctx **out, char *err, size_t errlen);
-/* Swap in freshly loaded certificates; a broken or expired set is refused. 0 or -errno. */
+int control_load_tls(struct sidecar *sc, const struct config *c, struct hs_ctx **out, char *err, size_t errlen);
+/* Read the configuration file again and swap in freshly loaded certificates and TLS
+ * settings; a broken configuration or an unusable or expired certificate is refused
+ * and the old ones stay. 0 or -errno. */
 int control_reload(struct sidecar *sc, char *msg, size_t msglen);
 /* Stop accepting; close what is still open after timeout_ms. */
 void control_drain(struct sidecar *sc, int timeout_ms);

@@ -113,6 +113,14 @@ missing = need - seen
 sys.exit('missing: %s' % missing if missing else 0)
 PY
 like "$m" 'ktls_sidecar_handshakes_total\{result="ok"\} [1-9]' "/metrics counts the handshakes"
+na="$(date -u -d "$(openssl x509 -noout -enddate -in "$FX_CERTS/server.crt" | cut -d= -f2)" +%s)"
+like "$m" "ktls_sidecar_certificate_expiry_timestamp_seconds $na"$'\n' \
+    "/metrics: the certificate's notAfter as Unix time ($na)"
+like "$m" 'ktls_sidecar_reloads_total\{result="failed"\} 0' "/metrics: no failed reload yet"
+info="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json)"
+is "$(jq -r .cert_serial <<<"$info")" "$(openssl x509 -noout -serial -in "$FX_CERTS/server.crt" | cut -d= -f2)" \
+    "show info: the certificate's serial, as openssl prints it"
+is "$(jq -r .cert_not_after <<<"$info")" "$(date -u -d "@$na" +%Y-%m-%dT%H:%M:%SZ)" "show info: notAfter in ISO 8601"
 http() { python3 -c "
 import urllib.request, urllib.error, sys
 try:

@@ -96,6 +96,72 @@ like "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" reload)" '^OK' "admin 're
 is "$(served_serial)" "$(serial_of "$FX_DIR/next2/tls.crt")" "... and the new certificate is served"
 fx_sidecar_stop hup || true
 
+# --- a Secret item in a subdirectory (items: path: certs/tls.crt): certs -> ..data/certs.
+# The watch on certs follows the symlink into the timestamped directory, which kubelet
+# deletes after the swap; each later swap must still be seen.
+V="$FX_DIR/vol"
+mkdir -p "$V"
+vswap() { ln -sfn "$1" "$V/..data_tmp" && mv -T "$V/..data_tmp" "$V/..data"; }
+mkcert "$V/..v1/certs"
+vswap ..v1
+ln -s ..data/certs "$V/certs"
+ks_start sub "$io" --cert "$V/certs/tls.crt" --key "$V/certs/tls.key" || BAIL_OUT "start"
+is "$(served_serial)" "$(serial_of "$V/..v1/certs/tls.crt")" "certs -> ..data/certs: served"
+for n in 2 3 4; do
+    mkcert "$V/..v$n/certs"
+    vswap "..v$n"
+    rm -rf "$V/..v$((n - 1))"
+    ok "certs -> ..data/certs: swap $n (the old directory deleted) is served" \
+        wait_serial "$(serial_of "$V/..v$n/certs/tls.crt")"
+done
+fx_sidecar_stop sub || true
+
+# --- the configuration file is read again on reload: a client removed from an
+# allow-list is refused without a restart; ConfigMap-style volume, watched.
+M="$FX_DIR/cm"
+mkdir -p "$M/..c1" "$M/..c2" "$M/..c3" "$M/..c4"
+mswap() { ln -sfn "$1" "$M/..data_tmp" && mv -T "$M/..data_tmp" "$M/..data"; }
+printf 'verify = require\nclient-ca = %s\nallow-cn = alice\nallow-cn = mallory\n' "$C/ca.crt" >"$M/..c1/ks.conf"
+mswap ..c1
+ln -s ..data/ks.conf "$M/ks.conf"
+mport="$(fx_free_port)"
+ks_start cfg "$io" --config "$M/ks.conf" --metrics-listen "127.0.0.1:$mport" || BAIL_OUT "start"
+as() { echo "sslcert=$C/$1.crt sslkey=$C/$1.key"; }
+admits() { [[ "$(fx_psql "$(ks_dsn "$(as "$1")")" -c 'select 1' 2>/dev/null)" == 1 ]]; }
+refuses() { ! admits "$1"; }
+wait_for() { for _ in $(seq 40); do "$@" && return 0; sleep 0.25; done; return 1; }
+ok "config file: mallory is in the allow-list and admitted" admits mallory
+printf 'verify = require\nclient-ca = %s\nallow-cn = alice\nidle-timeout = 5m\n' "$C/ca.crt" >"$M/..c2/ks.conf"
+mswap ..c2
+ok "mallory removed from the file: refused after the watched reload" wait_for refuses mallory
+ok "... alice still admitted" admits alice
+msg="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" reload)"
+like "$msg" '^OK.*not applied until restart: idle-timeout' "reload names the option that waits for a restart"
+printf 'verify = require\nclient-ca = %s\nallow-cn = mallory\nbogus-option = 1\n' "$C/ca.crt" >"$M/..c3/ks.conf"
+mswap ..c3
+sleep 1.5
+rc=0; msg="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" reload 2>&1)" || rc=$?
+is "$rc" 1 "a broken configuration file: reload refused (exit 1)"
+like "$msg" 'refused.*configuration: .*bogus-option' "... naming the file's error"
+ok "... and the settings in service stay: mallory refused" refuses mallory
+m="$(python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$mport/metrics', timeout=5).read().decode())")"
+like "$m" 'ktls_sidecar_reloads_total\{result="failed"\} [1-9]' "/metrics counts the failed reloads"
+like "$m" 'ktls_sidecar_reloads_total\{result="ok"\} [1-9]' "... and the good ones"
+ok "... alice admitted" admits alice
+# the client CA is watched too: a bundle that no longer holds the test CA
+printf 'verify = require\nclient-ca = %s\nallow-cn = alice\n' "$M/ca/bundle.crt" >"$M/..c4/ks.conf"
+mkdir -p "$M/..c4/ca"
+cp "$C/ca.crt" "$M/..c4/ca/bundle.crt"
+mswap ..c4
+ln -s ..data/ca "$M/ca"
+reloaded_ok() { [[ "$(reload_result)" == ok ]]; }
+ok "the client CA moved into the volume (ca -> ..data/ca): reloaded" wait_for reloaded_ok
+ok "... alice admitted" admits alice
+cp "$C/untrusted-ca.crt" "$M/..c4/ca/bundle.tmp" && mv "$M/..c4/ca/bundle.tmp" "$M/..c4/ca/bundle.crt"
+ok "the CA bundle replaced by a foreign CA: alice refused after the watched reload" wait_for refuses alice
+fx_sidecar_stop cfg || true
+ks_check_log cfg
+
 # --- drain
 ks_start drain "$io" --drain-timeout 10s || BAIL_OUT "sidecar did not start"
 pid="${FX_SIDECAR_PIDS[drain]}"

@@ -25,6 +25,8 @@ like "$("$KTLS_SIDECAR" ctl --admin-socket "$FX_DIR/priv.sock" show info)" 'vers
     "the admin socket still answers (root may always ask)"
 is "$(stat -c %U "$FX_DIR/priv.sock")" nobody "the admin socket now belongs to the new user"
 fx_sidecar_stop priv || true
+like "$(cat "$(fx_sidecar_log priv)")" 'level=warn .*msg="reloads will fail: the --user cannot read this file" user="nobody" file="[^"]*server.key"' \
+    "a key the new user cannot read: a warning at startup, not at the first rotation"
 
 # --user keeps the user's supplementary groups: a key readable only through ssl-cert
 # (Debian's layout; postgres is a member) still reloads after dropping root, and the
@@ -35,11 +37,23 @@ mkdir -p "$kdir" && cp "$FX_CERTS/server.key" "$FX_CERTS/server.crt" "$kdir/" &&
     BAIL_OUT "key directory"
 chmod o+x "$FX_DIR"
 sock="$FX_DIR/run-grp/admin.sock"
-fx_sidecar_start grp --listen "127.0.0.1:$(fx_free_port)" --backend "127.0.0.1:$FX_PGB_PORT" --io "$io" \
+grp_port="$(fx_free_port)"
+fx_sidecar_start grp --listen "127.0.0.1:$grp_port" --backend "127.0.0.1:$FX_PGB_PORT" --io "$io" \
     --cert "$kdir/server.crt" --key "$kdir/server.key" --admin-socket "$sock" --user postgres \
     || BAIL_OUT "sidecar did not start"
 like "$("$KTLS_SIDECAR" ctl --admin-socket "$sock" reload 2>&1)" '^OK: ' \
     "--user postgres: a key readable through a supplementary group reloads"
+# the directory is watched although postgres may not list it: the watch is set up as root
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$FX_DIR/next.key" \
+    -out "$FX_DIR/next.crt" -subj /CN=localhost -days 2 2>/dev/null || BAIL_OUT "next cert"
+next="$(openssl x509 -noout -serial -in "$FX_DIR/next.crt" | cut -d= -f2)"
+cp "$FX_DIR/next.key" "$kdir/server.key" && cp "$FX_DIR/next.crt" "$kdir/server.crt"
+served() {
+    echo | fx_with_timeout 10 openssl s_client -starttls postgres -connect "127.0.0.1:$grp_port" 2>/dev/null |
+        openssl x509 -noout -serial 2>/dev/null | cut -d= -f2
+}
+for _ in $(seq 40); do [[ "$(served)" == "$next" ]] && break; sleep 0.25; done
+is "$(served)" "$next" "... and a new key and certificate in that 0710 directory are picked up by the watch"
 is "$(stat -c '%U %a' "$(dirname "$sock")")" "postgres 750" "the socket directory it made now belongs to postgres"
 like "$(runuser -u postgres -- "$KTLS_SIDECAR" ctl --admin-socket "$sock" show info 2>&1)" 'version' \
     "postgres may use ctl"
@@ -74,6 +88,13 @@ while read -r line; do
     [[ "$line" == -----* || ${#line} -lt 16 ]] && continue
     grep -qF -- "${line:0:24}" <<<"$out" && leaks=$((leaks + 1))
 done <"$FX_CERTS/server.key"
+# an encrypted key: refused at once, also with a terminal, where OpenSSL would prompt
+openssl pkey -in "$FX_CERTS/server.key" -aes256 -passout pass:secret -out "$FX_DIR/enc.key" || BAIL_OUT "enc key"
+rc=0; out="$(fx_with_timeout 10 script -qfec "$(printf '%q ' "$KTLS_SIDECAR" run --listen "127.0.0.1:$port2" \
+    --admin-socket "" --cert "$FX_CERTS/server.crt" --key "$FX_DIR/enc.key")" /dev/null </dev/null 2>&1)" || rc=$?
+is "$rc" 1 "an encrypted key under a terminal: exit 1, no passphrase prompt waiting"
+like "$out" 'is encrypted, and passphrases are not supported' "... saying the key is encrypted"
+unlike "$out" 'pass phrase' "... and OpenSSL did not ask for one"
 is "$leaks" 0 "no line of any private key's base64 appears in the logs"
 ok "the logs are not empty (the check above looked at something)" test -s "$(fx_sidecar_log keys)"
 done_testing

@@ -51,7 +51,8 @@ static struct admin_snapshot fake(struct admin_worker *w)
 	}
 	return (struct admin_snapshot){
 		.version = "1.2.3", .kernel = "6.1.0", .openssl = "OpenSSL 3.0.15", .cert = weird,
-		.cert_sans = "DNS:db.example, IP:10.0.0.5", .cert_not_after = "Jan  1 00:00:00 2027 GMT",
+		.cert_sans = "DNS:db.example, IP:10.0.0.5", .cert_not_after = "2027-01-01T00:00:00Z",
+		.cert_serial = "0A1B",
 		.reload_at = "2026-11-22T00:00:00Z", .reload_result = "ok", .draining = 1,
 		.io = "epoll", .io_why = "io_uring_setup: \"Operation not permitted\"",
 		.io_features = "sqpoll,multishot-accept,fixed-files",
@@ -237,11 +238,12 @@ static void test_render_text(void)
 	free(t);
 
 	t = render(ADM_SHOW_INFO, 0, &s, &rc);
-	ok(rc == 0 && table_ok(t, 16), "show info: aligned table of 16 rows");
+	ok(rc == 0 && table_ok(t, 17), "show info: aligned table of 17 rows");
 	ok(row_is(t, "io_features", "sqpoll,multishot-accept,fixed-files"), "info row io_features");
 	ok(row_is(t, "version", "1.2.3") && row_is(t, "pid", "4242"), "info rows version, pid");
 	ok(row_is(t, "cert_sans", "DNS:db.example, IP:10.0.0.5"), "info row cert_sans");
-	ok(row_is(t, "cert_not_after", "Jan  1 00:00:00 2027 GMT"), "info row cert_not_after");
+	ok(row_is(t, "cert_not_after", "2027-01-01T00:00:00Z"), "info row cert_not_after");
+	ok(row_is(t, "cert_serial", "0A1B"), "info row cert_serial");
 	ok(row_is(t, "reload", "2026-11-22T00:00:00Z (ok)"), "info row reload: time and result");
 	ok(row_is(t, "draining", "yes"), "info row draining");
 	ok(strstr(t, "1d 02:03:04"), "uptime formatted");
@@ -311,14 +313,14 @@ static void test_render_json(void)
 	j = render(ADM_SHOW_INFO, 1, &s, &rc);
 	ok(rc == 0 && one_line(j), "info json: one line");
 	json_is(j, "sorted(d)",
-		"['backend', 'cert', 'cert_not_after', 'cert_sans', 'draining', 'io', 'io_features', 'io_why', "
+		"['backend', 'cert', 'cert_not_after', 'cert_sans', 'cert_serial', 'draining', 'io', 'io_features', 'io_why', "
 		"'kernel', "
 		"'ktls', 'ktls_why', 'listen', 'openssl', 'pid', 'reload_at', 'reload_result', 'uptime_s', "
 		"'version', 'workers']",
 		"info json keys");
-	json_is(j, "(d[\"cert_sans\"], d[\"cert_not_after\"], d[\"reload_at\"], d[\"reload_result\"], "
-		   "d[\"draining\"])",
-		"('DNS:db.example, IP:10.0.0.5', 'Jan  1 00:00:00 2027 GMT', '2026-11-22T00:00:00Z', 'ok', True)",
+	json_is(j, "(d[\"cert_sans\"], d[\"cert_serial\"], d[\"cert_not_after\"], d[\"reload_at\"], "
+		   "d[\"reload_result\"], d[\"draining\"])",
+		"('DNS:db.example, IP:10.0.0.5', '0A1B', '2027-01-01T00:00:00Z', '2026-11-22T00:00:00Z', 'ok', True)",
 		"info json: certificate, reload, draining");
 	json_is(j, "(d[\"pid\"], d[\"uptime_s\"], d[\"workers\"], d[\"io_why\"])",
 		"(4242, 93784.5, 2, 'io_uring_setup: \"Operation not permitted\"')", "info json values");

@@ -218,6 +218,31 @@ int main(void)
 	config_set(&c, "key", "/k\x1b[2J", err, sizeof(err));
 	is(config_finish(&c, err, sizeof(err)), -EINVAL, "a path with control characters refused");
 	config_free(&c);
+
+	/* config_diff: what a reload reports as waiting for a restart */
+	struct config a, b;
+	char names[128];
+	const char *const skip[] = { "allow-cn", "log-level", NULL };
+	config_init(&a);
+	config_init(&b);
+	is((int)config_diff(&a, &b, NULL, names, sizeof(names)), 0, "diff: two default configs are equal");
+	is_str(names, "", "... and name nothing");
+	config_set(&b, "listen", "127.0.0.1:1", err, sizeof(err));
+	config_set(&b, "workers", "3", err, sizeof(err));
+	config_set(&b, "allow-cn", "bob", err, sizeof(err));
+	config_set(&b, "log-level", "debug", err, sizeof(err));
+	config_set(&b, "client-ca", "/ca", err, sizeof(err)); /* NULL by default */
+	is((int)config_diff(&a, &b, skip, names, sizeof(names)), 3, "diff: string, int, NULL vs set");
+	is_str(names, "listen, client-ca, workers", "... named in table order, skipped ones left out");
+	is((int)config_diff(&a, &b, NULL, names, sizeof(names)), 5, "diff: without a skip list, lists and all");
+	config_set(&a, "allow-cn", "bob", err, sizeof(err));
+	config_set(&a, "allow-cn", "carol", err, sizeof(err));
+	is((int)config_diff(&a, &b, (const char *const[]){ "listen", "workers", "log-level", "client-ca", NULL },
+			    names, sizeof(names)), 1, "diff: lists of different lengths differ");
+	is((int)config_diff(&a, &b, NULL, names, 8), 5, "diff: a short buffer still counts every name");
+	ok(strlen(names) < 8, "... and stays terminated (%s)", names);
+	config_free(&a);
+	config_free(&b);
 	unlink(path);
 	return done_testing();
 }
