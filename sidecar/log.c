@@ -9,14 +9,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level g_level = LOG_INFO;
+static enum log_level g_level = LOG_INFO; /* a reload may change it while workers log */
 static int g_json;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
-void log_set_level(enum log_level lvl) { g_level = lvl; }
+void log_set_level(enum log_level lvl) { __atomic_store_n(&g_level, lvl, __ATOMIC_RELAXED); }
 void log_set_json(int on) { g_json = on; }
-int log_enabled(enum log_level lvl) { return lvl <= g_level; }
+int log_enabled(enum log_level lvl) { return lvl <= __atomic_load_n(&g_level, __ATOMIC_RELAXED); }
 
 int log_level_parse(const char *s, enum log_level *out)
 {
@@ -101,7 +101,7 @@ static size_t kv_to_json(char *buf, size_t off, size_t cap, const char *kv)
 
 void log_msg(enum log_level lvl, const char *mod, const char *msg, const char *fmt, ...)
 {
-	if (lvl > g_level)
+	if (!log_enabled(lvl))
 		return;
 	int saved = errno;
 	char kv[1024] = "";
