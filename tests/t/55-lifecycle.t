@@ -131,10 +131,13 @@ admits() { [[ "$(fx_psql "$(ks_dsn "$(as "$1")")" -c 'select 1' 2>/dev/null)" ==
 refuses() { ! admits "$1"; }
 wait_for() { for _ in $(seq 40); do "$@" && return 0; sleep 0.25; done; return 1; }
 ok "config file: mallory is in the allow-list and admitted" admits mallory
-printf 'verify = require\nclient-ca = %s\nallow-cn = alice\nidle-timeout = 5m\n' "$C/ca.crt" >"$M/..c2/ks.conf"
+unlike "$(cat "$(fx_sidecar_log cfg)")" 'level=debug' "log-level info: no debug lines yet"
+printf 'verify = require\nclient-ca = %s\nallow-cn = alice\nidle-timeout = 5m\nlog-level = debug\n' "$C/ca.crt" \
+    >"$M/..c2/ks.conf"
 mswap ..c2
 ok "mallory removed from the file: refused after the watched reload" wait_for refuses mallory
 ok "... alice still admitted" admits alice
+like "$(cat "$(fx_sidecar_log cfg)")" 'level=debug' "log-level = debug in the file applies at the reload"
 msg="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" reload)"
 like "$msg" '^OK.*not applied until restart: idle-timeout' "reload names the option that waits for a restart"
 printf 'verify = require\nclient-ca = %s\nallow-cn = mallory\nbogus-option = 1\n' "$C/ca.crt" >"$M/..c3/ks.conf"
