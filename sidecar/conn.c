@@ -336,12 +336,28 @@ static void note_startup(struct conn *c, const struct pg_startup *st)
 	pthread_mutex_unlock(&c->w->conns_lock);
 }
 
+/* Bytes already queued behind an SSLRequest or GSSENCRequest were sent before the
+ * answer, so no encryption protected them (CVE-2021-23214): 1 if there are any. */
+static int unencrypted_queued(struct conn *c, const char *request)
+{
+	int queued = 0;
+	if (ioctl(c->cfd, FIONREAD, &queued) < 0 || queued <= 0)
+		return 0;
+	char what[64];
+	snprintf(what, sizeof(what), "refused: unencrypted data after %s", request);
+	conn_log(c, LOG_WARN, what, NULL);
+	return 1;
+}
+
 /* A complete plaintext startup packet sits in cbuf[0..need). */
 static void negotiate_packet(struct conn *c)
 {
 	struct pg_startup st;
-	if (pg_startup_parse(c->cbuf, c->need, &st)) {
-		fail_with_error(c, CR_PROTOCOL, "08P01", "invalid startup packet layout");
+	char why[96];
+	int rc = pg_startup_parse(c->cbuf, c->need, &st);
+	if (rc) {
+		const char *state = pg_startup_refusal(rc, &st, why, sizeof(why));
+		fail_with_error(c, CR_PROTOCOL, state, why);
 		return;
 	}
 	switch (st.kind) {
@@ -351,11 +367,7 @@ static void negotiate_packet(struct conn *c)
 			return;
 		}
 		c->saw_ssl = 1;
-		/* bytes already queued after the SSLRequest were not protected by TLS
-		 * (CVE-2021-23214): refuse rather than hand them to the handshake */
-		int queued = 0;
-		if (ioctl(c->cfd, FIONREAD, &queued) == 0 && queued > 0) {
-			conn_log(c, LOG_WARN, "refused: unencrypted data after SSLRequest", NULL);
+		if (unencrypted_queued(c, "SSLRequest")) {
 			fail_with_error(c, CR_PROTOCOL, "08P01", "received unencrypted data after SSL request");
 			return;
 		}
@@ -372,6 +384,10 @@ static void negotiate_packet(struct conn *c)
 			return;
 		}
 		c->saw_gss = 1;
+		if (unencrypted_queued(c, "GSSENCRequest")) {
+			fail_with_error(c, CR_PROTOCOL, "08P01", "received unencrypted data after GSSAPI encryption request");
+			return;
+		}
 		answer_byte(c, 'N', AF_NEGOTIATE);
 		return;
 	case PG_CANCEL_REQUEST:
@@ -409,8 +425,9 @@ static void negotiate_read(struct conn *c, int res)
 		cli_read_exact(c);
 		return;
 	}
-	if (c->need == TLS_HDR && !c->saw_ssl && c->cbuf[0] == PG_TLS_HANDSHAKE) {
-		/* PostgreSQL 17 direct TLS: the 5 bytes are a ClientHello record header */
+	if (c->need == TLS_HDR && !c->saw_ssl && !c->saw_gss && c->cbuf[0] == PG_TLS_HANDSHAKE) {
+		/* PostgreSQL 17 direct TLS, only as the connection's first bytes: the 5
+		 * bytes are a ClientHello record header */
 		int len = tls_record_len(c->cbuf, 1);
 		if (len < 0 || start_tls(c, 1)) {
 			conn_log(c, LOG_INFO, "refused: malformed TLS record header", NULL);
@@ -586,10 +603,12 @@ static void handshake_done(struct conn *c)
 static void startup_packet(struct conn *c)
 {
 	struct pg_startup st;
-	if (pg_startup_parse(c->pkt, c->need, &st) ||
-	    (st.kind != PG_STARTUP && st.kind != PG_CANCEL_REQUEST)) {
+	char why[96];
+	int rc = pg_startup_parse(c->pkt, c->need, &st);
+	if (rc || (st.kind != PG_STARTUP && st.kind != PG_CANCEL_REQUEST)) {
 		conn_log(c, LOG_INFO, "refused: invalid startup packet inside TLS", NULL);
-		fail_with_error(c, CR_PROTOCOL, "08P01", "invalid startup packet layout");
+		const char *state = pg_startup_refusal(rc ? rc : -EPROTO, &st, why, sizeof(why));
+		fail_with_error(c, CR_PROTOCOL, state, why);
 		return;
 	}
 	c->pkt_len = c->need;

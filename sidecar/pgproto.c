@@ -4,6 +4,7 @@
 #include "pgproto.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 static uint32_t be32(const uint8_t *p)
@@ -51,7 +52,7 @@ static int parse_params(const uint8_t *p, const uint8_t *end, struct pg_startup 
 	/* the list ends with one NUL, which must be the packet's last byte */
 	if (p + 1 != end || *p != 0)
 		return -EPROTO;
-	return out->user && *out->user ? 0 : -EPROTO;
+	return out->user && *out->user ? 0 : -ENODATA;
 }
 
 int pg_startup_parse(const uint8_t *pkt, size_t len, struct pg_startup *out)
@@ -77,8 +78,23 @@ int pg_startup_parse(const uint8_t *pkt, size_t len, struct pg_startup *out)
 	}
 	out->kind = PG_STARTUP;
 	if (code >> 16 != 3) /* protocol 3.x only; 2.0 died with PostgreSQL 14 */
-		return -EPROTO;
+		return -EPROTONOSUPPORT;
 	return parse_params(pkt + 8, pkt + len, out);
+}
+
+const char *pg_startup_refusal(int rc, const struct pg_startup *st, char *msg, size_t msglen)
+{
+	if (rc == -EPROTONOSUPPORT) {
+		snprintf(msg, msglen, "unsupported frontend protocol %u.%u: server supports 3.0 to 3.x",
+			 st->proto >> 16, st->proto & 0xffff);
+		return "0A000";
+	}
+	if (rc == -ENODATA) {
+		snprintf(msg, msglen, "no PostgreSQL user name specified in startup packet");
+		return "28000";
+	}
+	snprintf(msg, msglen, "invalid startup packet layout");
+	return "08P01";
 }
 
 int pg_error_response(uint8_t *buf, size_t cap, const char *severity, const char *sqlstate,

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PG_STARTUP_MAX 10000u     /* same cap as the PostgreSQL server */
+#define PG_STARTUP_MAX 10004u     /* PostgreSQL's cap: 10000 bytes after the length word */
 #define PG_CANCEL_KEY_MIN 4u
 #define PG_CANCEL_KEY_MAX 256u    /* protocol 3.2 variable-length keys */
 #define PG_CODE_SSL 80877103u
@@ -28,8 +28,14 @@ struct pg_startup {
 
 /* Validate the 4-byte length prefix. 0 with *len set, or -EPROTO (too short) / -EMSGSIZE. */
 int pg_startup_len(const uint8_t hdr[4], uint32_t *len);
-/* Classify one complete startup packet of len bytes (length prefix included). 0 or -EPROTO. */
+/* Classify one complete startup packet of len bytes (length prefix included). 0, or
+ * -EPROTONOSUPPORT (a StartupMessage of a protocol other than 3.x), -ENODATA (one
+ * without a user name), -EPROTO (anything else malformed). */
 int pg_startup_parse(const uint8_t *pkt, size_t len, struct pg_startup *out);
+/* The SQLSTATE and message PostgreSQL would answer a refused startup packet with,
+ * for a pg_startup_parse error rc: "0A000" unsupported protocol, "28000" no user,
+ * "08P01" otherwise. */
+const char *pg_startup_refusal(int rc, const struct pg_startup *st, char *msg, size_t msglen);
 /* Write an ErrorResponse (severity, SQLSTATE, message) into buf. Length, or -ENOSPC. */
 int pg_error_response(uint8_t *buf, size_t cap, const char *severity, const char *sqlstate,
 		      const char *msg);

@@ -145,6 +145,53 @@ def cmd_direct(port, alpn):
     print("%s alpn=%s" % (st or "ready", t.selected_alpn_protocol()))
 
 
+def cmd_gss_stuffing(port):
+    """GSSENCRequest with an SSLRequest behind it in the same write."""
+    s = connect(port)
+    s.sendall(struct.pack("!II", 8, GSS_CODE) + struct.pack("!II", 8, SSL_CODE))
+    try:
+        first = recv_exact(s, 1)
+        if first != b"E":
+            print("answered %s" % first.decode(errors="replace"))
+            return
+        ln = struct.unpack("!I", recv_exact(s, 4))[0]
+        f = error_fields(recv_exact(s, ln - 4))
+        print("E %s %s" % (f.get("C"), f.get("M")))
+    except (EOFError, ConnectionResetError) as e:
+        print("closed %s" % e)
+
+
+def cmd_gss_then_direct(port):
+    """GSSENCRequest answered N, then a direct-TLS ClientHello: not a connection's first bytes."""
+    s = connect(port)
+    s.sendall(struct.pack("!II", 8, GSS_CODE))
+    recv_exact(s, 1)
+    try:
+        t = tls(s, alpn=["postgresql"])
+    except (ssl.SSLError, OSError) as e:
+        print("refused %s" % type(e).__name__)
+        return
+    t.sendall(startup_packet())
+    st, _ = until_ready(t)
+    print("accepted %s" % (st or "ready"))
+
+
+def cmd_tls_packet(port, kind):
+    """A startup packet inside TLS: proto4 (protocol 4.0) or nouser (no user name)."""
+    s = connect(port)
+    if ssl_request(s) != b"S":
+        raise RuntimeError("no S")
+    t = tls(s)
+    if kind == "proto4":
+        body = struct.pack("!I", 0x40000) + b"user\0app\0\0"
+    else:
+        body = struct.pack("!I", 0x30000) + b"database\0app\0\0"
+    t.sendall(struct.pack("!I", len(body) + 4) + body)
+    typ, body = read_msg(t)
+    f = error_fields(body)
+    print("%s %s %s" % (typ.decode(), f.get("C"), f.get("M")))
+
+
 def cmd_tls_startup(port):
     t = session(port)
     typ, body = read_msg(t)
@@ -534,6 +581,9 @@ def main():
         "raw-length": cmd_raw_length,
         "direct": cmd_direct,
         "tls-startup": cmd_tls_startup,
+        "gss-stuffing": cmd_gss_stuffing,
+        "gss-then-direct": cmd_gss_then_direct,
+        "tls-packet": cmd_tls_packet,
         "tls-cancel": cmd_tls_cancel,
         "silent": cmd_silent,
         "close-notify": cmd_close_notify,

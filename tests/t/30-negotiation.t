@@ -16,11 +16,18 @@ for io in $(ks_io_modes); do
     like "$(wire stuffing "$KS_PORT")" '^(E 08P01|closed)' "$io: bytes stuffed after SSLRequest are refused"
     unlike "$(wire stuffing "$KS_PORT")" '^S' "$io: no 'S' answer to a stuffed SSLRequest"
     like "$(cat "$log")" 'unencrypted data after SSLRequest' "$io: stuffing is logged"
+    is "$(wire gss-stuffing "$KS_PORT")" "E 08P01 received unencrypted data after GSSAPI encryption request" \
+        "$io: bytes behind a GSSENCRequest are refused too (no 'N'), as PostgreSQL does"
+    like "$(wire gss-then-direct "$KS_PORT")" '^refused' "$io: direct TLS only as a connection's first bytes, not after 'N'"
+    is "$(wire tls-packet "$KS_PORT" proto4)" "E 0A000 unsupported frontend protocol 4.0: server supports 3.0 to 3.x" \
+        "$io: protocol 4.0: SQLSTATE 0A000 naming the version, as PostgreSQL"
+    is "$(wire tls-packet "$KS_PORT" nouser)" "E 28000 no PostgreSQL user name specified in startup packet" \
+        "$io: no user name: SQLSTATE 28000, as PostgreSQL"
     like "$(wire plain-startup "$KS_PORT")" '^E 28000 ktls-sidecar: SSL is required' \
         "$io: plaintext StartupMessage refused with SQLSTATE 28000"
     err="$(fx_psql "$(ks_dsn sslmode=disable)" -c 'select 1' 2>&1)" || true
     like "$err" 'FATAL: +ktls-sidecar: SSL is required' "$io: psql sslmode=disable sees the FATAL message"
-    is "$(wire raw-length "$KS_PORT" 20000)" "E 08P01" "$io: startup length over 10000 refused"
+    is "$(wire raw-length "$KS_PORT" 20000)" "E 08P01" "$io: startup length over 10004 refused"
     is "$(wire raw-length "$KS_PORT" -8)" "E 08P01" "$io: negative startup length refused"
     is "$(wire raw-length "$KS_PORT" 4)" "E 08P01" "$io: startup length below 8 refused"
 

@@ -65,10 +65,20 @@ int main(void)
 	n = startup(b, 0x30002, p1, sizeof(p1));
 	is(pg_startup_parse(b, n, &st), 0, "StartupMessage 3.2 parses");
 	n = startup(b, 0x20000, p1, sizeof(p1));
-	is(pg_startup_parse(b, n, &st), -EPROTO, "protocol 2.0 refused");
+	is(pg_startup_parse(b, n, &st), -EPROTONOSUPPORT, "protocol 2.0 refused as unsupported");
+	char why[96];
+	is_str(pg_startup_refusal(-EPROTONOSUPPORT, &st, why, sizeof(why)), "0A000", "... SQLSTATE 0A000, as PostgreSQL");
+	is_str(why, "unsupported frontend protocol 2.0: server supports 3.0 to 3.x", "... naming the version");
+	n = startup(b, 0x40000, p1, sizeof(p1));
+	is(pg_startup_parse(b, n, &st), -EPROTONOSUPPORT, "protocol 4.0 refused as unsupported");
 	static const char p2[] = "database\0app";
 	n = startup(b, 0x30000, p2, sizeof(p2));
-	is(pg_startup_parse(b, n, &st), -EPROTO, "StartupMessage without user refused");
+	is(pg_startup_parse(b, n, &st), -ENODATA, "StartupMessage without user refused");
+	is_str(pg_startup_refusal(-ENODATA, &st, why, sizeof(why)), "28000", "... SQLSTATE 28000, as PostgreSQL");
+	is_str(why, "no PostgreSQL user name specified in startup packet", "... with PostgreSQL's message");
+	static const char p4[] = "user\0\0database\0app";
+	n = startup(b, 0x30000, p4, sizeof(p4));
+	is(pg_startup_parse(b, n, &st), -ENODATA, "an empty user name is no user name");
 	static const char p3[] = "user\0alice\0dangling";
 	n = startup(b, 0x30000, p3, sizeof(p3));
 	is(pg_startup_parse(b, n, &st), -EPROTO, "key without value refused");
@@ -77,15 +87,17 @@ int main(void)
 	is(pg_startup_parse(b, n, &st), -EPROTO, "missing list terminator refused");
 	n = startup(b, 0x30000, p1, sizeof(p1));
 	is(pg_startup_parse(b, n - 1, &st), -EPROTO, "length field disagreeing with packet refused");
+	is_str(pg_startup_refusal(-EPROTO, &st, why, sizeof(why)), "08P01", "a malformed packet: 08P01");
+	is_str(why, "invalid startup packet layout", "... invalid startup packet layout");
 
 	put32(b, 7);
 	is(pg_startup_len(b, &len), -EPROTO, "length 7 refused");
 	put32(b, PG_STARTUP_MAX + 1);
-	is(pg_startup_len(b, &len), -EMSGSIZE, "length above 10000 refused");
+	is(pg_startup_len(b, &len), -EMSGSIZE, "length above 10004 (10000 after the length word) refused");
 	put32(b, 0x80000000u);
 	is(pg_startup_len(b, &len), -EMSGSIZE, "negative length refused");
 	put32(b, PG_STARTUP_MAX);
-	is(pg_startup_len(b, &len), 0, "length 10000 accepted");
+	is(pg_startup_len(b, &len), 0, "length 10004 accepted, as by PostgreSQL");
 	is(len, PG_STARTUP_MAX, "length reported");
 
 	uint8_t e[256];
@@ -109,9 +121,9 @@ int main(void)
 		uint8_t *heap = malloc(l);
 		memcpy(heap, b, l);
 		int rc = pg_startup_parse(heap, l, &st);
-		crashes += rc != 0 && rc != -EPROTO;
+		crashes += rc != 0 && rc != -EPROTO && rc != -EPROTONOSUPPORT && rc != -ENODATA;
 		free(heap);
 	}
-	is(crashes, 0, "random packets give 0 or -EPROTO only");
+	is(crashes, 0, "random packets give 0 or a documented error only");
 	return done_testing();
 }
