@@ -107,7 +107,7 @@ enum admin_cmd_kind { ADM_HELP, ADM_SHOW_INFO, ADM_SHOW_STATS, ADM_SHOW_WORKERS,
 struct admin_cmd {
 	enum admin_cmd_kind kind;
 	int json;
-	int timeout_ms;                /* drain [SECONDS]: -1 = the daemon's default */
+	int timeout_ms;                /* drain [TIMEOUT]: -1 = the daemon's default */
 };
 
 #define ADMIN_DRAIN_MAX_S 86400        /* drain SECONDS: 0..ADMIN_DRAIN_MAX_S */

@@ -12,6 +12,7 @@ const double admin_hist_bounds_ms[ADMIN_HIST_BUCKETS - 1] = { 1, 2, 5, 10, 25, 5
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- parsing --------------------------------------------------------------------- */
 
@@ -66,20 +67,29 @@ static int tokenize(const char *line, struct token *tok, int *ntok)
 }
 
 /* Seconds 0..ADMIN_DRAIN_MAX_S, digits only, as milliseconds. 0 or -EINVAL. */
+/* The drain timeout: seconds, or a number with one unit as the daemon's durations
+ * take (500ms, 30s, 2m, 1h). */
 static int parse_seconds(const struct token *t, int *ms)
 {
+	static const struct { const char *unit; long ms; } units[] = {
+		{ "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
+	};
 	long v = 0;
-	if (t->len == 0 || t->len > 6)
-		return -EINVAL;
-	for (size_t i = 0; i < t->len; i++) {
-		if (t->s[i] < '0' || t->s[i] > '9')
-			return -EINVAL;
+	size_t i = 0;
+	for (; i < t->len && i < 9 && t->s[i] >= '0' && t->s[i] <= '9'; i++)
 		v = v * 10 + (t->s[i] - '0');
-	}
-	if (v > ADMIN_DRAIN_MAX_S)
+	if (i == 0 || (i < t->len && t->s[i] >= '0' && t->s[i] <= '9'))
 		return -EINVAL;
-	*ms = (int)v * 1000;
-	return 0;
+	for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
+		size_t ul = strlen(units[u].unit);
+		if (t->len - i != ul || strncasecmp(t->s + i, units[u].unit, ul) != 0)
+			continue;
+		if (v > (long)ADMIN_DRAIN_MAX_S * 1000 / units[u].ms)
+			return -EINVAL;
+		*ms = (int)(v * units[u].ms);
+		return 0;
+	}
+	return -EINVAL;
 }
 
 int admin_parse(const char *line, struct admin_cmd *out)
@@ -293,9 +303,9 @@ static const struct {
 	{ "show conns",
 	  "open connections: client, pooler-side port (PgBouncer SHOW CLIENTS port), TLS, identity, "
 	  "kTLS as the sidecar and the kernel see it" },
-	{ "reload", "reload the certificate and key; the old ones stay in use on failure" },
-	{ "drain [SECONDS]",
-	  "stop accepting, close connections as they finish and the rest after SECONDS, then exit" },
+	{ "reload", "read the config file again, reload certificates and TLS settings; the old ones stay on failure" },
+	{ "drain [TIMEOUT]",
+	  "stop accepting, close connections as they finish and the rest after TIMEOUT (30, 500ms, 2m), then exit" },
 };
 #define N_HELP (sizeof(help_rows) / sizeof(help_rows[0]))
 

@@ -113,9 +113,13 @@ int admin_ctl(const char *path, const char *cmd, FILE *out)
 	if (!path || !cmd || !out)
 		return -EINVAL;
 	size_t len = strnlen(cmd, ADMIN_LINE_MAX + 1);
-	if (len > ADMIN_LINE_MAX || memchr(cmd, '\n', len) || strlen(path) >= SUN_PATH_MAX) {
-		log_error("admin", "admin command or socket path too long, or command has a newline",
-			  "max=%d", ADMIN_LINE_MAX);
+	if (strlen(path) >= SUN_PATH_MAX) {
+		log_error("admin", "admin socket path too long for a unix socket", "path=\"%s\" max=%d", path,
+			  SUN_PATH_MAX - 1);
+		return -EINVAL;
+	}
+	if (len > ADMIN_LINE_MAX || memchr(cmd, '\n', len)) {
+		log_error("admin", "admin command too long, or has a newline", "max=%d", ADMIN_LINE_MAX);
 		return -EINVAL;
 	}
 	memcpy(line, cmd, len);

@@ -457,7 +457,7 @@ static int cmd_ctl(int argc, char **argv)
 	}
 	if (!cmd[0] || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
 		printf("usage: ktls-sidecar ctl [--admin-socket PATH | --config FILE] COMMAND\n"
-		       "commands: show info|stats|workers|conns [json], reload, drain [SECONDS], help\n"
+		       "commands: show info|stats|workers|conns [json], reload, drain [TIMEOUT], help\n"
 		       "socket: --admin-socket, else $KTLS_SIDECAR_ADMIN_SOCKET, else admin-socket in the config file\n"
 		       "(--config or $KTLS_SIDECAR_CONFIG), else /run/ktls-sidecar/admin.sock\n");
 		return cmd[0] ? 0 : 2;

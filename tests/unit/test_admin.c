@@ -200,6 +200,18 @@ static void test_parse(void)
 	ok(c.kind == ADM_DRAIN && c.timeout_ms == -1 && c.json, "drain json: default timeout, JSON");
 	is(admin_parse("drain 007", &c), 0, "drain 007");
 	is(c.timeout_ms, 7000, "leading zeros are decimal");
+	const struct { const char *in; int ms; } durs[] = {
+		{ "drain 2s", 2000 }, { "drain 500ms", 500 }, { "drain 2m", 120000 }, { "drain 24h", 86400000 },
+		{ "drain 1440m json", 86400000 },
+	};
+	for (size_t i = 0; i < sizeof(durs) / sizeof(durs[0]); i++) {
+		is(admin_parse(durs[i].in, &c), 0, "%s: a duration with a unit", durs[i].in);
+		is(c.timeout_ms, durs[i].ms, "%s: %d ms", durs[i].in, durs[i].ms);
+	}
+	const char *bad_durs[] = { "drain 25h", "drain 2x", "drain s", "drain 1m30s", "drain -1", "drain 1.5s",
+				   "drain 9999999999" };
+	for (size_t i = 0; i < sizeof(bad_durs) / sizeof(bad_durs[0]); i++)
+		is(admin_parse(bad_durs[i], &c), -EINVAL, "%s refused", bad_durs[i]);
 
 	c = (struct admin_cmd){ .kind = ADM_SHOW_INFO, .json = 1 };
 	const char *bad[] = { "", "   ", "show", "show bogus", "bogus", "json", "showstats",
@@ -207,7 +219,7 @@ static void test_parse(void)
 			      "show info json json", "show stat", "shows info", "show\x01info",
 			      "show conn", "show conns 5", "reload now", "reload json json", "drain -1",
 			      "drain abc", "drain 1.5", "drain 86401", "drain 99999999999", "drain 30 30",
-			      "drain json 30", "drain +5", "drain 0x10", "drain 5s", "drain 30 json x",
+			      "drain json 30", "drain +5", "drain 0x10", "drain 30 json x",
 			      "drains", "reload 5" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		is(admin_parse(bad[i], &c), -EINVAL, "invalid '%s' refused", bad[i]);
@@ -234,7 +246,7 @@ static void test_render_text(void)
 	ok(rc == 0 && table_ok(t, 7), "help: aligned table of 7 commands");
 	ok(strstr(t, "show workers") && strstr(t, "json"), "help lists commands and json");
 	ok(strstr(t, " show conns [json] ") && strstr(t, " reload [json] ") &&
-	   strstr(t, " drain [SECONDS] [json] "), "help lists show conns, reload, drain [SECONDS]");
+	   strstr(t, " drain [TIMEOUT] [json] "), "help lists show conns, reload, drain [TIMEOUT]");
 	free(t);
 
 	t = render(ADM_SHOW_INFO, 0, &s, &rc);
@@ -306,7 +318,7 @@ static void test_render_json(void)
 	ok(rc == 0 && one_line(j), "help json: one line");
 	json_is(j, "[c[\"command\"] for c in d[\"commands\"]]",
 		"['help', 'show info', 'show stats', 'show workers', 'show conns', 'reload', "
-		"'drain [SECONDS]']",
+		"'drain [TIMEOUT]']",
 		"help json parses, lists commands");
 	free(j);
 
