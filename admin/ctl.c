@@ -115,7 +115,7 @@ int admin_ctl(const char *path, const char *cmd, FILE *out)
 	size_t len = strnlen(cmd, ADMIN_LINE_MAX + 1);
 	if (strlen(path) >= SUN_PATH_MAX) {
 		log_error("admin", "admin socket path too long for a unix socket", "path=\"%s\" max=%d", path,
-			  SUN_PATH_MAX - 1);
+			  (int)SUN_PATH_MAX - 1);
 		return -EINVAL;
 	}
 	if (len > ADMIN_LINE_MAX || memchr(cmd, '\n', len)) {
