@@ -48,3 +48,28 @@ ks_check_log() {
         pass "$1: no sanitizer report in its log"
     fi
 }
+
+# Wait (up to SECS, default 15) until FILE exists and is not empty: a helper's "ready".
+ks_wait_file() {
+    local f="$1" n=$(( ${2:-15} * 10 ))
+    for _ in $(seq "$n"); do [[ -s "$f" ]] && return 0; sleep 0.1; done
+    diag "ks_wait_file: $f still empty after ${2:-15} s"
+    return 1
+}
+
+# The "[N ms]" a pgwire command measured itself, from its output line; 999999 if absent.
+ks_ms() { local m; m="$(sed -n 's/.*\[\([0-9]*\) ms\]$/\1/p' <<<"$1")"; echo "${m:-999999}"; }
+
+# Wait (up to 15 s) until sidecar KS_ADMIN has relayed N sessions (logged in, past the
+# startup): a query sent before a signal is then really in flight.
+ks_wait_relaying() {
+    local n="$1" got
+    for _ in $(seq 150); do
+        got="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show conns json 2>/dev/null |
+            jq '[(.conns // .)[] | select(.state == "relay")] | length' 2>/dev/null)" || got=""
+        [[ "$got" == "$n" ]] && return 0
+        sleep 0.1
+    done
+    diag "ks_wait_relaying: $got sessions in relay, not $n, after 15 s"
+    return 1
+}

@@ -16,6 +16,14 @@
 [[ -n "${_FX_SH_LOADED:-}" ]] && return 0
 _FX_SH_LOADED=1
 
+# Debian's own tools first: a pyenv or virtualenv python3 shim on PATH can take
+# seconds to start on a loaded host, inside timed checks. libpq's messages in
+# English, and no libpq settings inherited from the caller's environment.
+export PATH="/usr/bin:/bin:/usr/sbin:/sbin${PATH:+:$PATH}"
+export LC_ALL=C
+for _fx_v in $(compgen -e | grep '^PG' || true); do unset "$_fx_v"; done
+unset _fx_v
+
 FX_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 FX_REPO="$(cd "$FX_LIB_DIR/../.." && pwd)"
 # shellcheck source=SCRIPTDIR/tap.sh
@@ -518,7 +526,12 @@ _fx_listening() {
 }
 
 # Wait predicate: PID died, or something listens on HOST PORT.
-_fx_sc_up() { _fx_alive "$1" || return 0; _fx_listening "$2" "$3"; }
+# Up: listening, and (the real sidecar logs msg="listening" once its admin socket,
+# privilege drop and workers are done) past its startup; or dead.
+_fx_sc_up() {
+    _fx_alive "$1" || return 0
+    _fx_listening "$2" "$3" && grep -qE 'msg="listening"|listening on' "$4" 2>/dev/null
+}
 
 # Start "$KTLS_SIDECAR run ARGS..." as NAME, log to $FX_DIR/NAME.log, wait (10 s) for its --listen port.
 # Sets FX_SIDECAR_PIDS[NAME] and FX_SIDECAR_PID_<NAME>.
@@ -535,7 +548,7 @@ fx_sidecar_start() {
     printf -v "FX_SIDECAR_PID_$(_fx_name "$name")" %s "$pid"
     export "FX_SIDECAR_PID_$(_fx_name "$name")"
     echo "sidecar:$name $pid $(_fx_pid_start "$pid")" >>"$FX_DIR/pids"
-    _fx_wait_until 10 _fx_sc_up "$pid" "$host" "$port" || true
+    _fx_wait_until 10 _fx_sc_up "$pid" "$host" "$port" "$log" || true
     if ! _fx_alive "$pid"; then
         local rc=0; { wait "$pid"; } 2>/dev/null || rc=$?
         diag "sidecar '$name' exited early (status $rc); log $log:"; _fx_diag_file "$log" 200

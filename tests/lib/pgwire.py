@@ -3,6 +3,7 @@
 # tests/lib/pgwire.py: a raw PostgreSQL wire client for integration tests that
 # psql cannot express (GSSENC then SSL, buffer stuffing, direct TLS, cancel
 # inside TLS, silent clients). Each subcommand prints one result line.
+import os
 import socket
 import ssl
 import struct
@@ -145,6 +146,28 @@ def cmd_direct(port, alpn):
     print("%s alpn=%s" % (st or "ready", t.selected_alpn_protocol()))
 
 
+def ready():
+    """Tell a waiting test that the setup is done: write to $PGWIRE_READY if set."""
+    path = os.environ.get("PGWIRE_READY")
+    if path:
+        with open(path, "w") as f:
+            f.write("ready\n")
+
+
+def query_value(s, sql):
+    """Run sql, return the first column of the first row (text), or None."""
+    q = sql.encode() + b"\0"
+    s.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
+    value = None
+    while True:
+        typ, body = read_msg(s)
+        if typ == b"D" and value is None and struct.unpack("!h", body[:2])[0] > 0:
+            ln = struct.unpack("!i", body[2:6])[0]
+            value = body[6:6 + ln].decode() if ln >= 0 else None
+        if typ == b"Z":
+            return value
+
+
 def cmd_gss_stuffing(port):
     """GSSENCRequest with an SSLRequest behind it in the same write."""
     s = connect(port)
@@ -193,13 +216,17 @@ def cmd_tls_packet(port, kind):
 
 
 def cmd_tls_startup(port):
+    """Startup through TLS; prints the first answer and, in brackets, how long from
+    connect to that answer (the interpreter's own start not counted)."""
+    t0 = time.monotonic()
     t = session(port)
     typ, body = read_msg(t)
+    ms = int((time.monotonic() - t0) * 1000)
     if typ == b"E":
         f = error_fields(body)
-        print("E %s %s" % (f.get("C"), f.get("M")))
+        print("E %s %s [%d ms]" % (f.get("C"), f.get("M"), ms))
     else:
-        print("ok %s" % typ.decode())
+        print("ok %s [%d ms]" % (typ.decode(), ms))
 
 
 def cmd_tls_cancel(port):
@@ -208,10 +235,18 @@ def cmd_tls_cancel(port):
     if st or not key:
         print("no session %s" % st)
         return
-    q = b"select pg_sleep(20)\0"
+    q = b"select pg_sleep(20) -- tls-cancel\0"
     t0 = time.monotonic()
     a.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
-    time.sleep(1)
+    # cancel once the query runs: a cancel that arrives first is lost
+    c = session(port)
+    until_ready(c)
+    for _ in range(100):
+        if query_value(c, "select count(*) from pg_stat_activity where state = 'active' "
+                          "and query like '%-- tls-cancel'") != "0":
+            break
+        time.sleep(0.1)
+    c.close()
     b = connect(port)
     if ssl_request(b) != b"S":
         print("no S for cancel")
@@ -305,6 +340,7 @@ def cmd_slowloris(port, n, timeout_s):
     time.sleep(0.2)
     for s, _ in socks:
         sel.register(s, selectors.EVENT_READ)
+    ready()
     closed, last, sent = 0, 0.0, 0
     while closed < n and time.monotonic() - t0 < timeout_s:
         # dribble one more byte of each partial message every 100 ms
@@ -354,6 +390,7 @@ def cmd_flood(port, n, hold_s):
     """Open n TCP connections at once; count the ones closed by the server at once."""
     n = int(n)
     socks = [socket.create_connection(("127.0.0.1", int(port)), timeout=5) for _ in range(n)]
+    ready()
     time.sleep(float(hold_s))
     closed = 0
     for s in socks:

@@ -36,7 +36,7 @@ done
 if "$KTLS_SIDECAR" version | grep -q '^ktls: available'; then
     skip "this kernel has kTLS: the no-tls-module fallback is not observable here" 4
 else
-    ks_start ktlsauto uring --ktls auto || BAIL_OUT "sidecar did not start"
+    ks_start ktlsauto "$(ks_io_modes | awk '{print $1}')" --ktls auto || BAIL_OUT "sidecar did not start"
     log="$(fx_sidecar_log ktlsauto)"
     like "$(cat "$log")" 'msg="kTLS unavailable, connections use userspace TLS" reason="TCP_ULP tls: No such file' \
         "no tls module: --ktls=auto logs the ENOENT fallback"

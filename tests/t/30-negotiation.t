@@ -10,7 +10,7 @@ wire() { fx_with_timeout 30 python3 "$PGWIRE" "$@"; }
 
 for io in $(ks_io_modes); do
     note "--- io=$io"
-    ks_start "n-$io" "$io" --handshake-timeout 1s || BAIL_OUT "sidecar did not start"
+    ks_start "n-$io" "$io" || BAIL_OUT "sidecar did not start"
     log="$(fx_sidecar_log "n-$io")"
     is "$(wire gss-then-ssl "$KS_PORT")" "N S ready" "$io: GSSENCRequest answered N, then SSLRequest S and a session"
     like "$(wire stuffing "$KS_PORT")" '^(E 08P01|closed)' "$io: bytes stuffed after SSLRequest are refused"
@@ -45,22 +45,27 @@ for io in $(ks_io_modes); do
     like "$out" 'ALPN protocol: postgresql' "$io: ALPN postgresql also selected after SSLRequest"
 
     t0=$(date +%s%N)
-    out="$(timeout -s INT 2 psql -X "$(ks_dsn)" -c 'select pg_sleep(30)' 2>&1)" || true
+    out="$(timeout -s INT 3 psql -X "$(ks_dsn)" -c 'select pg_sleep(30)' 2>&1)" || true
     ms=$(( ($(date +%s%N) - t0) / 1000000 ))
     like "$out" 'canceling statement due to user request' "$io: psql's plaintext CancelRequest cancels pg_sleep(30)"
-    ok "$io: cancelled in under 5 s (${ms} ms)" test "$ms" -lt 5000
+    ok "$io: cancelled well before the 30 s sleep ends (${ms} ms)" test "$ms" -lt 10000
     read -r st secs <<<"$(wire tls-cancel "$KS_PORT")"
     is "$st" 57014 "$io: CancelRequest inside TLS (PG17 PQcancelCreate style) cancels"
     ok "$io: TLS cancel in under 5 s (${secs} s)" python3 -c "import sys; sys.exit(not float('$secs') < 5)"
 
+    fx_sidecar_stop "n-$io" || true
+    ks_check_log "n-$io"
+
+    # the handshake timeout, on its own sidecar: a 1 s limit would also cut off the
+    # checks above whenever a loaded host stalls a client for a second
+    ks_start "t-$io" "$io" --handshake-timeout 1s || BAIL_OUT "sidecar did not start"
     read -r what secs _ <<<"$(wire silent "$KS_PORT" none)"
     is "$what" eof "$io: a silent client is closed"
     ok "$io: ... at the 1 s handshake timeout (${secs} s)" python3 -c "import sys; sys.exit(not 0.8 <= float('$secs') < 3)"
     read -r what secs _ <<<"$(wire silent "$KS_PORT" ssl)"
     is "$what" eof "$io: a client stalled inside its SSLRequest is closed"
-    like "$(cat "$log")" 'msg="handshake timeout"' "$io: handshake timeout is logged"
-    fx_sidecar_stop "n-$io" || true
-    ks_check_log "n-$io"
+    like "$(cat "$(fx_sidecar_log "t-$io")")" 'msg="handshake timeout"' "$io: handshake timeout is logged"
+    fx_sidecar_stop "t-$io" || true
 
     dead="$(fx_free_port)"
     ks_start "down-$io" "$io" --backend "127.0.0.1:$dead" --connect-timeout 2s || BAIL_OUT "sidecar did not start"
@@ -76,13 +81,13 @@ for io in $(ks_io_modes); do
     python3 -c 'import socket, sys, time
 s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(0)
 f = socket.socket(socket.AF_UNIX); f.connect(sys.argv[1])
-time.sleep(60)' "$full" &
+open(sys.argv[2], "w").write("ready\n")
+time.sleep(60)' "$full" "$FX_DIR/full-$io.ready" &
     fx_register_pid $!
-    for _ in $(seq 50); do [[ -S "$full" ]] && break; sleep 0.1; done
+    ks_wait_file "$FX_DIR/full-$io.ready" || BAIL_OUT "the full pooler did not come up"
     ks_start "full-$io" "$io" --backend "unix:$full" --connect-timeout 5s || BAIL_OUT "sidecar did not start"
-    t0=$(date +%s%N)
     out="$(wire tls-startup "$KS_PORT")"
-    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    ms="$(ks_ms "$out")"
     like "$out" "^E 08006 ktls-sidecar: could not connect to backend unix:$full.*(temporarily unavailable|again)" \
         "$io: a full unix accept queue: FATAL 08006 saying so"
     ok "$io: ... at once, not after the 5 s connect timeout (${ms} ms)" test "$ms" -lt 3000

@@ -57,7 +57,7 @@ like "$(ctl show stats)" 'handshake.*p50' "show stats reports handshake latency 
 fx_psql "$(ks_dsn application_name=matchme)" -c 'select pg_sleep(3)' >/dev/null &
 sleeper=$!
 fx_register_pid "$sleeper"
-sleep 1
+ks_wait_relaying 1 || true
 conns="$(ctl show conns json)"
 bport="$(jq -r '(.conns // .)[] | select(.state == "relay") | .backend_port' <<<"$conns" | head -1)"
 ok "show conns lists the open session with its backend port ($bport)" test -n "$bport" -a "$bport" != 0
@@ -67,11 +67,15 @@ clients="$(fx_pgb_admin "SHOW CLIENTS" 2>/dev/null)"
 like "$clients" "\|$bport\|" "the same port appears in PgBouncer's SHOW CLIENTS"
 wait "$sleeper" || true
 
-# permissions: the socket is 0600 and refuses another uid even if the file allowed it
+# permissions: the socket is 0600 and refuses another uid even if the file allowed it.
+# Other users run a copy of the binary: the checkout may sit under a 0700 home.
+ctl_bin="$FX_DIR/ktls-sidecar-ctl"
+install -m 0755 "$KTLS_SIDECAR" "$ctl_bin"
+chmod o+x "$FX_DIR"
 is "$(stat -c %a "$KS_ADMIN")" 600 "admin socket mode is 0600"
 chmod 0755 "$(dirname "$KS_ADMIN")"
 chmod 0666 "$KS_ADMIN"
-out="$(runuser -u nobody -- "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info 2>&1)" || true
+out="$(runuser -u nobody -- "$ctl_bin" ctl --admin-socket "$KS_ADMIN" show info 2>&1)" || true
 like "$out" 'permission denied' "another uid is refused by SO_PEERCRED"
 chmod 0600 "$KS_ADMIN"
 admin_sock="$KS_ADMIN"
@@ -81,9 +85,9 @@ gsock="$FX_DIR/run-grp/admin.sock"
 ks_start grp "$io" --admin-group ssl-cert --admin-socket "$gsock" || BAIL_OUT "sidecar did not start"
 is "$(stat -c '%a %G' "$gsock")" "660 ssl-cert" "--admin-group: the socket is group-accessible (0660)"
 is "$(stat -c '%a %G' "$(dirname "$gsock")")" "750 ssl-cert" "... and so is the directory it made"
-like "$(runuser -u postgres -- "$KTLS_SIDECAR" ctl --admin-socket "$gsock" show info 2>&1)" 'version' \
+like "$(runuser -u postgres -- "$ctl_bin" ctl --admin-socket "$gsock" show info 2>&1)" 'version' \
     "a member of the admin group (a supplementary one) may use it"
-like "$(runuser -u nobody -- "$KTLS_SIDECAR" ctl --admin-socket "$gsock" show info 2>&1)" 'denied' \
+like "$(runuser -u nobody -- "$ctl_bin" ctl --admin-socket "$gsock" show info 2>&1)" 'denied' \
     "... others still may not"
 fx_sidecar_stop grp || true
 # a directory that was there before (root, 0750) is not the sidecar's to change: it says so

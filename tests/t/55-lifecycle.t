@@ -29,6 +29,9 @@ served_serial() {
         openssl x509 -noout -serial 2>/dev/null | cut -d= -f2
 }
 reload_result() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reload_result; }
+reloads() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq '.reloads_ok + .reloads_failed'; }
+# Wait (15 s at most) until a reload after the count $1 has happened, whatever its outcome.
+wait_reload() { for _ in $(seq 60); do (( $(reloads) > $1 )) && return 0; sleep 0.25; done; return 1; }
 wait_serial() { for _ in $(seq 40); do [[ "$(served_serial)" == "$1" ]] && return 0; sleep 0.25; done; return 1; }
 
 io="$(ks_io_modes | awk '{print $1}')"
@@ -44,34 +47,37 @@ out="$FX_DIR/long.out"
 fx_psql "$(ks_dsn)" -c 'select pg_sleep(2)' -c 'select 77' >"$out" 2>&1 &
 long=$!
 fx_register_pid "$long"
-sleep 0.5
+ks_wait_relaying 1 || true
 mkcert "$S/..2026_2"
 swap ..2026_2
 s2="$(serial_of "$S/..2026_2/tls.crt")"
 ok "after the ..data swap a new handshake sees the new serial" wait_serial "$s2"
 is "$(reload_result)" ok "show info reports the reload as ok"
-wait "$long"; rc=$?
+rc=0; wait "$long" || rc=$?
 is "$rc" 0 "a session opened before the swap keeps working"
 like "$(cat "$out")" '77' "... and finishes its queries"
 
 mkdir -p "$S/..2026_3"
 cp "$S/..2026_2/tls.crt" "$S/..2026_3/tls.crt"
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$S/..2026_3/tls.key" 2>/dev/null
+n="$(reloads)"
 swap ..2026_3
-sleep 1.5
+wait_reload "$n" || true
 is "$(served_serial)" "$s2" "a key that does not match: the old certificate stays in service"
 like "$(reload_result)" 'refused.*(mismatch|does not match)' "... and show info says why"
 mkdir -p "$S/..2026_4"
 echo "not a certificate" >"$S/..2026_4/tls.crt"
 cp "$S/..2026_2/tls.key" "$S/..2026_4/tls.key"
+n="$(reloads)"
 swap ..2026_4
-sleep 1.5
+wait_reload "$n" || true
 is "$(served_serial)" "$s2" "an unparseable certificate is refused too"
 mkdir -p "$S/..2026_5"
 cp "$C/expired.crt" "$S/..2026_5/tls.crt" # fx_certs made it with openssl ca -enddate in the past
 cp "$C/expired.key" "$S/..2026_5/tls.key"
+n="$(reloads)"
 swap ..2026_5
-sleep 1.5
+wait_reload "$n" || true
 is "$(served_serial)" "$s2" "an expired certificate is refused"
 like "$(reload_result)" 'expired' "... with the reason"
 like "$(cat "$(fx_sidecar_log rot)")" 'msg="certificate reload failed"' "failed reloads are logged"
@@ -141,8 +147,9 @@ like "$(cat "$(fx_sidecar_log cfg)")" 'level=debug' "log-level = debug in the fi
 msg="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" reload)"
 like "$msg" '^OK.*not applied until restart: idle-timeout' "reload names the option that waits for a restart"
 printf 'verify = require\nclient-ca = %s\nallow-cn = mallory\nbogus-option = 1\n' "$C/ca.crt" >"$M/..c3/ks.conf"
+n="$(reloads)"
 mswap ..c3
-sleep 1.5
+wait_reload "$n" || true
 rc=0; msg="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" reload 2>&1)" || rc=$?
 is "$rc" 1 "a broken configuration file: reload refused (exit 1)"
 like "$msg" 'refused.*configuration: .*bogus-option' "... naming the file's error"
@@ -171,10 +178,11 @@ pid="${FX_SIDECAR_PIDS[drain]}"
 fx_psql "$(ks_dsn)" -c 'select pg_sleep(3)' -c 'select 88' >"$out" 2>&1 &
 long=$!
 fx_register_pid "$long"
-sleep 0.7
+ks_wait_relaying 1 || true
 t0=$(date +%s%N)
 kill -TERM "$pid"
-sleep 0.3
+tcp_refused() { ! timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$KS_PORT" 2>/dev/null; }
+wait_for tcp_refused || true
 nok "while draining, new connections are refused" fx_psql "$(ks_dsn)" -c 'select 1'
 rc=0; wait "$long" || rc=$?
 is "$rc" 0 "the running query completes during the drain"
@@ -189,7 +197,7 @@ pid="${FX_SIDECAR_PIDS[drain2]}"
 fx_psql "$(ks_dsn)" -c 'select pg_sleep(20)' >"$out" 2>&1 &
 long=$!
 fx_register_pid "$long"
-sleep 0.7
+ks_wait_relaying 1 || true
 t0=$(date +%s%N)
 kill -TERM "$pid"
 rc=0; wait "$long" || rc=$?
@@ -215,7 +223,7 @@ like "$loop" 'every connection would loop' "... saying why"
 fx_psql "$(ks_dsn)" -c 'select pg_sleep(20)' >"$out" 2>&1 &
 long=$!
 fx_register_pid "$long"
-sleep 0.7
+ks_wait_relaying 1 || true
 t0=$(date +%s%N)
 rc=0; fx_sidecar_stop int INT || rc=$?
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))

@@ -7,8 +7,10 @@ source "$(dirname "$0")/../lib/common.sh"
 ks_setup
 io="$(ks_io_modes | awk '{print $1}')"
 port=""
-for p in $(seq 700 999); do
-    [[ -z "$(ss -Hltn "sport = :$p")" ]] && { port=$p; break; }
+off=$((RANDOM % 300)) # a random start, reserved like fx_free_port's: parallel runs do not collide
+for i in $(seq 0 299); do
+    p=$((700 + (off + i) % 300))
+    [[ -z "$(ss -Hltn "sport = :$p")" ]] && _fx_port_reserve "$p" && { port=$p; break; }
 done
 [[ -n "$port" ]] || BAIL_OUT "no free privileged port"
 fx_sidecar_start priv --listen "127.0.0.1:$port" --backend "127.0.0.1:$FX_PGB_PORT" --io "$io" \
@@ -55,7 +57,8 @@ served() {
 for _ in $(seq 40); do [[ "$(served)" == "$next" ]] && break; sleep 0.25; done
 is "$(served)" "$next" "... and a new key and certificate in that 0710 directory are picked up by the watch"
 is "$(stat -c '%U %a' "$(dirname "$sock")")" "postgres 750" "the socket directory it made now belongs to postgres"
-like "$(runuser -u postgres -- "$KTLS_SIDECAR" ctl --admin-socket "$sock" show info 2>&1)" 'version' \
+install -m 0755 "$KTLS_SIDECAR" "$FX_DIR/ktls-sidecar-ctl" # the checkout may sit under a 0700 home
+like "$(runuser -u postgres -- "$FX_DIR/ktls-sidecar-ctl" ctl --admin-socket "$sock" show info 2>&1)" 'version' \
     "postgres may use ctl"
 fx_sidecar_stop grp || true
 ok "the socket is removed when it stops" test ! -e "$sock"

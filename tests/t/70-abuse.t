@@ -33,10 +33,11 @@ for io in $(ks_io_modes); do
     pid="${FX_SIDECAR_PIDS[a-$io]}"
     fd0="$(fds "$pid")"
 
-    wire slowloris "$KS_PORT" 500 15 >"$FX_DIR/slow.out" &
+    rm -f "$FX_DIR/slow.ready"
+    PGWIRE_READY="$FX_DIR/slow.ready" wire slowloris "$KS_PORT" 500 15 >"$FX_DIR/slow.out" &
     slow=$!
     fx_register_pid "$slow"
-    sleep 0.5
+    ks_wait_file "$FX_DIR/slow.ready" || true
     t0=$(date +%s%N)
     is "$(fx_psql "$(ks_dsn)" -c 'select 1')" 1 "$io: a good client gets through during a 500-client slowloris"
     ms=$(( ($(date +%s%N) - t0) / 1000000 ))
@@ -96,10 +97,10 @@ chmod +x "$FX_DIR/sidecar-40fds"
 KTLS_SIDECAR="$FX_DIR/sidecar-40fds" ks_start emfile "$io" --workers 1 || BAIL_OUT "sidecar did not start"
 KTLS_SIDECAR="$real"
 pid="${FX_SIDECAR_PIDS[emfile]}"
-wire flood "$KS_PORT" 60 3 >/dev/null &
+PGWIRE_READY="$FX_DIR/flood.ready" wire flood "$KS_PORT" 60 3 >/dev/null &
 flood=$!
 fx_register_pid "$flood"
-sleep 0.5
+ks_wait_file "$FX_DIR/flood.ready" || true
 c0="$(loop_ticks "$pid")"
 sleep 2
 c1="$(loop_ticks "$pid")"
@@ -144,15 +145,18 @@ python3 -c "
 import socket, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(('127.0.0.1', $hang)); s.listen(0)
-fill = [socket.create_connection(('127.0.0.1', $hang)) for _ in range(3)]
+fill = [socket.socket() for _ in range(3)]
+for f in fill:
+    f.setblocking(False); f.connect_ex(('127.0.0.1', $hang))
+time.sleep(0.2)
+open('$FX_DIR/hang.ready', 'w').write('ready')
 time.sleep(30)" &
 hanger=$!
 fx_register_pid "$hanger"
-sleep 1
+ks_wait_file "$FX_DIR/hang.ready" || BAIL_OUT "the hanging pooler did not come up"
 ks_start slowbe "$io" --backend "127.0.0.1:$hang" --connect-timeout 1s || BAIL_OUT "sidecar did not start"
-t0=$(date +%s%N)
 out="$(wire tls-startup "$KS_PORT")"
-ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+ms="$(ks_ms "$out")"
 like "$out" '^E 08006 .*(timed out|Connection timed out)' "a pooler that never accepts: FATAL 08006 after the connect timeout"
 ok "... in about a second (${ms} ms)" test "$ms" -lt 4000
 fx_sidecar_stop slowbe || true

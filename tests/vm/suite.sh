@@ -23,6 +23,7 @@ for attempt in 1 2; do
     rc=0
     tests/vm/run.sh --timeout "${KTLS_VM_SUITE_TIMEOUT:-1500}" --mem 2048 \
         --env "FX_PG_TEMPLATE_TAR=$PWD/build/vm/pgdata.tar" --env "FX_CERTS_TEMPLATE=$PWD/build/vm/certs" \
+        --env "FX_PSQL_TIMEOUT=${FX_PSQL_TIMEOUT:-300}" \
         -- bash "$suite" || rc=$?
     ((rc == 125 && attempt == 1)) || break
     echo "# the VM failed (exit 125); booting it once more" >&2
