@@ -333,6 +333,9 @@ int hs_ctx_load(const struct hs_settings *s, struct hs_ctx **out, char *err, siz
 	}
 	if ((rc = ctx_configure(ctx, s, err, errlen)))
 		goto err_ctx;
+	/* the paths and cipher strings belong to the caller's configuration, which a
+	 * reload frees while this context lives on: keep no pointer to them */
+	ctx->s.cert = ctx->s.key = ctx->s.client_ca = ctx->s.ciphers = ctx->s.ciphersuites = NULL;
 	*out = ctx;
 	return 0;
 err_ctx:

@@ -638,6 +638,10 @@ int config_load_all(struct config *c, int argc, char **argv, char **envp, char *
 	c->level = 3;
 	if ((rc = config_load_args(c, argc, argv, err, errlen)))
 		return rc;
+	/* the file named by KTLS_SIDECAR_CONFIG, too, is the one a reload reads and the
+	 * watch follows */
+	if (file && *file && !c->config_file && set_opt(c, opt_find("config", 6), file, err, errlen))
+		return -ENOMEM;
 	return config_finish(c, err, errlen);
 }
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -164,19 +165,33 @@ static const char *const reloadable[] = {
 };
 
 /* Read the configuration again (the file may have changed; flags and environment
- * cannot) into a new config. 0, or -errno with err. */
+ * cannot) into a new config. 0, or -errno with err. A pipe (--config <(...)) reads
+ * empty the second time and an empty file is most likely one being written: taking
+ * either would drop client-certificate checks, so they are refused unless nothing
+ * would change. */
 static int reread_config(struct sidecar *sc, struct config **out, char *err, size_t errlen)
 {
 	struct config *c = calloc(1, sizeof(*c));
+	struct stat st;
 	if (!c)
 		return snprintf(err, errlen, "out of memory"), -ENOMEM;
 	config_init(c);
+	snprintf(err, errlen, "cannot read the configuration");
 	int rc = config_load_all(c, sc->argc, sc->argv, environ, err, errlen);
+	if (rc)
+		rc = rc == -EAGAIN ? -EINVAL : rc;
+	else if (c->config_file && c->config_file[0] && stat(c->config_file, &st) == 0 &&
+		 (!S_ISREG(st.st_mode) || st.st_size == 0) && config_diff(sc->tls_cfg, c, NULL, NULL, 0)) {
+		snprintf(err, errlen, "%s: %s", c->config_file,
+			 S_ISREG(st.st_mode) ? "is empty (being written?)" : "not a regular file (a pipe reads once)");
+		rc = -EINVAL;
+	}
 	if (rc) {
 		config_free(c);
 		free(c);
-		return rc == -EAGAIN ? -EINVAL : rc;
+		return rc;
 	}
+	err[0] = 0;
 	*out = c;
 	return 0;
 }
@@ -189,56 +204,83 @@ static void config_put(struct sidecar *sc, struct config *c)
 	}
 }
 
+/* Client-certificate checks the new configuration drops, for a warning. */
+static void warn_weaker(const struct config *was, const struct config *now)
+{
+	static const char *const modes[] = { "none", "optional", "require" };
+	if (now->verify < was->verify)
+		log_warn("control", "the reloaded configuration relaxes client certificate checks",
+			 "verify_was=%s verify=%s", modes[was->verify % 3], modes[now->verify % 3]);
+	if ((was->allow_cn.n || was->allow_dns.n || was->allow_uri.n) &&
+	    !(now->allow_cn.n || now->allow_dns.n || now->allow_uri.n))
+		log_warn("control", "the reloaded configuration has no allow-lists: any certificate from the CA "
+				    "is admitted", "%s", "");
+}
+
 int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 {
 	struct hs_ctx *next = NULL, *old;
 	struct config *cfg = NULL;
-	char err[512], later[256] = "";
+	char err[512] = "", cfgerr[400] = "", later[256] = "";
 	pthread_mutex_lock(&sc->reload_lock);
-	int rc = reread_config(sc, &cfg, err + 15, sizeof(err) - 15);
-	if (rc)
-		memcpy(err, "configuration: ", 15);
-	else
-		rc = control_load_tls(sc, cfg, &next, err, sizeof(err));
+	/* a configuration that cannot be read again keeps the settings in service, but the
+	 * certificates still rotate: a root-only file under --user, a pipe, a typo */
+	if (reread_config(sc, &cfg, cfgerr, sizeof(cfgerr)))
+		cfg = NULL;
+	int rc = control_load_tls(sc, cfg ? cfg : sc->tls_cfg, &next, err, sizeof(err));
 	if (!rc && hs_ctx_expired(next)) {
 		snprintf(err, sizeof(err), "certificate %s expired on %s", hs_ctx_subject(next), hs_ctx_not_after(next));
 		rc = -EKEYEXPIRED;
 	}
-	if (!rc && config_diff(sc->cfg, cfg, reloadable, later, sizeof(later)))
+	if (!rc && cfg && config_diff(sc->cfg, cfg, reloadable, later, sizeof(later)))
 		log_warn("control", "options changed in the configuration take effect only at restart",
 			 "options=\"%s\"", later);
+	if (!rc && cfg)
+		warn_weaker(sc->tls_cfg, cfg);
 	pthread_mutex_lock(&sc->hs_lock);
 	if (rc) {
-		snprintf(msg, msglen, "reload refused, the old certificate and settings stay in service: %s", err);
+		snprintf(msg, msglen, "reload refused, the old certificate and settings stay in service: %s%s%s", err,
+			 cfgerr[0] ? "; configuration not re-read: " : "", cfgerr);
 		note_reload(sc, msg);
 		old = next;
 		sc->reloads_failed++;
 	} else {
-		snprintf(msg, msglen, "reloaded: subject=%s not_after=%s%s%s", hs_ctx_subject(next),
-			 hs_ctx_not_after(next), later[0] ? "; not applied until restart: " : "", later);
-		note_reload(sc, "ok");
 		old = sc->hs;
 		sc->hs = next; /* new handshakes take it; live ones keep their reference */
-		sc->reloads_ok++;
+		if (cfgerr[0]) {
+			snprintf(msg, msglen, "certificates reloaded (subject=%s not_after=%s), but the configuration "
+					      "was not re-read and the settings in service stay: %s",
+				 hs_ctx_subject(next), hs_ctx_not_after(next), cfgerr);
+			note_reload(sc, msg);
+			sc->reloads_failed++;
+		} else {
+			snprintf(msg, msglen, "reloaded: subject=%s not_after=%s%s%s", hs_ctx_subject(next),
+				 hs_ctx_not_after(next), later[0] ? "; not applied until restart: " : "", later);
+			note_reload(sc, "ok");
+			sc->reloads_ok++;
+		}
 	}
 	pthread_mutex_unlock(&sc->hs_lock);
-	if (!rc) {
+	if (!rc && cfg) {
 		enum log_level lvl;
 		if (!log_level_parse(cfg->log_level, &lvl))
 			log_set_level(lvl);
 		struct config *prev = sc->tls_cfg;
 		sc->tls_cfg = cfg;
 		cfg = prev;
-		atomic_store(&sc->watch_dirty, 1); /* the files to watch may have moved */
 	}
+	if (!rc)
+		atomic_store(&sc->watch_dirty, 1); /* the files to watch may have moved */
 	config_put(sc, cfg);
 	hs_ctx_put(old);
+	if (cfgerr[0])
+		log_error("control", "configuration not re-read; the settings in service stay", "error=\"%s\"", cfgerr);
 	if (rc)
 		log_error("control", "certificate reload failed", "error=\"%s\"", err);
 	else
 		log_info("control", "certificates reloaded", "%s", hs_ctx_describe(next));
 	pthread_mutex_unlock(&sc->reload_lock); /* until here no other reload can drop next */
-	return rc;
+	return rc ? rc : cfgerr[0] ? -EINVAL : 0;
 }
 
 void control_drain(struct sidecar *sc, int timeout_ms)

@@ -237,7 +237,7 @@ static void check_reload_access(const struct config *c)
 	const char *paths[] = { c->cert, c->key, c->client_ca, c->config_file };
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
 		if (paths[i] && paths[i][0] && access(paths[i], R_OK) < 0)
-			log_warn("main", "reloads will fail: the --user cannot read this file", "user=\"%s\" file=\"%s\" error=\"%s\"",
+			log_warn("main", "the --user cannot read this file: reloads cannot use it", "user=\"%s\" file=\"%s\" error=\"%s\"",
 				 c->user, paths[i], strerror(errno));
 }
 
@@ -262,9 +262,14 @@ static void watch_name_add(const char *path, size_t len)
 	size_t start = len;
 	while (start && path[start - 1] != '/')
 		start--;
-	if (len == start || watch_names.n >= sizeof(watch_names.v) / sizeof(watch_names.v[0]))
+	if (len == start)
 		return;
-	snprintf(watch_names.v[watch_names.n++], sizeof(watch_names.v[0]), "%.*s", (int)(len - start), path + start);
+	for (size_t i = 0; i < watch_names.n; i++)
+		if (strlen(watch_names.v[i]) == len - start && memcmp(watch_names.v[i], path + start, len - start) == 0)
+			return;
+	if (watch_names.n < sizeof(watch_names.v) / sizeof(watch_names.v[0]))
+		snprintf(watch_names.v[watch_names.n++], sizeof(watch_names.v[0]), "%.*s", (int)(len - start),
+			 path + start);
 }
 
 static int watch_name_wanted(const struct inotify_event *ev)
@@ -395,7 +400,7 @@ static int wait_for_signals(struct sidecar *sc, int wfd)
 			control_reload(sc, msg, sizeof(msg));
 		}
 		if (wfd >= 0 && atomic_exchange(&sc->watch_dirty, 0))
-			watch_certs(sc, wfd, 0);
+			watch_certs(sc, wfd, 1); /* quiet: a root-made watch outlives an EACCES here */
 	}
 	if (wfd >= 0)
 		close(wfd);
@@ -539,11 +544,14 @@ static int cmd_run(int argc, char **argv)
 		return 1;
 	}
 	struct utsname u;
+	char cert[512];
 	uname(&u);
+	pthread_mutex_lock(&sc.hs_lock); /* the admin socket is up: a reload may swap it */
+	snprintf(cert, sizeof(cert), "%s", hs_ctx_describe(sc.hs));
+	pthread_mutex_unlock(&sc.hs_lock);
 	log_info("main", "listening", "listen=%s backend=%s workers=%d io=%s ktls=%s kernel=%s openssl=\"%s\" %s",
 		 cfg.listen, cfg.backend, sc.nworkers, sc.engine_kind == ENGINE_URING ? "uring" : "epoll",
-		 sc.ktls ? "on" : "off",
-		 u.release, hs_openssl_version(), hs_ctx_describe(sc.hs));
+		 sc.ktls ? "on" : "off", u.release, hs_openssl_version(), cert);
 	int failed = wait_for_signals(&sc, wfd);
 	worker_join_all(&sc);
 	admin_stop(adm);

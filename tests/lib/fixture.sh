@@ -526,11 +526,13 @@ _fx_listening() {
 }
 
 # Wait predicate: PID died, or something listens on HOST PORT.
-# Up: listening, and (the real sidecar logs msg="listening" once its admin socket,
-# privilege drop and workers are done) past its startup; or dead.
+# Up: listening, and (the real sidecar logs "listening" at info level once its admin
+# socket, privilege drop and workers are done) past its startup; or dead. $5=0: the
+# log level hides that line, the port alone tells.
 _fx_sc_up() {
     _fx_alive "$1" || return 0
-    _fx_listening "$2" "$3" && grep -qE 'msg="listening"|listening on' "$4" 2>/dev/null
+    _fx_listening "$2" "$3" || return 1
+    [[ "${5:-1}" == 0 ]] || grep -qE 'msg="listening"|"msg":"listening"|listening on' "$4" 2>/dev/null
 }
 
 # Start "$KTLS_SIDECAR run ARGS..." as NAME, log to $FX_DIR/NAME.log, wait (10 s) for its --listen port.
@@ -548,7 +550,12 @@ fx_sidecar_start() {
     printf -v "FX_SIDECAR_PID_$(_fx_name "$name")" %s "$pid"
     export "FX_SIDECAR_PID_$(_fx_name "$name")"
     echo "sidecar:$name $pid $(_fx_pid_start "$pid")" >>"$FX_DIR/pids"
-    _fx_wait_until 10 _fx_sc_up "$pid" "$host" "$port" "$log" || true
+    local logged=1 a prev=""
+    for a in "$@"; do
+        [[ "$prev" == --log-level && "$a" =~ ^(warn|error)$ || "$a" =~ ^--log-level=(warn|error)$ ]] && logged=0
+        prev="$a"
+    done
+    _fx_wait_until 10 _fx_sc_up "$pid" "$host" "$port" "$log" "$logged" || true
     if ! _fx_alive "$pid"; then
         local rc=0; { wait "$pid"; } 2>/dev/null || rc=$?
         diag "sidecar '$name' exited early (status $rc); log $log:"; _fx_diag_file "$log" 200

@@ -27,7 +27,7 @@ like "$("$KTLS_SIDECAR" ctl --admin-socket "$FX_DIR/priv.sock" show info)" 'vers
     "the admin socket still answers (root may always ask)"
 is "$(stat -c %U "$FX_DIR/priv.sock")" nobody "the admin socket now belongs to the new user"
 fx_sidecar_stop priv || true
-like "$(cat "$(fx_sidecar_log priv)")" 'level=warn .*msg="reloads will fail: the --user cannot read this file" user="nobody" file="[^"]*server.key"' \
+like "$(cat "$(fx_sidecar_log priv)")" 'level=warn .*msg="the --user cannot read this file: reloads cannot use it" user="nobody" file="[^"]*server.key"' \
     "a key the new user cannot read: a warning at startup, not at the first rotation"
 
 # --user keeps the user's supplementary groups: a key readable only through ssl-cert
@@ -51,7 +51,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$F
 next="$(openssl x509 -noout -serial -in "$FX_DIR/next.crt" | cut -d= -f2)"
 cp "$FX_DIR/next.key" "$kdir/server.key" && cp "$FX_DIR/next.crt" "$kdir/server.crt"
 served() {
-    echo | fx_with_timeout 10 openssl s_client -starttls postgres -connect "127.0.0.1:$grp_port" 2>/dev/null |
+    echo | fx_with_timeout 10 openssl s_client -starttls postgres -connect "127.0.0.1:${1:-$grp_port}" 2>/dev/null |
         openssl x509 -noout -serial 2>/dev/null | cut -d= -f2
 }
 for _ in $(seq 40); do [[ "$(served)" == "$next" ]] && break; sleep 0.25; done
@@ -62,6 +62,25 @@ like "$(runuser -u postgres -- "$FX_DIR/ktls-sidecar-ctl" ctl --admin-socket "$s
     "postgres may use ctl"
 fx_sidecar_stop grp || true
 ok "the socket is removed when it stops" test ! -e "$sock"
+
+# a config file only root may read (0600) under --user: the reload cannot re-read it,
+# and the certificates rotate all the same (the settings read at startup stay)
+printf 'idle-timeout = 0\n' >"$FX_DIR/root-only.conf" && chmod 0600 "$FX_DIR/root-only.conf"
+ro_port="$(fx_free_port)"
+fx_sidecar_start ro --listen "127.0.0.1:$ro_port" --backend "127.0.0.1:$FX_PGB_PORT" --io "$io" \
+    --cert "$kdir/server.crt" --key "$kdir/server.key" --config "$FX_DIR/root-only.conf" \
+    --admin-socket "$FX_DIR/ro.sock" --user postgres || BAIL_OUT "sidecar did not start"
+like "$(cat "$(fx_sidecar_log ro)")" 'cannot read this file: reloads cannot use it" user="postgres" file="[^"]*root-only.conf"' \
+    "a root-only config file under --user: a startup warning names it"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$FX_DIR/next3.key" \
+    -out "$FX_DIR/next3.crt" -subj /CN=localhost -days 2 2>/dev/null || BAIL_OUT "next3 cert"
+next3="$(openssl x509 -noout -serial -in "$FX_DIR/next3.crt" | cut -d= -f2)"
+cp "$FX_DIR/next3.key" "$kdir/server.key" && cp "$FX_DIR/next3.crt" "$kdir/server.crt"
+for _ in $(seq 40); do [[ "$(served "$ro_port")" == "$next3" ]] && break; sleep 0.25; done
+is "$(served "$ro_port")" "$next3" "... the watched rotation is served all the same"
+like "$("$KTLS_SIDECAR" ctl --admin-socket "$FX_DIR/ro.sock" reload 2>&1)" \
+    'certificates reloaded .*not re-read.*root-only.conf.*Permission denied' "... and a reload says the file was not re-read"
+fx_sidecar_stop ro || true
 
 port2="$(fx_free_port)"
 rc=0; out="$(fx_with_timeout 10 "$KTLS_SIDECAR" run --listen "127.0.0.1:$port2" --admin-socket "" \

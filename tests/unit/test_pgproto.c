@@ -99,6 +99,10 @@ int main(void)
 	put32(b, PG_STARTUP_MAX);
 	is(pg_startup_len(b, &len), 0, "length 10004 accepted, as by PostgreSQL");
 	is(len, PG_STARTUP_MAX, "length reported");
+	put32(b, 10004);
+	is(pg_startup_len(b, &len), 0, "10004 (PostgreSQL's 10000 after the length word) accepted");
+	put32(b, 10005);
+	is(pg_startup_len(b, &len), -EMSGSIZE, "10005 refused");
 
 	uint8_t e[256];
 	int en = pg_error_response(e, sizeof(e), "FATAL", "28000", "no");
