@@ -171,6 +171,15 @@ ok "the client CA moved into the volume (ca -> ..data/ca): reloaded" wait_for re
 ok "... alice admitted" admits alice
 cp "$C/untrusted-ca.crt" "$M/..c4/ca/bundle.tmp" && mv "$M/..c4/ca/bundle.tmp" "$M/..c4/ca/bundle.crt"
 ok "the CA bundle replaced by a foreign CA: alice refused after the watched reload" wait_for refuses alice
+mkdir -p "$M/..c5"
+printf 'verify = optional\nclient-ca = %s\n' "$C/ca.crt" >"$M/..c5/ks.conf"
+n="$(reloads)"
+mswap ..c5
+wait_reload "$n" || true
+like "$(cat "$(fx_sidecar_log cfg)")" 'relaxes client certificate checks" verify_was=require verify=optional' \
+    "a reload that relaxes verify is logged as a warning"
+like "$(cat "$(fx_sidecar_log cfg)")" 'level=warn .*no allow-lists' "... and one that drops the allow-lists"
+ok "... and applied: mallory admitted" admits mallory
 fx_sidecar_stop cfg || true
 ks_check_log cfg
 
