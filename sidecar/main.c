@@ -215,6 +215,11 @@ static int drop_privileges(const char *user, struct admin *adm)
 		log_error("main", "no such user", "user=\"%s\"", user);
 		return -ENOENT;
 	}
+	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid && getuid() != 0) {
+		/* started as that user already (a container's runAsUser): nothing to drop */
+		log_info("main", "already running as the --user", "user=\"%s\" uid=%u", user, (unsigned)pw->pw_uid);
+		return 0;
+	}
 	/* the admin socket accepts its owner's uid: hand it to the new identity */
 	int rc = admin_set_owner(adm, pw->pw_uid);
 	if (rc)

@@ -82,6 +82,13 @@ like "$("$KTLS_SIDECAR" ctl --admin-socket "$FX_DIR/ro.sock" reload 2>&1)" \
     'certificates reloaded .*not re-read.*root-only.conf.*Permission denied' "... and a reload says the file was not re-read"
 fx_sidecar_stop ro || true
 
+# started as that user already (a container's runAsUser with the same --user in its
+# config): nothing to drop, so it runs, as nginx does, instead of failing with EPERM
+as_port="$(fx_free_port)"
+rc=0; out="$(runuser -u postgres -- timeout --preserve-status -s INT 3 "$FX_DIR/ktls-sidecar-ctl" run --listen "127.0.0.1:$as_port" \
+    --admin-socket "" --cert "$kdir/server.crt" --key "$kdir/server.key" --user postgres 2>&1)" || rc=$?
+like "$out" 'already running as the --user.*msg="listening"' "--user naming the user it already runs as: starts"
+is "$rc" 0 "... and exits 0 at SIGINT"
 port2="$(fx_free_port)"
 rc=0; out="$(fx_with_timeout 10 "$KTLS_SIDECAR" run --listen "127.0.0.1:$port2" --admin-socket "" \
     --cert "$FX_CERTS/server.crt" --key "$FX_CERTS/server.key" --user no-such-user-here 2>&1)" || rc=$?
