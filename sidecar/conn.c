@@ -222,6 +222,18 @@ void conn_close(struct conn *c, enum close_reason why)
 	engine_cancel(E(c), &c->be_wr);
 }
 
+/* The final answer (an ErrorResponse) is out: a FIN behind it, and what the client
+ * sent that was never read (at most 1 MiB) is dropped, so that close() does not
+ * send a reset, which some stacks (Windows) let overtake the answer. */
+static void close_gently(struct conn *c)
+{
+	if (c->cli_rd.pending || c->ktls_rx)
+		return;
+	shutdown(c->cfd, SHUT_WR);
+	for (int i = 0; i < 16 && recv(c->cfd, NULL, 65536, MSG_DONTWAIT | MSG_TRUNC) > 0; i++)
+		;
+}
+
 static void cli_read_exact(struct conn *c)
 {
 	engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf + c->have, c->need - c->have);
@@ -767,6 +779,7 @@ static void flush_client(struct conn *c)
 		handshake_done(c);
 		break;
 	case AF_CLOSE:
+		close_gently(c);
 		conn_close(c, (enum close_reason)c->reason);
 		break;
 	}

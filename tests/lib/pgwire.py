@@ -168,6 +168,19 @@ def query_value(s, sql):
             return value
 
 
+def cmd_unread_tail(port):
+    """A bad startup length with bytes behind it that the sidecar never reads: after
+    the ErrorResponse, does the connection end with a FIN or a reset?"""
+    s = connect(port)
+    s.sendall(b"\0\0\0\x07" + b"x" * 64)
+    typ, body = read_msg(s)
+    try:
+        end = "fin" if s.recv(1) == b"" else "data"
+    except ConnectionResetError:
+        end = "reset"
+    print("%s %s %s" % (typ.decode(), error_fields(body).get("C"), end))
+
+
 def cmd_gss_stuffing(port):
     """GSSENCRequest with an SSLRequest behind it in the same write."""
     s = connect(port)
@@ -619,6 +632,7 @@ def main():
         "direct": cmd_direct,
         "tls-startup": cmd_tls_startup,
         "gss-stuffing": cmd_gss_stuffing,
+        "unread-tail": cmd_unread_tail,
         "gss-then-direct": cmd_gss_then_direct,
         "tls-packet": cmd_tls_packet,
         "tls-cancel": cmd_tls_cancel,

@@ -30,6 +30,8 @@ for io in $(ks_io_modes); do
     is "$(wire raw-length "$KS_PORT" 20000)" "E 08P01" "$io: startup length over 10004 refused"
     is "$(wire raw-length "$KS_PORT" -8)" "E 08P01" "$io: negative startup length refused"
     is "$(wire raw-length "$KS_PORT" 4)" "E 08P01" "$io: startup length below 8 refused"
+    is "$(wire unread-tail "$KS_PORT")" "E 08P01 fin" \
+        "$io: the refusal ends with a FIN, not a reset, though the client sent more than was read"
 
     is "$(wire direct "$KS_PORT" postgresql)" "ready alpn=postgresql" "$io: direct TLS with ALPN postgresql"
     like "$(wire direct "$KS_PORT" none)" 'refused .*alert no application protocol' "$io: direct TLS without ALPN refused"
