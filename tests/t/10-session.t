@@ -101,7 +101,7 @@ if [[ " $(ks_io_modes) " == *" uring "* ]]; then
         # the buffer ring serves userspace TLS only: keep kTLS out of its case where the kernel has it
         extra=(); [[ "$opt" == buf-ring ]] && extra=(--ktls off)
         ks_start "opt-$opt" uring "--uring-$opt" "${extra[@]}" || BAIL_OUT "sidecar --uring-$opt did not start"
-        feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)"
+        feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)" || feat="(ctl failed)"
         like "$feat" "(^|,)$opt(,|\$)" "--uring-$opt: show info lists $opt in io_features ($feat)"
         is "$(fx_psql "$(ks_dsn)" -c 'select 40+3')" 43 "--uring-$opt: psql runs a query"
         rc=0; pgb="$(fx_with_timeout 60 pgbench -n -S -c 4 -j 2 -T 2 "$(ks_dsn)" 2>&1)" || rc=$?
@@ -120,7 +120,7 @@ if [[ " $(ks_io_modes) " == *" uring "* ]]; then
     done
     if [[ -z "${KTLS_SIDECAR_URING_SQPOLL:-}${KTLS_SIDECAR_URING_FIXED_FILES:-}${KTLS_SIDECAR_URING_BUF_RING:-}" ]]; then
         ks_start opt-none uring || BAIL_OUT "sidecar did not start"
-        feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)"
+        feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)" || feat="(ctl failed)"
         unlike "$feat" 'sqpoll|fixed-files|buf-ring|poll-first' "by default no SQPOLL, registered files, buffer ring or poll-first ($feat)"
         fx_sidecar_stop opt-none || true
     else
@@ -145,7 +145,7 @@ wait_idle() {
 for io in $(ks_io_modes); do
     for pf in poll-first no-poll-first; do
         ks_start "pf-$io-$pf" "$io" "--$pf" || BAIL_OUT "sidecar --$pf did not start"
-        feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)"
+        feat="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .io_features)" || feat="(ctl failed)"
         if [[ "$pf" == poll-first ]]; then
             like "$feat" '(^|,)poll-first(,|$)' "$io --$pf: show info lists poll-first ($feat)"
         else

@@ -16,7 +16,7 @@ ks_start adm "$io" --metrics-listen "127.0.0.1:$mport" --log-format json || BAIL
 log="$(fx_sidecar_log adm)"
 
 for cmd in "show info" "show stats" "show workers" "show conns" "help"; do
-    out="$(ctl $cmd)"; rc=$?
+    rc=0; out="$(ctl $cmd)" || rc=$?
     ok_rc "$rc" "'$cmd' answers"
     ok "'$cmd json' is valid JSON" valid_json <<<"$(ctl $cmd json)"
 done
