@@ -102,7 +102,7 @@ void conn_accept(struct worker *w, int fd)
 	STAT_INC(w, active);
 	c->phase = PH_NEGOTIATE;
 	c->have = 0;
-	c->need = TLS_HDR; /* enough to tell a TLS record from a startup packet */
+	c->need = PG_LEN_HDR; /* a startup packet's length, or a TLS record's first bytes */
 	cli_read_exact(c);
 }
 
@@ -437,7 +437,13 @@ static void negotiate_read(struct conn *c, int res)
 		cli_read_exact(c);
 		return;
 	}
-	if (c->need == TLS_HDR && !c->saw_ssl && !c->saw_gss && c->cbuf[0] == PG_TLS_HANDSHAKE) {
+	int first = !c->saw_ssl && !c->saw_gss;
+	if (c->need == PG_LEN_HDR && first && c->cbuf[0] == PG_TLS_HANDSHAKE) {
+		c->need = TLS_HDR; /* the rest of a TLS record header */
+		cli_read_exact(c);
+		return;
+	}
+	if (c->need == TLS_HDR && first && c->cbuf[0] == PG_TLS_HANDSHAKE) {
 		/* PostgreSQL 17 direct TLS, only as the connection's first bytes: the 5
 		 * bytes are a ClientHello record header */
 		int len = tls_record_len(c->cbuf, 1);
@@ -451,7 +457,7 @@ static void negotiate_read(struct conn *c, int res)
 		cli_read_exact(c);
 		return;
 	}
-	if (c->need == TLS_HDR) {
+	if (c->need == PG_LEN_HDR) { /* judged at once: a bad length is not waited on */
 		uint32_t len;
 		int rc = pg_startup_len(c->cbuf, &len);
 		if (rc) {
@@ -766,7 +772,7 @@ static void flush_client(struct conn *c)
 	case AF_NEGOTIATE:
 		c->phase = PH_NEGOTIATE;
 		c->have = 0;
-		c->need = TLS_HDR;
+		c->need = PG_LEN_HDR;
 		cli_read_exact(c);
 		break;
 	case AF_HANDSHAKE_READ:

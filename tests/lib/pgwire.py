@@ -181,6 +181,21 @@ def cmd_unread_tail(port):
     print("%s %s %s" % (typ.decode(), error_fields(body).get("C"), end))
 
 
+def cmd_header_only(port, length):
+    """A 4-byte startup length and nothing after it: answered at once, or only at the
+    handshake timeout? Prints the answer and how long it took."""
+    s = connect(port)
+    s.settimeout(30)
+    t0 = time.monotonic()
+    s.sendall(struct.pack("!i", int(length)))
+    try:
+        typ, body = read_msg(s)
+        out = "%s %s" % (typ.decode(), error_fields(body).get("C"))
+    except (EOFError, ConnectionResetError) as e:
+        out = "closed %s" % type(e).__name__
+    print("%s [%d ms]" % (out, (time.monotonic() - t0) * 1000))
+
+
 def cmd_gss_stuffing(port):
     """GSSENCRequest with an SSLRequest behind it in the same write."""
     s = connect(port)
@@ -632,6 +647,7 @@ def main():
         "direct": cmd_direct,
         "tls-startup": cmd_tls_startup,
         "gss-stuffing": cmd_gss_stuffing,
+        "header-only": cmd_header_only,
         "unread-tail": cmd_unread_tail,
         "gss-then-direct": cmd_gss_then_direct,
         "tls-packet": cmd_tls_packet,

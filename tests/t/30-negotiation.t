@@ -30,6 +30,9 @@ for io in $(ks_io_modes); do
     is "$(wire raw-length "$KS_PORT" 20000)" "E 08P01" "$io: startup length over 10004 refused"
     is "$(wire raw-length "$KS_PORT" -8)" "E 08P01" "$io: negative startup length refused"
     is "$(wire raw-length "$KS_PORT" 4)" "E 08P01" "$io: startup length below 8 refused"
+    out="$(wire header-only "$KS_PORT" 0)"
+    like "$out" '^E 08P01 ' "$io: a bare 4-byte length of 0, then silence: FATAL 08P01"
+    ok "$io: ... at once, not at the 10 s handshake timeout ($(ks_ms "$out") ms)" test "$(ks_ms "$out")" -lt 3000
     is "$(wire unread-tail "$KS_PORT")" "E 08P01 fin" \
         "$io: the refusal ends with a FIN, not a reset, though the client sent more than was read"
 
