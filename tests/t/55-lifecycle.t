@@ -29,7 +29,7 @@ served_serial() {
         openssl x509 -noout -serial 2>/dev/null | cut -d= -f2
 }
 reload_result() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reload_result; }
-reloads() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq '.reloads_ok + .reloads_failed'; }
+reloads() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq '(.reloads_ok // 0) + (.reloads_failed // 0)'; }
 # Wait (15 s at most) until a reload after the count $1 has happened, whatever its outcome.
 wait_reload() { for _ in $(seq 60); do (( $(reloads) > $1 )) && return 0; sleep 0.25; done; return 1; }
 wait_serial() { for _ in $(seq 40); do [[ "$(served_serial)" == "$1" ]] && return 0; sleep 0.25; done; return 1; }
