@@ -50,6 +50,7 @@ struct admin_snapshot {
 	const char *reload_at;         /* "" if never reloaded, else UTC time */
 	const char *reload_result;     /* "ok" or the error */
 	uint64_t reloads_ok, reloads_failed;
+	uint64_t reloads_partial;      /* certificates reloaded, the configuration not re-read */
 	int draining;
 	const char *io, *io_why;       /* engine in use and why (empty when uring) */
 	const char *io_features;       /* of worker 0's engine, e.g. "sqpoll,multishot-accept" */

@@ -357,7 +357,8 @@ static int render_info_json(const struct admin_snapshot *s, FILE *f)
 	json_kv_str(f, 0, "backend", s->backend);
 	json_kv_str(f, 0, "reload_at", s->reload_at);
 	json_kv_str(f, 0, "reload_result", s->reload_result);
-	fprintf(f, ",\"reloads_ok\":%" PRIu64 ",\"reloads_failed\":%" PRIu64, s->reloads_ok, s->reloads_failed);
+	fprintf(f, ",\"reloads_ok\":%" PRIu64 ",\"reloads_partial\":%" PRIu64 ",\"reloads_failed\":%" PRIu64,
+		s->reloads_ok, s->reloads_partial, s->reloads_failed);
 	fprintf(f, ",\"draining\":%s}\n", s->draining ? "true" : "false");
 	return 0;
 }
@@ -395,8 +396,8 @@ static int render_info(const struct admin_snapshot *s, FILE *f)
 	tbl_add(&t, "backend"), tbl_add(&t, "%s", nz(s->backend));
 	tbl_add(&t, "reload");
 	if (s->reload_at && *s->reload_at)
-		tbl_add(&t, "%s (%s); %" PRIu64 " ok, %" PRIu64 " refused", s->reload_at, nz(s->reload_result),
-			s->reloads_ok, s->reloads_failed);
+		tbl_add(&t, "%s (%s); %" PRIu64 " ok, %" PRIu64 " partial, %" PRIu64 " refused", s->reload_at,
+			nz(s->reload_result), s->reloads_ok, s->reloads_partial, s->reloads_failed);
 	else
 		tbl_add(&t, "never");
 	tbl_add(&t, "draining"), tbl_add(&t, "%s", s->draining ? "yes" : "no");

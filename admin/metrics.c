@@ -74,8 +74,11 @@ static void info(const struct admin_snapshot *s, FILE *f)
 		gauge(f, "certificate_expiry_timestamp_seconds",
 		      "notAfter of the certificate in service, as Unix time (alert on it minus time()).",
 		      (uint64_t)s->cert_not_after_unix);
-	family(f, "reloads_total", "counter", "Certificate and configuration reloads, by outcome.");
+	family(f, "reloads_total", "counter",
+	       "Reloads by outcome: ok; partial (certificates reloaded, the configuration file not re-read); "
+	       "failed (nothing changed).");
 	labelled(f, "reloads_total", "result", "ok", s->reloads_ok);
+	labelled(f, "reloads_total", "result", "partial", s->reloads_partial);
 	labelled(f, "reloads_total", "result", "failed", s->reloads_failed);
 }
 

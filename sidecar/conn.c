@@ -229,6 +229,8 @@ static void close_gently(struct conn *c)
 {
 	if (c->cli_rd.pending || c->ktls_rx)
 		return;
+	if (c->tls_version[0] && !c->notify_sent)
+		send_close_notify(c); /* kTLS TX: the alert goes before the FIN, not after */
 	shutdown(c->cfd, SHUT_WR);
 	for (int i = 0; i < 16 && recv(c->cfd, NULL, 65536, MSG_DONTWAIT | MSG_TRUNC) > 0; i++)
 		;

@@ -90,6 +90,7 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 	snprintf(reload_result, sizeof(reload_result), "%s", sc->reload_result);
 	out->reloads_ok = sc->reloads_ok;
 	out->reloads_failed = sc->reloads_failed;
+	out->reloads_partial = sc->reloads_partial;
 	pthread_mutex_unlock(&sc->hs_lock);
 	out->nworkers = sc->nworkers;
 	out->version = KS_VERSION;
@@ -177,13 +178,18 @@ static int reread_config(struct sidecar *sc, struct config **out, char *err, siz
 		return snprintf(err, errlen, "out of memory"), -ENOMEM;
 	config_init(c);
 	snprintf(err, errlen, "cannot read the configuration");
-	int rc = config_load_all(c, sc->argc, sc->argv, environ, err, errlen);
-	if (rc)
+	/* flags and environment name the same file as at startup; a pipe or FIFO is not
+	 * even opened again (its open or read could block this thread for good) */
+	const char *path = sc->cfg->config_file;
+	int rc = 0;
+	if (path && path[0] && stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file (a pipe reads once)", path);
+		rc = -EINVAL;
+	} else if ((rc = config_load_all(c, sc->argc, sc->argv, environ, err, errlen))) {
 		rc = rc == -EAGAIN ? -EINVAL : rc;
-	else if (c->config_file && c->config_file[0] && stat(c->config_file, &st) == 0 &&
-		 (!S_ISREG(st.st_mode) || st.st_size == 0) && config_diff(sc->tls_cfg, c, NULL, NULL, 0)) {
-		snprintf(err, errlen, "%s: %s", c->config_file,
-			 S_ISREG(st.st_mode) ? "is empty (being written?)" : "not a regular file (a pipe reads once)");
+	} else if (c->config_file && c->config_file[0] && stat(c->config_file, &st) == 0 && st.st_size == 0 &&
+		   config_diff(sc->tls_cfg, c, NULL, NULL, 0)) {
+		snprintf(err, errlen, "%s: is empty (being written?)", c->config_file);
 		rc = -EINVAL;
 	}
 	if (rc) {
@@ -225,7 +231,8 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 	pthread_mutex_lock(&sc->reload_lock);
 	/* a configuration that cannot be read again keeps the settings in service, but the
 	 * certificates still rotate: a root-only file under --user, a pipe, a typo */
-	if (reread_config(sc, &cfg, cfgerr, sizeof(cfgerr)))
+	int cfg_rc = reread_config(sc, &cfg, cfgerr, sizeof(cfgerr));
+	if (cfg_rc)
 		cfg = NULL;
 	int rc = control_load_tls(sc, cfg ? cfg : sc->tls_cfg, &next, err, sizeof(err));
 	if (!rc && hs_ctx_expired(next)) {
@@ -240,19 +247,19 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 	pthread_mutex_lock(&sc->hs_lock);
 	if (rc) {
 		snprintf(msg, msglen, "reload refused, the old certificate and settings stay in service: %s%s%s", err,
-			 cfgerr[0] ? "; configuration not re-read: " : "", cfgerr);
+			 cfg_rc ? "; configuration not re-read: " : "", cfg_rc ? cfgerr : "");
 		note_reload(sc, msg);
 		old = next;
 		sc->reloads_failed++;
 	} else {
 		old = sc->hs;
 		sc->hs = next; /* new handshakes take it; live ones keep their reference */
-		if (cfgerr[0]) {
-			snprintf(msg, msglen, "certificates reloaded (subject=%s not_after=%s), but the configuration "
-					      "was not re-read and the settings in service stay: %s",
-				 hs_ctx_subject(next), hs_ctx_not_after(next), cfgerr);
+		if (cfg_rc) { /* the reason first: show info keeps the first 255 bytes */
+			snprintf(msg, msglen, "configuration not re-read, the settings in service stay: %s; "
+					      "certificates reloaded: subject=%s not_after=%s",
+				 cfgerr, hs_ctx_subject(next), hs_ctx_not_after(next));
 			note_reload(sc, msg);
-			sc->reloads_failed++;
+			sc->reloads_partial++;
 		} else {
 			snprintf(msg, msglen, "reloaded: subject=%s not_after=%s%s%s", hs_ctx_subject(next),
 				 hs_ctx_not_after(next), later[0] ? "; not applied until restart: " : "", later);
@@ -273,14 +280,14 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 		atomic_store(&sc->watch_dirty, 1); /* the files to watch may have moved */
 	config_put(sc, cfg);
 	hs_ctx_put(old);
-	if (cfgerr[0])
+	if (cfg_rc)
 		log_error("control", "configuration not re-read; the settings in service stay", "error=\"%s\"", cfgerr);
 	if (rc)
 		log_error("control", "certificate reload failed", "error=\"%s\"", err);
 	else
 		log_info("control", "certificates reloaded", "%s", hs_ctx_describe(next));
 	pthread_mutex_unlock(&sc->reload_lock); /* until here no other reload can drop next */
-	return rc ? rc : cfgerr[0] ? -EINVAL : 0;
+	return rc ? rc : cfg_rc;
 }
 
 void control_drain(struct sidecar *sc, int timeout_ms)

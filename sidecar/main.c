@@ -215,9 +215,12 @@ static int drop_privileges(const char *user, struct admin *adm)
 		log_error("main", "no such user", "user=\"%s\"", user);
 		return -ENOENT;
 	}
-	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid && getuid() != 0) {
-		/* started as that user already (a container's runAsUser): nothing to drop */
-		log_info("main", "already running as the --user", "user=\"%s\" uid=%u", user, (unsigned)pw->pw_uid);
+	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid && getgid() == pw->pw_gid &&
+	    getegid() == pw->pw_gid && pw->pw_uid != 0 && setuid(0) < 0) {
+		/* started as that user and group already (a container's runAsUser), with no
+		 * way back to root: nothing to drop */
+		log_info("main", "already running as the --user", "user=\"%s\" uid=%u gid=%u", user,
+			 (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
 		return 0;
 	}
 	/* the admin socket accepts its owner's uid: hand it to the new identity */

@@ -92,6 +92,7 @@ struct sidecar {
 	pthread_mutex_t hs_lock;
 	char reload_at[32], reload_result[256];
 	uint64_t reloads_ok, reloads_failed; /* under hs_lock */
+	uint64_t reloads_partial;          /* certificates reloaded, configuration not re-read */
 	struct sockaddr_storage backend;
 	socklen_t backend_len;
 	char backend_desc[160];

@@ -551,6 +551,7 @@ fx_sidecar_start() {
     export "FX_SIDECAR_PID_$(_fx_name "$name")"
     echo "sidecar:$name $pid $(_fx_pid_start "$pid")" >>"$FX_DIR/pids"
     local logged=1 a prev=""
+    [[ "${KTLS_SIDECAR_LOG_LEVEL:-}" =~ ^(warn|error)$ ]] && logged=0
     for a in "$@"; do
         [[ "$prev" == --log-level && "$a" =~ ^(warn|error)$ || "$a" =~ ^--log-level=(warn|error)$ ]] && logged=0
         prev="$a"

@@ -54,7 +54,7 @@ static struct admin_snapshot fake(struct admin_worker *w)
 		.cert_sans = "DNS:db.example, IP:10.0.0.5", .cert_not_after = "2027-01-01T00:00:00Z",
 		.cert_serial = "0A1B",
 		.reload_at = "2026-11-22T00:00:00Z", .reload_result = "ok", .draining = 1,
-		.reloads_ok = 4, .reloads_failed = 1,
+		.reloads_ok = 4, .reloads_failed = 1, .reloads_partial = 2,
 		.io = "epoll", .io_why = "io_uring_setup: \"Operation not permitted\"",
 		.io_features = "sqpoll,multishot-accept,fixed-files",
 		.ktls = "unavailable", .ktls_why = "tls module not loaded",
@@ -257,7 +257,7 @@ static void test_render_text(void)
 	ok(row_is(t, "cert_sans", "DNS:db.example, IP:10.0.0.5"), "info row cert_sans");
 	ok(row_is(t, "cert_not_after", "2027-01-01T00:00:00Z"), "info row cert_not_after");
 	ok(row_is(t, "cert_serial", "0A1B"), "info row cert_serial");
-	ok(row_is(t, "reload", "2026-11-22T00:00:00Z (ok); 4 ok, 1 refused"), "info row reload: time, result, counts");
+	ok(row_is(t, "reload", "2026-11-22T00:00:00Z (ok); 4 ok, 2 partial, 1 refused"), "info row reload: time, result, counts");
 	ok(row_is(t, "draining", "yes"), "info row draining");
 	ok(strstr(t, "1d 02:03:04"), "uptime formatted");
 	ok(strstr(t, "epoll (io_uring_setup: \"Operation not permitted\")"), "io engine and why");
@@ -328,14 +328,15 @@ static void test_render_json(void)
 	json_is(j, "sorted(d)",
 		"['backend', 'cert', 'cert_not_after', 'cert_sans', 'cert_serial', 'draining', 'io', 'io_features', 'io_why', "
 		"'kernel', "
-		"'ktls', 'ktls_why', 'listen', 'openssl', 'pid', 'reload_at', 'reload_result', 'reloads_failed', 'reloads_ok', 'uptime_s', "
+		"'ktls', 'ktls_why', 'listen', 'openssl', 'pid', 'reload_at', 'reload_result', 'reloads_failed', 'reloads_ok', 'reloads_partial', 'uptime_s', "
 		"'version', 'workers']",
 		"info json keys");
 	json_is(j, "(d[\"cert_sans\"], d[\"cert_serial\"], d[\"cert_not_after\"], d[\"reload_at\"], "
 		   "d[\"reload_result\"], d[\"draining\"])",
 		"('DNS:db.example, IP:10.0.0.5', '0A1B', '2027-01-01T00:00:00Z', '2026-11-22T00:00:00Z', 'ok', True)",
 		"info json: certificate, reload, draining");
-	json_is(j, "(d[\"reloads_ok\"], d[\"reloads_failed\"])", "(4, 1)", "info json: reload counts");
+	json_is(j, "(d[\"reloads_ok\"], d[\"reloads_partial\"], d[\"reloads_failed\"])", "(4, 2, 1)",
+		"info json: reload counts");
 	json_is(j, "(d[\"pid\"], d[\"uptime_s\"], d[\"workers\"], d[\"io_why\"])",
 		"(4242, 93784.5, 2, 'io_uring_setup: \"Operation not permitted\"')", "info json values");
 	json_is(j, "d[\"cert\"]==\"CN=\\x22db\\x22 \\x5c O=x\\n\\t\\u00fc\\ufffd\"", "True",

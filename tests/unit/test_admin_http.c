@@ -222,7 +222,7 @@ static struct admin_snapshot fake(struct admin_worker *w)
 	return (struct admin_snapshot){
 		.version = "1.2.3 \"q\" \\", .io = "uring", .ktls = "available\nx", .kernel = "6.1.0",
 		.pid = 42, .uptime_s = 93784.5, .nworkers = 2, .workers = w, .reason_names = reasons,
-		.nreasons = 3, .draining = 1, .cert_not_after_unix = 1798761600, .reloads_ok = 3, .reloads_failed = 2,
+		.nreasons = 3, .draining = 1, .cert_not_after_unix = 1798761600, .reloads_ok = 3, .reloads_failed = 2, .reloads_partial = 1,
 	};
 }
 
@@ -278,8 +278,8 @@ static void test_metrics_render(void)
 	prom_is(t, "(m[\"ktls_sidecar_handshake_duration_seconds_sum\"], m[\"ktls_sidecar_handshake_duration_seconds_count\"])",
 		"(5.0, 31.0)", "histogram _sum in seconds and _count");
 	prom_is(t, "(m[\"ktls_sidecar_certificate_expiry_timestamp_seconds\"], "
-		   "[m[\"ktls_sidecar_reloads_total{result=\\\"%s\\\"}\" % r] for r in (\"ok\", \"failed\")])",
-		"(1798761600.0, [3.0, 2.0])", "certificate expiry as Unix time, reloads by outcome");
+		   "[m[\"ktls_sidecar_reloads_total{result=\\\"%s\\\"}\" % r] for r in (\"ok\", \"partial\", \"failed\")])",
+		"(1798761600.0, [3.0, 1.0, 2.0])", "certificate expiry as Unix time, reloads by outcome");
 	prom_is(t, "[k for k in m if k.startswith(\"ktls_sidecar_info\")]",
 		"['ktls_sidecar_info{io=\"uring\",ktls=\"available\\\\nx\",version=\"1.2.3 \\\\\"q\\\\\" \\\\\\\\\"}']",
 		"info labels escaped (quote, backslash, newline)");
