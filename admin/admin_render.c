@@ -66,10 +66,9 @@ static int tokenize(const char *line, struct token *tok, int *ntok)
 	return 0;
 }
 
-/* Seconds 0..ADMIN_DRAIN_MAX_S, digits only, as milliseconds. 0 or -EINVAL. */
-/* The drain timeout: seconds, or a number with one unit as the daemon's durations
- * take (500ms, 30s, 2m, 1h). */
-static int parse_seconds(const struct token *t, int *ms)
+/* The drain timeout, at most ADMIN_DRAIN_MAX_S: seconds, or a number with one unit
+ * as the daemon's durations take (500ms, 30s, 2m, 1h), as milliseconds. 0 or -EINVAL. */
+static int parse_timeout(const struct token *t, int *ms)
 {
 	static const struct { const char *unit; long ms; } units[] = {
 		{ "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
@@ -124,7 +123,7 @@ int admin_parse(const char *line, struct admin_cmd *out)
 		cmd.kind = ADM_DRAIN;
 		i = 1;
 		/* "drain json" is the default timeout; anything else must be the seconds */
-		if (i < n && !token_is(&tok[i], "json") && parse_seconds(&tok[i++], &cmd.timeout_ms))
+		if (i < n && !token_is(&tok[i], "json") && parse_timeout(&tok[i++], &cmd.timeout_ms))
 			return -EINVAL;
 	} else {
 		return -EINVAL;

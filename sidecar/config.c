@@ -640,8 +640,8 @@ int config_load_all(struct config *c, int argc, char **argv, char **envp, char *
 		return rc;
 	/* the file named by KTLS_SIDECAR_CONFIG, too, is the one a reload reads and the
 	 * watch follows */
-	if (file && *file && !c->config_file && set_opt(c, opt_find("config", 6), file, err, errlen))
-		return -ENOMEM;
+	if (file && *file && !c->config_file && (rc = config_set(c, "config", file, err, errlen)))
+		return rc;
 	return config_finish(c, err, errlen);
 }
 

@@ -156,9 +156,11 @@ static void conn_free(struct conn *c)
 	free(c);
 }
 
-/* Best effort, never blocks: tell a TLS client we are closing on purpose. */
+/* Best effort, never blocks: tell a TLS client we are closing on purpose (once). */
 static void send_close_notify(struct conn *c)
 {
+	if (!c->tls_version[0] || c->notify_sent)
+		return;
 	c->notify_sent = 1;
 	if (c->ktls_tx) {
 		ktls_send_close_notify(c->cfd);
@@ -204,7 +206,7 @@ void conn_close(struct conn *c, enum close_reason why)
 {
 	if (c->phase == PH_CLOSING)
 		return;
-	if (why != CR_CLIENT_RESET && c->tls_version[0] && !c->notify_sent)
+	if (why != CR_CLIENT_RESET)
 		send_close_notify(c);
 	c->phase = PH_CLOSING;
 	c->reason = (uint8_t)why;
@@ -229,8 +231,7 @@ static void close_gently(struct conn *c)
 {
 	if (c->cli_rd.pending || c->ktls_rx)
 		return;
-	if (c->tls_version[0] && !c->notify_sent)
-		send_close_notify(c); /* kTLS TX: the alert goes before the FIN, not after */
+	send_close_notify(c); /* kTLS TX: the alert goes before the FIN, not after */
 	shutdown(c->cfd, SHUT_WR);
 	for (int i = 0; i < 16 && recv(c->cfd, NULL, 65536, MSG_DONTWAIT | MSG_TRUNC) > 0; i++)
 		;
@@ -363,15 +364,21 @@ static int unencrypted_queued(struct conn *c, const char *request)
 	return 1;
 }
 
+/* Answer a startup packet pg_startup_parse refused (rc) as PostgreSQL would. */
+static void refuse_startup(struct conn *c, int rc, const struct pg_startup *st)
+{
+	char why[96];
+	const char *state = pg_startup_refusal(rc, st, why, sizeof(why));
+	fail_with_error(c, CR_PROTOCOL, state, why);
+}
+
 /* A complete plaintext startup packet sits in cbuf[0..need). */
 static void negotiate_packet(struct conn *c)
 {
 	struct pg_startup st;
-	char why[96];
 	int rc = pg_startup_parse(c->cbuf, c->need, &st);
 	if (rc) {
-		const char *state = pg_startup_refusal(rc, &st, why, sizeof(why));
-		fail_with_error(c, CR_PROTOCOL, state, why);
+		refuse_startup(c, rc, &st);
 		return;
 	}
 	switch (st.kind) {
@@ -623,12 +630,10 @@ static void handshake_done(struct conn *c)
 static void startup_packet(struct conn *c)
 {
 	struct pg_startup st;
-	char why[96];
 	int rc = pg_startup_parse(c->pkt, c->need, &st);
 	if (rc || (st.kind != PG_STARTUP && st.kind != PG_CANCEL_REQUEST)) {
 		conn_log(c, LOG_INFO, "refused: invalid startup packet inside TLS", NULL);
-		const char *state = pg_startup_refusal(rc ? rc : -EPROTO, &st, why, sizeof(why));
-		fail_with_error(c, CR_PROTOCOL, state, why);
+		refuse_startup(c, rc ? rc : -EPROTO, &st);
 		return;
 	}
 	c->pkt_len = c->need;
@@ -728,10 +733,7 @@ static void connected(struct conn *c, int res)
 	struct sockaddr_storage ss;
 	socklen_t l = sizeof(ss);
 	if (getsockname(c->bfd, (struct sockaddr *)&ss, &l) == 0 && ss.ss_family != AF_UNIX)
-		__atomic_store_n(&c->backend_port,
-				 ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-							       : ((struct sockaddr_in6 *)&ss)->sin6_port),
-				 __ATOMIC_RELAXED);
+		__atomic_store_n(&c->backend_port, net_port(&ss), __ATOMIC_RELAXED);
 	c->deadline_ms = 0;
 	dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->pkt, c->pkt_len);
 }

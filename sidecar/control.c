@@ -232,8 +232,6 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 	/* a configuration that cannot be read again keeps the settings in service, but the
 	 * certificates still rotate: a root-only file under --user, a pipe, a typo */
 	int cfg_rc = reread_config(sc, &cfg, cfgerr, sizeof(cfgerr));
-	if (cfg_rc)
-		cfg = NULL;
 	int rc = control_load_tls(sc, cfg ? cfg : sc->tls_cfg, &next, err, sizeof(err));
 	if (!rc && hs_ctx_expired(next)) {
 		snprintf(err, sizeof(err), "certificate %s expired on %s", hs_ctx_subject(next), hs_ctx_not_after(next));

@@ -238,11 +238,14 @@ static int drop_privileges(const char *user, struct admin *adm)
 	return 0;
 }
 
+/* The files a reload reads again: what the watch follows and the --user must reach. */
+#define RELOAD_FILES(c) { (c)->cert, (c)->key, (c)->client_ca, (c)->config_file }
+
 /* After dropping root: say now, not at the first certificate rotation, that a file
  * a reload reads again is out of the new user's reach. */
 static void check_reload_access(const struct config *c)
 {
-	const char *paths[] = { c->cert, c->key, c->client_ca, c->config_file };
+	const char *paths[] = RELOAD_FILES(c);
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
 		if (paths[i] && paths[i][0] && access(paths[i], R_OK) < 0)
 			log_warn("main", "the --user cannot read this file: reloads cannot use it", "user=\"%s\" file=\"%s\" error=\"%s\"",
@@ -353,7 +356,7 @@ static int watch_certs(struct sidecar *sc, int fd, int quiet)
 	}
 	pthread_mutex_lock(&sc->reload_lock);
 	const struct config *c = sc->tls_cfg;
-	const char *paths[] = { c->cert, c->key, c->client_ca, c->config_file };
+	const char *paths[] = RELOAD_FILES(c);
 	watch_names.n = 0;
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
 		if (paths[i] && paths[i][0])

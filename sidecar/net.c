@@ -60,16 +60,16 @@ static int ipv4_of(const struct sockaddr_storage *ss, uint32_t *v4)
 	return 1;
 }
 
-static in_port_t port_of(const struct sockaddr_storage *ss)
+unsigned net_port(const struct sockaddr_storage *ss)
 {
-	return ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
-					: ((const struct sockaddr_in6 *)ss)->sin6_port;
+	return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+					      : ((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
 int net_same_endpoint(const struct sockaddr_storage *listen, const struct sockaddr_storage *backend)
 {
 	if ((listen->ss_family != AF_INET && listen->ss_family != AF_INET6) ||
-	    (backend->ss_family != AF_INET && backend->ss_family != AF_INET6) || port_of(listen) != port_of(backend))
+	    (backend->ss_family != AF_INET && backend->ss_family != AF_INET6) || net_port(listen) != net_port(backend))
 		return 0;
 	uint32_t l4, b4;
 	int lv4 = ipv4_of(listen, &l4), bv4 = ipv4_of(backend, &b4);

@@ -159,6 +159,8 @@ int net_listen(const struct sockaddr_storage *ss, socklen_t len);
 /* Would a connection to backend reach the listener at listen? Same port, and the same
  * address, or listen on a wildcard and backend on a loopback or wildcard address. */
 int net_same_endpoint(const struct sockaddr_storage *listen, const struct sockaddr_storage *backend);
+/* The port of an IPv4 or IPv6 address, in host order. */
+unsigned net_port(const struct sockaddr_storage *ss);
 /* 0 if nothing listens on the address: a bind without SO_REUSEPORT succeeds. Else -errno
  * (EADDRINUSE): SO_REUSEPORT alone would quietly share the port with another process. */
 int net_port_free(const struct sockaddr_storage *ss, socklen_t len);
