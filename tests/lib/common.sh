@@ -51,9 +51,8 @@ ks_check_log() {
 
 # Wait (up to SECS, default 15) until FILE exists and is not empty: a helper's "ready".
 ks_wait_file() {
-    local f="$1" n=$(( ${2:-15} * 10 ))
-    for _ in $(seq "$n"); do [[ -s "$f" ]] && return 0; sleep 0.1; done
-    diag "ks_wait_file: $f still empty after ${2:-15} s"
+    _fx_wait_until "${2:-15}" test -s "$1" && return 0
+    diag "ks_wait_file: $1 still empty after ${2:-15} s"
     return 1
 }
 
@@ -62,14 +61,13 @@ ks_ms() { local m; m="$(sed -n 's/.*\[\([0-9]*\) ms\]$/\1/p' <<<"$1")"; echo "${
 
 # Wait (up to 15 s) until sidecar KS_ADMIN has relayed N sessions (logged in, past the
 # startup): a query sent before a signal is then really in flight.
+_ks_relaying() {
+    "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show conns json 2>/dev/null |
+        jq '[(.conns // .)[] | select(.state == "relay")] | length' 2>/dev/null || true
+}
+_ks_relaying_is() { [[ "$(_ks_relaying)" == "$1" ]]; }
 ks_wait_relaying() {
-    local n="$1" got
-    for _ in $(seq 150); do
-        got="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show conns json 2>/dev/null |
-            jq '[(.conns // .)[] | select(.state == "relay")] | length' 2>/dev/null)" || got=""
-        [[ "$got" == "$n" ]] && return 0
-        sleep 0.1
-    done
-    diag "ks_wait_relaying: $got sessions in relay, not $n, after 15 s"
+    _fx_wait_until 15 _ks_relaying_is "$1" && return 0
+    diag "ks_wait_relaying: $(_ks_relaying) sessions in relay, not $1, after 15 s"
     return 1
 }

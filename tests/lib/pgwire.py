@@ -80,17 +80,27 @@ def until_ready(s):
             return None, key
 
 
-def query(s, sql):
+def send_query(s, sql):
+    """Send a simple Query message."""
     q = sql.encode() + b"\0"
     s.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
+
+
+def query(s, sql):
+    send_query(s, sql)
     return until_ready(s)[0]
 
 
-def session(port, **kw):
+def tls_up(port, **kw):
+    """SSLRequest, 'S', TLS handshake: a TLS socket before any startup packet."""
     s = connect(port)
     if ssl_request(s) != b"S":
         raise RuntimeError("no S")
-    t = tls(s, **kw)
+    return tls(s, **kw)
+
+
+def session(port, **kw):
+    t = tls_up(port, **kw)
     t.sendall(startup_packet())
     return t
 
@@ -156,8 +166,7 @@ def ready():
 
 def query_value(s, sql):
     """Run sql, return the first column of the first row (text), or None."""
-    q = sql.encode() + b"\0"
-    s.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
+    send_query(s, sql)
     value = None
     while True:
         typ, body = read_msg(s)
@@ -229,10 +238,7 @@ def cmd_gss_then_direct(port):
 
 def cmd_tls_packet(port, kind):
     """A startup packet inside TLS: proto4 (protocol 4.0) or nouser (no user name)."""
-    s = connect(port)
-    if ssl_request(s) != b"S":
-        raise RuntimeError("no S")
-    t = tls(s)
+    t = tls_up(port)
     if kind == "proto4":
         body = struct.pack("!I", 0x40000) + b"user\0app\0\0"
     else:
@@ -263,9 +269,8 @@ def cmd_tls_cancel(port):
     if st or not key:
         print("no session %s" % st)
         return
-    q = b"select pg_sleep(20) -- tls-cancel\0"
     t0 = time.monotonic()
-    a.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
+    send_query(a, "select pg_sleep(20) -- tls-cancel")
     # cancel once the query runs: a cancel that arrives first is lost
     c = session(port)
     until_ready(c)
@@ -442,8 +447,7 @@ def cmd_rst_storm(port, n, how="rst"):
     for _ in range(n):
         t = session(port)
         until_ready(t)
-        q = b"select repeat('x', 100000)\0"
-        t.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
+        send_query(t, "select repeat('x', 100000)")
         if how == "fin":
             t.shutdown(socket.SHUT_WR)
             t.settimeout(10)
@@ -465,8 +469,7 @@ def cmd_query_fin(port, n):
     for _ in range(n):
         t = session(port)
         until_ready(t)
-        q = b"select 1\0"
-        t.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
+        send_query(t, "select 1")
         raw = socket.socket(fileno=t.detach())  # the FIN leaves with the query's record
         raw.shutdown(socket.SHUT_WR)
         raw.settimeout(4)

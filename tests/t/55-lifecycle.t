@@ -31,7 +31,8 @@ served_serial() {
 reload_result() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reload_result; }
 reloads() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq '(.reloads_ok // 0) + (.reloads_partial // 0) + (.reloads_failed // 0)'; }
 # Wait (15 s at most) until a reload after the count $1 has happened, whatever its outcome.
-wait_reload() { for _ in $(seq 60); do (( $(reloads) > $1 )) && return 0; sleep 0.25; done; return 1; }
+reloaded_since() { (( $(reloads) > $1 )); }
+wait_reload() { _fx_wait_until 15 reloaded_since "$1"; }
 wait_serial() { for _ in $(seq 40); do [[ "$(served_serial)" == "$1" ]] && return 0; sleep 0.25; done; return 1; }
 
 io="$(ks_io_modes | awk '{print $1}')"
@@ -136,7 +137,7 @@ KTLS_SIDECAR_CONFIG="$M/ks.conf" ks_start cfg "$io" --metrics-listen "127.0.0.1:
 as() { echo "sslcert=$C/$1.crt sslkey=$C/$1.key"; }
 admits() { [[ "$(fx_psql "$(ks_dsn "$(as "$1")")" -c 'select 1' 2>/dev/null)" == 1 ]]; }
 refuses() { ! admits "$1"; }
-wait_for() { for _ in $(seq 40); do "$@" && return 0; sleep 0.25; done; return 1; }
+wait_for() { _fx_wait_until 10 "$@"; }
 ok "config file: mallory is in the allow-list and admitted" admits mallory
 unlike "$(cat "$(fx_sidecar_log cfg)")" 'level=debug' "log-level info: no debug lines yet"
 printf 'verify = require\nclient-ca = %s\nallow-cn = alice\nidle-timeout = 5m\nlog-level = debug\n' "$C/ca.crt" \

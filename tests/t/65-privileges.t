@@ -54,7 +54,8 @@ served() {
     echo | fx_with_timeout 10 openssl s_client -starttls postgres -connect "127.0.0.1:${1:-$grp_port}" 2>/dev/null |
         openssl x509 -noout -serial 2>/dev/null | cut -d= -f2
 }
-for _ in $(seq 40); do [[ "$(served)" == "$next" ]] && break; sleep 0.25; done
+serves() { [[ "$(served "$1")" == "$2" ]]; }
+_fx_wait_until 10 serves "$grp_port" "$next" || true
 is "$(served)" "$next" "... and a new key and certificate in that 0710 directory are picked up by the watch"
 is "$(stat -c '%U %a' "$(dirname "$sock")")" "postgres 750" "the socket directory it made now belongs to postgres"
 install -m 0755 "$KTLS_SIDECAR" "$FX_DIR/ktls-sidecar-ctl" # the checkout may sit under a 0700 home
@@ -76,7 +77,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$F
     -out "$FX_DIR/next3.crt" -subj /CN=localhost -days 2 2>/dev/null || BAIL_OUT "next3 cert"
 next3="$(openssl x509 -noout -serial -in "$FX_DIR/next3.crt" | cut -d= -f2)"
 cp "$FX_DIR/next3.key" "$kdir/server.key" && cp "$FX_DIR/next3.crt" "$kdir/server.crt"
-for _ in $(seq 40); do [[ "$(served "$ro_port")" == "$next3" ]] && break; sleep 0.25; done
+_fx_wait_until 10 serves "$ro_port" "$next3" || true
 is "$(served "$ro_port")" "$next3" "... the watched rotation is served all the same"
 like "$("$KTLS_SIDECAR" ctl --admin-socket "$FX_DIR/ro.sock" reload 2>&1)" \
     'configuration not re-read.*root-only.conf.*Permission denied.*certificates reloaded' \
