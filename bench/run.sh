@@ -165,10 +165,13 @@ done
 #           (in a pod, through a shared emptyDir)
 #   -w1, -w2 ... (sidecar-*): --workers N instead of SIDECAR_WORKERS
 #   -alt    (sidecar-*): run the binary in SIDECAR_ALT (an A/B build, interleaved)
-# variant_base NAME: prints the base terminator and sets V_SUFFIXES, or fails.
+# variant_base NAME: sets V_BASE (the base terminator) and V_SUFFIXES, or fails. Call it
+# directly, not in $(...): a subshell's V_SUFFIXES would be lost (until 2026-12-06 every
+# suffix but -unix was silently ignored that way).
 variant_base() {
     local t="$1" sfx
     V_SUFFIXES=()
+    V_BASE=""
     while :; do
         [[ " ${ALL_TERMS[*]} " == *" $t "* ]] && break
         sfx="${t##*-}"
@@ -183,15 +186,15 @@ variant_base() {
         V_SUFFIXES+=("$sfx")
         t="${t%-*}"
     done
-    echo "$t"
+    V_BASE="$t"
 }
 TERMS=()
 if [[ -n "$TERMINATORS" ]]; then
     IFS=, read -r -a req <<<"${TERMINATORS// /}"
     for t in "${req[@]}"; do
-        base="$(variant_base "$t")" ||
+        variant_base "$t" ||
             die "TERMINATORS: unknown '$t' (known: ${ALL_TERMS[*]}; suffixes: bench/run.sh --help)"
-        [[ -z "${WHY_NOT[$base]:-}" ]] || die "TERMINATORS: $t cannot run here: ${WHY_NOT[$base]}"
+        [[ -z "${WHY_NOT[$V_BASE]:-}" ]] || die "TERMINATORS: $t cannot run here: ${WHY_NOT[$V_BASE]}"
         [[ "$t" != *-alt* || -x "${SIDECAR_ALT:-}" ]] || die "TERMINATORS: $t needs SIDECAR_ALT (an executable)"
         TERMS+=("$t")
     done
@@ -380,7 +383,8 @@ term_start() {
                 cat "$WORK/stunnel.log" >&2; return 1
             fi ;;
         sidecar-*)
-            io="$(variant_base "$t")"; io="${io#sidecar-}"; extra=(); workers="$SIDECAR_WORKERS"
+            variant_base "$t" || return 1
+            io="${V_BASE#sidecar-}"; extra=(); workers="$SIDECAR_WORKERS"
             for sfx in "${V_SUFFIXES[@]}"; do
                 case "$sfx" in
                     fixed) extra+=(--uring-fixed-files) ;;
@@ -404,14 +408,40 @@ term_start() {
                 --log-level warn) # no line per connection, like the peers (stunnel debug = 4, PgBouncer)
             [[ -n "$relay" ]] && args+=(--relay "$relay")
             args+=("${extra[@]}")
-            if [[ " ${V_SUFFIXES[*]} " == *" alt "* ]]; then
-                KTLS_SIDECAR="$SIDECAR_ALT" fx_sidecar_start sidecar "${args[@]}" >&2 || return 1
-            else
-                fx_sidecar_start sidecar "${args[@]}" >&2 || return 1
-            fi
-            T_PID="${FX_SIDECAR_PIDS[sidecar]}" ;;
+            local bin="$KTLS_SIDECAR"
+            [[ " ${V_SUFFIXES[*]} " == *" alt "* ]] && bin="$SIDECAR_ALT"
+            KTLS_SIDECAR="$bin" fx_sidecar_start sidecar "${args[@]}" >&2 || return 1
+            T_PID="${FX_SIDECAR_PIDS[sidecar]}"
+            variant_verify "$bin" "$workers" || { fx_sidecar_stop sidecar >&2 || true; return 1; } ;;
         *) die "unknown terminator $t" ;;
     esac
+}
+
+# variant_verify BINARY WORKERS: the sidecar just started (T_PID) runs BINARY with what
+# the suffixes in V_SUFFIXES asked for, as it reports them itself (show info, show
+# workers); a variant that did not take effect fails the run instead of passing as
+# the base terminator.
+variant_verify() {
+    local bin="$1" workers="$2" exe info wk
+    exe="$(readlink "/proc/$T_PID/exe")"
+    [[ "$exe" == "$bin" ]] || { echo "variant check: the sidecar runs $exe, not $bin" >&2; return 1; }
+    info="$(timeout 5 "$bin" ctl --admin-socket "$WORK/sidecar.sock" show info json 2>/dev/null)" || info='{}'
+    wk="$(timeout 5 "$bin" ctl --admin-socket "$WORK/sidecar.sock" show workers json 2>/dev/null)" || wk='{}'
+    python3 - "$info" "$wk" "$workers" "${V_SUFFIXES[@]}" <<'PY' >&2
+import json, sys
+info, wk = json.loads(sys.argv[1]), json.loads(sys.argv[2]).get("workers") or []
+want_workers, sfxs = int(sys.argv[3]), sys.argv[4:]
+feats = (info.get("io_features") or "").split(",")
+need = {"pollfirst": "poll-first", "fixed": "fixed-files", "sqpoll": "sqpoll", "bufring": "buf-ring"}
+bad = ["-%s: io_features %r lack %s" % (s, info.get("io_features"), need[s])
+       for s in sfxs if s in need and not any(f.startswith(need[s]) for f in feats)]
+if want_workers and info.get("workers") != want_workers:
+    bad.append("%d workers, not %d" % (info.get("workers") or 0, want_workers))
+if "pin" in sfxs and not all(w.get("cpu") is not None for w in wk):
+    bad.append("-pin: a worker is not pinned")
+if bad:
+    sys.exit("variant check: " + "; ".join(bad))
+PY
 }
 
 term_stop() {
@@ -423,19 +453,23 @@ term_stop() {
     esac
 }
 
-# Sidecar stats as JSON (empty object for the others): `show stats` plus the per-worker
+# Sidecar stats as JSON (empty object for the others): `show stats`, `show info` (under
+# "info": version, workers, io, io_features, ktls) and the per-worker
 # event loop counters of `show workers` under "workers"; kTLS runs are checked with it.
 term_stats() {
-    local st wk
+    local st wk info
     [[ "$1" == sidecar-* ]] || { echo '{}'; return; }
     st="$(timeout 5 "$KTLS_SIDECAR" ctl --admin-socket "$WORK/sidecar.sock" show stats json 2>/dev/null)" || st='{}'
     wk="$(timeout 5 "$KTLS_SIDECAR" ctl --admin-socket "$WORK/sidecar.sock" show workers json 2>/dev/null)" || wk='{}'
+    info="$(timeout 5 "$KTLS_SIDECAR" ctl --admin-socket "$WORK/sidecar.sock" show info json 2>/dev/null)" || info='{}'
     python3 -c 'import json,sys
 try: s = json.loads(sys.argv[1])
 except ValueError: s = {}
 try: s["workers"] = json.loads(sys.argv[2]).get("workers")
 except (ValueError, AttributeError): pass
-print(json.dumps(s))' "$st" "$wk"
+try: s["info"] = {k: v for k, v in json.loads(sys.argv[3]).items() if k in ("version", "workers", "io", "io_features", "ktls")}
+except (ValueError, AttributeError): pass
+print(json.dumps(s))' "$st" "$wk" "$info"
 }
 
 dsn() { echo "host=127.0.0.1 port=$T_PORT user=app dbname=app sslmode=$T_SSL"; }
