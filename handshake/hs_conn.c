@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-// One TLS server connection over memory BIOs. The caller feeds whole records
-// during the handshake (never more), so nothing beyond the client Finished is
-// buffered here when keys later move to the kernel.
+// One TLS server connection over memory BIOs. Where keys may move to the kernel,
+// the caller feeds whole records during the handshake (never more), so nothing
+// beyond the client Finished is buffered here when they do.
 #include "hs_int.h"
 
 #include <errno.h>

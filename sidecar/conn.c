@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +40,7 @@ const char *const close_reason_names[CR__COUNT] = {
 };
 
 static void cli_read_exact(struct conn *c);
+static void negotiate_more(struct conn *c);
 static void flush_client(struct conn *c);
 
 static int conn_busy(const struct conn *c)
@@ -89,8 +89,7 @@ void conn_accept(struct worker *w, int fd)
 	getpeername(fd, (struct sockaddr *)&c->peer, &l);
 	l = sizeof(c->local);
 	getsockname(fd, (struct sockaddr *)&c->local, &l);
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* TCP_NODELAY: inherited from the listener (net_listen) */
 	c->started_ms = c->active_ms = w->now_ms;
 	c->deadline_ms = w->now_ms + (uint64_t)sc->cfg->handshake_timeout_ms;
 	pthread_mutex_lock(&w->conns_lock);
@@ -103,7 +102,7 @@ void conn_accept(struct worker *w, int fd)
 	c->phase = PH_NEGOTIATE;
 	c->have = 0;
 	c->need = PG_LEN_HDR; /* a startup packet's length, or a TLS record's first bytes */
-	cli_read_exact(c);
+	negotiate_more(c);
 }
 
 static void conn_free(struct conn *c)
@@ -242,6 +241,30 @@ static void cli_read_exact(struct conn *c)
 	engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf + c->have, c->need - c->have);
 }
 
+/* The negotiation reads at least an SSLRequest or GSSENCRequest and one byte more, so
+ * that one recv takes a whole request and shows whether the client sent anything
+ * behind it; a longer packet is read exactly. */
+#define NEG_READ (PG_LEN_HDR + 4 + 1)
+
+static void negotiate_more(struct conn *c)
+{
+	unsigned upto = c->need > NEG_READ ? c->need : NEG_READ;
+	engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf + c->have, upto - c->have);
+}
+
+/* Read more of the TLS handshake. With kTLS the reads stop at record boundaries:
+ * nothing past the client's Finished may reach user space, since the kernel decrypts
+ * from there on. Without kTLS one read takes whatever has arrived (need 0). */
+static void handshake_more(struct conn *c)
+{
+	if (c->w->sc->ktls) {
+		cli_read_exact(c);
+		return;
+	}
+	c->have = c->need = 0;
+	engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
+}
+
 /* Send a plaintext ErrorResponse (or over TLS once it is up), then close. */
 static void fail_with_error(struct conn *c, enum close_reason why, const char *sqlstate, const char *msg)
 {
@@ -351,12 +374,12 @@ static void note_startup(struct conn *c, const struct pg_startup *st)
 	pthread_mutex_unlock(&c->w->conns_lock);
 }
 
-/* Bytes already queued behind an SSLRequest or GSSENCRequest were sent before the
- * answer, so no encryption protected them (CVE-2021-23214): 1 if there are any. */
+/* Bytes that came behind an SSLRequest or GSSENCRequest were sent before the answer,
+ * so no encryption protected them (CVE-2021-23214): 1 if the read took any. Like
+ * PostgreSQL, this judges what was read with the request. */
 static int unencrypted_queued(struct conn *c, const char *request)
 {
-	int queued = 0;
-	if (ioctl(c->cfd, FIONREAD, &queued) < 0 || queued <= 0)
+	if (c->have <= c->need)
 		return 0;
 	char what[64];
 	snprintf(what, sizeof(what), "refused: unencrypted data after %s", request);
@@ -432,6 +455,10 @@ static void negotiate_packet(struct conn *c)
 		STAT_INC(c->w, plaintext);
 		break;
 	}
+	if (c->have > c->need) { /* only a packet shorter than NEG_READ, which none is */
+		fail_with_error(c, CR_PROTOCOL, "08P01", "invalid startup packet layout");
+		return;
+	}
 	if (keep_packet(c, c->cbuf, c->need)) {
 		conn_close(c, CR_INTERNAL);
 		return;
@@ -439,31 +466,47 @@ static void negotiate_packet(struct conn *c)
 	connect_backend(c);
 }
 
+static void handshake_step(struct conn *c);
+
+/* The direct-TLS ClientHello's record header is in cbuf[0..have): start the handshake. */
+static void direct_tls(struct conn *c)
+{
+	/* a record shorter than what already came cannot hold a ClientHello */
+	int len = tls_record_len(c->cbuf, 1);
+	if (len < 0 || TLS_HDR + (unsigned)len < c->have || start_tls(c, 1)) {
+		conn_log(c, LOG_INFO, "refused: malformed TLS record header", NULL);
+		conn_close(c, CR_PROTOCOL);
+		return;
+	}
+	c->phase = PH_HANDSHAKE;
+	c->need = TLS_HDR + (unsigned)len;
+	if (c->w->sc->ktls && c->have < c->need) { /* the rest of the record, exactly */
+		cli_read_exact(c);
+		return;
+	}
+	if (hs_conn_feed(c->tls, c->cbuf, c->have)) {
+		conn_close(c, CR_INTERNAL);
+		return;
+	}
+	handshake_step(c);
+}
+
 static void negotiate_read(struct conn *c, int res)
 {
 	c->have += (unsigned)res;
 	if (c->have < c->need) {
-		cli_read_exact(c);
+		negotiate_more(c);
 		return;
 	}
-	int first = !c->saw_ssl && !c->saw_gss;
-	if (c->need == PG_LEN_HDR && first && c->cbuf[0] == PG_TLS_HANDSHAKE) {
-		c->need = TLS_HDR; /* the rest of a TLS record header */
-		cli_read_exact(c);
-		return;
-	}
-	if (c->need == TLS_HDR && first && c->cbuf[0] == PG_TLS_HANDSHAKE) {
-		/* PostgreSQL 17 direct TLS, only as the connection's first bytes: the 5
-		 * bytes are a ClientHello record header */
-		int len = tls_record_len(c->cbuf, 1);
-		if (len < 0 || start_tls(c, 1)) {
-			conn_log(c, LOG_INFO, "refused: malformed TLS record header", NULL);
-			conn_close(c, CR_PROTOCOL);
+	/* PostgreSQL 17 direct TLS, only as the connection's first bytes: a ClientHello
+	 * record header, of which the first read may have taken fewer than 5 bytes */
+	if (c->need <= TLS_HDR && !c->saw_ssl && !c->saw_gss && c->cbuf[0] == PG_TLS_HANDSHAKE) {
+		if (c->have < TLS_HDR) {
+			c->need = TLS_HDR;
+			negotiate_more(c);
 			return;
 		}
-		c->phase = PH_HANDSHAKE;
-		c->need = TLS_HDR + (unsigned)len;
-		cli_read_exact(c);
+		direct_tls(c);
 		return;
 	}
 	if (c->need == PG_LEN_HDR) { /* judged at once: a bad length is not waited on */
@@ -476,17 +519,23 @@ static void negotiate_read(struct conn *c, int res)
 		}
 		c->need = len;
 		if (c->have < c->need) {
-			cli_read_exact(c);
+			negotiate_more(c);
 			return;
 		}
 	}
 	negotiate_packet(c);
 }
 
-static void handshake_step(struct conn *c);
-
 static void handshake_read(struct conn *c, int res)
 {
+	if (!c->need) { /* no kTLS: feed whatever came */
+		if (hs_conn_feed(c->tls, c->cbuf, (size_t)res)) {
+			conn_close(c, CR_INTERNAL);
+			return;
+		}
+		handshake_step(c);
+		return;
+	}
 	c->have += (unsigned)res;
 	if (c->have < c->need) {
 		cli_read_exact(c);
@@ -777,13 +826,13 @@ static void flush_client(struct conn *c)
 		c->phase = PH_NEGOTIATE;
 		c->have = 0;
 		c->need = PG_LEN_HDR;
-		cli_read_exact(c);
+		negotiate_more(c);
 		break;
 	case AF_HANDSHAKE_READ:
 		c->phase = PH_HANDSHAKE;
 		c->have = 0;
 		c->need = TLS_HDR;
-		cli_read_exact(c);
+		handshake_more(c);
 		break;
 	case AF_HANDSHAKE_DONE:
 		handshake_done(c);

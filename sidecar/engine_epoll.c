@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // epoll backend emulating completions: an op is tried at once and, on EAGAIN,
-// parked on its fd until an edge-triggered event makes it retry. Finished ops
+// parked on its fd until an edge-triggered event makes it retry (a recv on a
+// socket not watched yet is parked without trying). Finished ops
 // go through a queue so completions never run inside the submitting call.
 #include "engine_int.h"
 
@@ -165,6 +166,14 @@ static void e_recv(struct engine *e, struct io_op *op)
 		s->rd = op;
 		return;
 	}
+	/* A socket not watched yet (just accepted, or connected at once): watch it and
+	 * wait, since EPOLL_CTL_ADD reports data that is already there. A client that
+	 * was just accepted has rarely sent anything yet: this saves a recv that would
+	 * find nothing. */
+	if (!s || !s->registered) {
+		park(p, op, 0);
+		return;
+	}
 	if (s)
 		s->rd_edge = 0;
 	submit(p, op, 0);
@@ -196,10 +205,9 @@ static void e_close(struct engine *e, int fd)
 {
 	struct epoll_engine *p = EE(e);
 	if ((size_t)fd < p->nslots) {
-		struct fd_slot *s = &p->slots[fd];
-		if (s->registered)
-			epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL);
-		memset(s, 0, sizeof(*s));
+		/* no EPOLL_CTL_DEL: closing the last descriptor of a file takes it out of
+		 * the epoll set, and the engine never duplicates one */
+		memset(&p->slots[fd], 0, sizeof(p->slots[fd]));
 	}
 	close(fd);
 }
