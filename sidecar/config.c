@@ -65,7 +65,7 @@ static const struct opt opts[] = {
 	  "limit for startup negotiation + TLS handshake (e.g. 10s, 500ms)" },
 	{ "connect-timeout", T_DUR, O(connect_timeout_ms), "5s", NULL, 1, 3600000, "backend connect limit" },
 	{ "idle-timeout", T_DUR, O(idle_timeout_ms), "0", NULL, 0, INT_MAX,
-	  "close connections idle this long (0 = never)" },
+	  "close sessions idle this long with no query running (0 = never)" },
 	{ "max-conns", T_INT, O(max_conns), "10000", NULL, 1, 1000000,
 	  "client connections per process; more are refused at once" },
 	{ "io", T_ENUM, O(io), "auto", io_choices, 0, 0,

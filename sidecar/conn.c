@@ -1018,6 +1018,10 @@ void conn_scan(struct worker *w)
 			engine_cancel(w->eng, &c->be_wr); /* completes with -ECANCELED */
 			break;
 		case PH_RELAY:
+			if (relay_owed(c)) { /* a query is running: not idle */
+				c->deadline_ms = w->now_ms + (uint64_t)CFG(c)->idle_timeout_ms;
+				break;
+			}
 			conn_log(c, LOG_INFO, "idle timeout", NULL);
 			conn_close(c, CR_IDLE_TIMEOUT);
 			break;

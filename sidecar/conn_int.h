@@ -12,6 +12,7 @@
 #include "bufpool.h"
 #include "handshake.h"
 #include "log.h"
+#include "pgproto.h"
 
 #define TLS_HDR 5
 #define TLS_MAX_RECORD (16384 + 2048) /* largest ciphertext body we accept */
@@ -73,6 +74,11 @@ struct conn {
 	char user[64], database[64];
 	/* kept after the SSL is freed; written under w->conns_lock for show conns */
 	char tls_version[8], tls_cipher[48], tls_peer[128], tls_sni[128];
+	/* --idle-timeout: answers the pooler owes, from the message boundaries of both
+	 * directions (ReadyForQuery ends the answer to a Query, Sync or FunctionCall) */
+	struct pg_frames c2b_frames, b2c_frames;
+	int owed;
+	uint8_t track_owed;       /* boundaries known: the relay sees the plaintext */
 	uint8_t counted_tls;      /* counted in the active_* gauges */
 	int err;                  /* the errno that ended the connection, for the close log */
 };
@@ -149,5 +155,8 @@ int relay_tx_rekey(struct conn *c);
  * engine has no read in flight into them), the pages of its relay buffers, keeping
  * the buffers (the recvs waiting on them refault fresh pages when data comes). */
 void relay_release_idle(struct conn *c, int pool_too);
+/* Whether the pooler still owes the client an answer (a query is running): such a
+ * connection is not idle. 0 where the relay does not see the plaintext (splice). */
+int relay_owed(const struct conn *c);
 
 #endif

@@ -120,3 +120,32 @@ int pg_error_response(uint8_t *buf, size_t cap, const char *severity, const char
 	*p++ = 0;
 	return (int)(p - buf);
 }
+
+static int type_in(uint8_t t, const char *types) { return t && strchr(types, t); }
+
+unsigned pg_frames_count(struct pg_frames *f, const uint8_t *p, size_t len, const char *types)
+{
+	unsigned n = 0;
+	while (len && !f->broken) {
+		if (f->left) { /* skip the body, or as much of it as is here */
+			size_t k = len < f->left ? len : f->left;
+			f->left -= (uint32_t)k, p += k, len -= k;
+			if (!f->left && type_in(f->hdr[0], types))
+				n++;
+			continue;
+		}
+		f->hdr[f->have++] = *p++, len--;
+		if (f->have < sizeof(f->hdr))
+			continue;
+		f->have = 0;
+		uint32_t mlen = be32(f->hdr + 1);
+		if (mlen < 4) {
+			f->broken = 1;
+			break;
+		}
+		f->left = mlen - 4;
+		if (!f->left && type_in(f->hdr[0], types))
+			n++;
+	}
+	return n;
+}

@@ -37,6 +37,19 @@ int pg_startup_parse(const uint8_t *pkt, size_t len, struct pg_startup *out);
  * for a pg_startup_parse error rc: "0A000" unsupported protocol, "28000" no user,
  * "08P01" otherwise. */
 const char *pg_startup_refusal(int rc, const struct pg_startup *st, char *msg, size_t msglen);
+/* Message boundaries in one direction of a session after the startup packet: a type
+ * byte, a 4-byte length that counts itself, the body. Fed the stream in pieces of any
+ * size; nothing is copied. */
+struct pg_frames {
+	uint32_t left;  /* bytes of the current message's body still to come */
+	uint8_t hdr[5]; /* the next message's header, as far as it came */
+	uint8_t have;   /* bytes in hdr */
+	uint8_t broken; /* a length under 4 was seen: no boundaries are known any more */
+};
+/* How many messages whose type is in types ended within p[0..len). A broken stream
+ * counts nothing from then on. */
+unsigned pg_frames_count(struct pg_frames *f, const uint8_t *p, size_t len, const char *types);
+
 /* Write an ErrorResponse (severity, SQLSTATE, message) into buf. Length, or -ENOSPC. */
 int pg_error_response(uint8_t *buf, size_t cap, const char *severity, const char *sqlstate,
 		      const char *msg);

@@ -59,6 +59,27 @@ static void b2c_splice_in(struct conn *c)
 	engine_splice(E(c), &c->be_rd, c->bfd, c->b2c.pipe[1], PIPE_CHUNK, 1);
 }
 
+/* Client messages answered by a ReadyForQuery: Query, Sync, FunctionCall. */
+#define PG_ASKS "QSF"
+
+/* The plaintext p[0..n) went (c2b) or came (b2c) through the relay. */
+static void track_owed(struct conn *c, int c2b, const uint8_t *p, size_t n)
+{
+	if (!c->track_owed)
+		return;
+	if (c2b) {
+		c->owed += (int)pg_frames_count(&c->c2b_frames, p, n, PG_ASKS);
+	} else {
+		c->owed -= (int)pg_frames_count(&c->b2c_frames, p, n, "Z");
+		if (c->owed < 0)
+			c->owed = 0;
+	}
+	if (c->c2b_frames.broken || c->b2c_frames.broken)
+		c->track_owed = 0; /* not PostgreSQL's framing: plain idle rules */
+}
+
+int relay_owed(const struct conn *c) { return c->track_owed && c->owed > 0; }
+
 void relay_start(struct conn *c)
 {
 	c->phase = PH_RELAY;
@@ -67,6 +88,9 @@ void relay_start(struct conn *c)
 	int rc = -1;
 	if (CFG(c)->relay == RELAY_SPLICE && c->ktls_tx && c->ktls_rx && (rc = start_splice(c)))
 		conn_ktls_fallback(KS_PIPES, rc);
+	/* the startup packet's answer ends with ReadyForQuery too */
+	c->track_owed = idle && !c->splice;
+	c->owed = 1;
 	if (c->splice) {
 		b2c_splice_in(c);
 	} else {
@@ -102,6 +126,7 @@ void relay_c2b_pump(struct conn *c)
 	if (r <= 0 && conn_tls_side_output(c))
 		return;
 	if (r > 0) {
+		track_owed(c, 1, c->cbuf, (size_t)r);
 		dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->cbuf, (unsigned)r);
 		return;
 	}
@@ -160,6 +185,7 @@ void relay_cli_read(struct conn *c, int res)
 		return;
 	}
 	if (c->plain || c->ktls_rx) {
+		track_owed(c, 1, c->cbuf, (size_t)res);
 		dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->cbuf, (unsigned)res);
 		return;
 	}
@@ -360,6 +386,8 @@ void relay_be_read(struct conn *c, int res)
 	}
 	c->bytes_out += (unsigned)res;
 	STAT_ADD(c->w, bytes_b2c, (unsigned)res);
+	if (!c->splice)
+		track_owed(c, 0, c->be_rd.buf, (size_t)res);
 	if (c->splice) { /* the bytes sit in the pipe */
 		dir_splice_out(c, &c->cli_wr, &c->b2c, c->cfd, (unsigned)res);
 		return;

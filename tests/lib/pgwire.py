@@ -640,6 +640,28 @@ def cmd_idle_hold(port, n, hold_s):
     print("done")
 
 
+def cmd_idle_wait(port, how, max_s):
+    """A TLS session past ReadyForQuery, then quiet: "idle" sends nothing more, "half"
+    half a Query message. Prints "closed [N ms]" when the server ends it within max_s
+    seconds (N counted from the last byte sent), else "open"."""
+    t = session(port)
+    err, _ = until_ready(t)
+    if err:
+        print("error %s" % err)
+        return
+    if how == "half":
+        q = b"select 1\0"
+        t.sendall(b"Q" + struct.pack("!I", 4 + len(q)) + q[:4])
+    t.settimeout(float(max_s))
+    t0 = time.monotonic()
+    try:
+        data = t.recv(100)
+        what = "closed" if not data else "data %r" % data[:20]
+    except (ConnectionResetError, ssl.SSLError, OSError) as e:
+        what = "open" if isinstance(e, socket.timeout) else "closed"
+    print("%s [%d ms]" % (what, (time.monotonic() - t0) * 1000))
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {
@@ -667,6 +689,7 @@ def main():
         "chunked": cmd_chunked,
         "send-close": cmd_send_close,
         "idle-hold": cmd_idle_hold,
+        "idle-wait": cmd_idle_wait,
     }[cmd]
     try:
         fn(*args)

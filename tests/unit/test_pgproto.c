@@ -129,5 +129,36 @@ int main(void)
 		free(heap);
 	}
 	is(crashes, 0, "random packets give 0 or a documented error only");
+	/* message boundaries: ReadyForQuery ('Z', body 1) and a 10-byte DataRow ('D') */
+	{
+		uint8_t st_[64];
+		size_t sn = 0;
+		st_[sn++] = 'D', sn += put32(st_ + sn, 14), memset(st_ + sn, 'x', 10), sn += 10;
+		st_[sn++] = 'Z', sn += put32(st_ + sn, 5), st_[sn++] = 'I';
+		st_[sn++] = 'Z', sn += put32(st_ + sn, 5), st_[sn++] = 'T';
+		struct pg_frames f;
+		memset(&f, 0, sizeof(f));
+		is((int)pg_frames_count(&f, st_, sn, "Z"), 2, "two ReadyForQuery in one piece");
+		is((int)pg_frames_count(&f, st_, sn, "DZ"), 3, "... and a DataRow: three of D or Z");
+		unsigned total = 0;
+		for (size_t i = 0; i < sn; i++)
+			total += pg_frames_count(&f, st_ + i, 1, "Z");
+		is((int)total, 2, "the same stream a byte at a time");
+		total = pg_frames_count(&f, st_, 8, "Z") + pg_frames_count(&f, st_ + 8, sn - 8, "Z");
+		is((int)total, 2, "split inside a header and a body");
+		is((int)pg_frames_count(&f, st_, 20, "Z"), 0, "a message does not count when its header came ...");
+		is((int)pg_frames_count(&f, st_ + 20, 1, "Z"), 1, "... but when its last byte did");
+		is((int)pg_frames_count(&f, st_ + 21, sn - 21, "Z"), 1, "then the next one");
+		uint8_t q[5] = { 'Q', 0, 0, 0, 4 }; /* an empty body ends with its header */
+		is((int)pg_frames_count(&f, q, 5, "QSF"), 1, "a message with an empty body");
+		uint8_t bad[6] = { 'Z', 0, 0, 0, 3, 'I' };
+		memset(&f, 0, sizeof(f));
+		is((int)pg_frames_count(&f, bad, 6, "Z"), 0, "a length under 4 counts nothing");
+		ok(f.broken, "... and marks the stream broken");
+		is((int)pg_frames_count(&f, st_, sn, "Z"), 0, "a broken stream counts nothing after");
+		uint8_t zero[5] = { 0, 0, 0, 0, 4 };
+		memset(&f, 0, sizeof(f));
+		is((int)pg_frames_count(&f, zero, 5, "Z"), 0, "type byte 0 is no type in the list");
+	}
 	return done_testing();
 }
