@@ -471,9 +471,8 @@ static void handshake_step(struct conn *c);
 /* The direct-TLS ClientHello's record header is in cbuf[0..have): start the handshake. */
 static void direct_tls(struct conn *c)
 {
-	/* a record shorter than what already came cannot hold a ClientHello */
 	int len = tls_record_len(c->cbuf, 1);
-	if (len < 0 || TLS_HDR + (unsigned)len < c->have || start_tls(c, 1)) {
+	if (len < 0 || start_tls(c, 1)) {
 		conn_log(c, LOG_INFO, "refused: malformed TLS record header", NULL);
 		conn_close(c, CR_PROTOCOL);
 		return;
@@ -484,10 +483,16 @@ static void direct_tls(struct conn *c)
 		cli_read_exact(c);
 		return;
 	}
-	if (hs_conn_feed(c->tls, c->cbuf, c->have)) {
+	/* Without kTLS everything goes in. With kTLS, a first record shorter than the first
+	 * read (a ClientHello cut into tiny records) goes in alone, and what followed it,
+	 * the start of the next record's header, stays for the exact reads. */
+	unsigned take = c->w->sc->ktls ? c->need : c->have;
+	if (hs_conn_feed(c->tls, c->cbuf, take)) {
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
+	memmove(c->cbuf, c->cbuf + take, c->have - take);
+	c->have -= take;
 	handshake_step(c);
 }
 
@@ -558,6 +563,7 @@ static void handshake_read(struct conn *c, int res)
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
+	c->have = 0;
 	handshake_step(c);
 }
 
@@ -829,8 +835,9 @@ static void flush_client(struct conn *c)
 		negotiate_more(c);
 		break;
 	case AF_HANDSHAKE_READ:
+		if (c->phase != PH_HANDSHAKE) /* after 'S'; within the handshake have keeps */
+			c->have = 0;          /* what direct_tls left of a record header */
 		c->phase = PH_HANDSHAKE;
-		c->have = 0;
 		c->need = TLS_HDR;
 		handshake_more(c);
 		break;

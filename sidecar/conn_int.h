@@ -77,8 +77,9 @@ struct conn {
 	/* --idle-timeout: answers the pooler owes, from the message boundaries of both
 	 * directions (ReadyForQuery ends the answer to a Query, Sync or FunctionCall) */
 	struct pg_frames c2b_frames, b2c_frames;
-	int owed;
+	uint32_t owed;
 	uint8_t track_owed;       /* boundaries known: the relay sees the plaintext */
+	uint8_t copy_in;          /* the backend entered a COPY FROM STDIN since its last ReadyForQuery */
 	uint8_t counted_tls;      /* counted in the active_* gauges */
 	int err;                  /* the errno that ended the connection, for the close log */
 };
@@ -156,7 +157,8 @@ int relay_tx_rekey(struct conn *c);
  * the buffers (the recvs waiting on them refault fresh pages when data comes). */
 void relay_release_idle(struct conn *c, int pool_too);
 /* Whether the pooler still owes the client an answer (a query is running): such a
- * connection is not idle. 0 where the relay does not see the plaintext (splice). */
+ * connection is not idle. 0 where the relay does not see the plaintext (splice), once
+ * the pooler hung up, or while a send is stuck. */
 int relay_owed(const struct conn *c);
 
 #endif

@@ -121,20 +121,17 @@ int pg_error_response(uint8_t *buf, size_t cap, const char *severity, const char
 	return (int)(p - buf);
 }
 
-static int type_in(uint8_t t, const char *types) { return t && strchr(types, t); }
-
-unsigned pg_frames_count(struct pg_frames *f, const uint8_t *p, size_t len, const char *types)
+int pg_frames_next(struct pg_frames *f, const uint8_t **p, size_t *len)
 {
-	unsigned n = 0;
-	while (len && !f->broken) {
+	while (*len && !f->broken) {
 		if (f->left) { /* skip the body, or as much of it as is here */
-			size_t k = len < f->left ? len : f->left;
-			f->left -= (uint32_t)k, p += k, len -= k;
-			if (!f->left && type_in(f->hdr[0], types))
-				n++;
+			size_t k = *len < f->left ? *len : f->left;
+			f->left -= (uint32_t)k, *p += k, *len -= k;
+			if (!f->left)
+				return f->hdr[0] ? f->hdr[0] : -1;
 			continue;
 		}
-		f->hdr[f->have++] = *p++, len--;
+		f->hdr[f->have++] = *(*p)++, (*len)--;
 		if (f->have < sizeof(f->hdr))
 			continue;
 		f->have = 0;
@@ -144,8 +141,8 @@ unsigned pg_frames_count(struct pg_frames *f, const uint8_t *p, size_t len, cons
 			break;
 		}
 		f->left = mlen - 4;
-		if (!f->left && type_in(f->hdr[0], types))
-			n++;
+		if (!f->left)
+			return f->hdr[0] ? f->hdr[0] : -1;
 	}
-	return n;
+	return 0;
 }

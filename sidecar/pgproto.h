@@ -46,9 +46,10 @@ struct pg_frames {
 	uint8_t have;   /* bytes in hdr */
 	uint8_t broken; /* a length under 4 was seen: no boundaries are known any more */
 };
-/* How many messages whose type is in types ended within p[0..len). A broken stream
- * counts nothing from then on. */
-unsigned pg_frames_count(struct pg_frames *f, const uint8_t *p, size_t len, const char *types);
+/* Walk *p[0..*len) up to the end of the next message: its type byte (-1 for a type
+ * byte of 0), with *p and *len moved past it; or 0 once the bytes are used up (a message cut short continues in the
+ * next call's bytes) or the stream is broken. */
+int pg_frames_next(struct pg_frames *f, const uint8_t **p, size_t *len);
 
 /* Write an ErrorResponse (severity, SQLSTATE, message) into buf. Length, or -ENOSPC. */
 int pg_error_response(uint8_t *buf, size_t cap, const char *severity, const char *sqlstate,

@@ -59,26 +59,37 @@ static void b2c_splice_in(struct conn *c)
 	engine_splice(E(c), &c->be_rd, c->bfd, c->b2c.pipe[1], PIPE_CHUNK, 1);
 }
 
-/* Client messages answered by a ReadyForQuery: Query, Sync, FunctionCall. */
-#define PG_ASKS "QSF"
-
-/* The plaintext p[0..n) went (c2b) or came (b2c) through the relay. */
+/* The plaintext p[0..n) went (c2b) or came (b2c) through the relay: count the answers
+ * the pooler owes. Every Query, Sync and FunctionCall is answered by one ReadyForQuery,
+ * but for the Syncs that reach the backend during a COPY FROM STDIN, which it ignores
+ * (libpq sends one after Execute and one after CopyDone): a ReadyForQuery that ends a
+ * copy-in settles everything. */
 static void track_owed(struct conn *c, int c2b, const uint8_t *p, size_t n)
 {
+	int t;
 	if (!c->track_owed)
 		return;
-	if (c2b) {
-		c->owed += (int)pg_frames_count(&c->c2b_frames, p, n, PG_ASKS);
-	} else {
-		c->owed -= (int)pg_frames_count(&c->b2c_frames, p, n, "Z");
-		if (c->owed < 0)
-			c->owed = 0;
+	while ((t = pg_frames_next(c2b ? &c->c2b_frames : &c->b2c_frames, &p, &n))) {
+		if (c2b && (t == 'Q' || t == 'S' || t == 'F') && c->owed < UINT32_MAX)
+			c->owed++;
+		else if (!c2b && (t == 'G' || t == 'W')) /* CopyInResponse, CopyBothResponse */
+			c->copy_in = 1;
+		else if (!c2b && t == 'Z' && c->copy_in)
+			c->owed = 0, c->copy_in = 0;
+		else if (!c2b && t == 'Z' && c->owed)
+			c->owed--;
 	}
 	if (c->c2b_frames.broken || c->b2c_frames.broken)
 		c->track_owed = 0; /* not PostgreSQL's framing: plain idle rules */
 }
 
-int relay_owed(const struct conn *c) { return c->track_owed && c->owed > 0; }
+/* Not while the pooler has hung up, nor while a send has made no progress for a
+ * whole idle period: a client that stops reading its answer is not running a query. */
+int relay_owed(const struct conn *c)
+{
+	return c->track_owed && c->owed && !c->b2c.eof_pending && !c->b2c.done && !c->cli_wr.pending &&
+	       !c->be_wr.pending;
+}
 
 void relay_start(struct conn *c)
 {
@@ -88,9 +99,8 @@ void relay_start(struct conn *c)
 	int rc = -1;
 	if (CFG(c)->relay == RELAY_SPLICE && c->ktls_tx && c->ktls_rx && (rc = start_splice(c)))
 		conn_ktls_fallback(KS_PIPES, rc);
-	/* the startup packet's answer ends with ReadyForQuery too */
+	/* counted from the first Query: the login exchange counts as idle, as before */
 	c->track_owed = idle && !c->splice;
-	c->owed = 1;
 	if (c->splice) {
 		b2c_splice_in(c);
 	} else {

@@ -156,6 +156,72 @@ def cmd_direct(port, alpn):
     print("%s alpn=%s" % (st or "ready", t.selected_alpn_protocol()))
 
 
+def cmd_direct_frag(port, sizes):
+    """Direct TLS whose ClientHello goes out cut into TLS records of the given sizes
+    ("1,2,3": the rest in one more record), all in one write, as RFC 8446 allows.
+    Prints "ready alpn=... value=N" after a query, or "refused ..."."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["postgresql"])
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    t = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    s = connect(port)
+    s.settimeout(20)
+
+    def step():
+        try:
+            t.do_handshake()
+            return True
+        except ssl.SSLWantReadError:
+            return False
+
+    step()
+    hello = out.read()
+    assert hello[0] == 0x16, "a handshake record"
+    body = hello[5:5 + struct.unpack("!H", hello[3:5])[0]]
+    cut, pos = [], 0
+    for n in [int(x) for x in sizes.split(",")] + [len(body)]:
+        if pos < len(body):
+            cut.append(body[pos:pos + n])
+            pos += n
+    s.sendall(b"".join(hello[:3] + struct.pack("!H", len(c)) + c for c in cut)
+              + hello[5 + len(body):])
+    try:
+        while not step():
+            data = s.recv(65536)
+            if not data:
+                print("refused closed")
+                return
+            inc.write(data)
+            s.sendall(out.read())
+    except (ssl.SSLError, ConnectionResetError) as e:
+        print("refused %s" % e)
+        return
+    s.sendall(out.read())
+
+    class Wrapped:  # read_msg/until_ready over the memory BIO pair
+        def recv(self, n):
+            while True:
+                try:
+                    return t.read(n)
+                except ssl.SSLWantReadError:
+                    data = s.recv(65536)
+                    if not data:
+                        return b""
+                    inc.write(data)
+
+        def sendall(self, b):
+            t.write(b)
+            s.sendall(out.read())
+
+    w = Wrapped()
+    w.sendall(startup_packet())
+    st, _ = until_ready(w)
+    print("%s alpn=%s value=%s" % (st or "ready", t.selected_alpn_protocol(),
+                                   query_value(w, "select 40+2") if not st else "-"))
+
+
 def ready():
     """Tell a waiting test that the setup is done: write to $PGWIRE_READY if set."""
     path = os.environ.get("PGWIRE_READY")
@@ -642,8 +708,10 @@ def cmd_idle_hold(port, n, hold_s):
 
 def cmd_idle_wait(port, how, max_s):
     """A TLS session past ReadyForQuery, then quiet: "idle" sends nothing more, "half"
-    half a Query message. Prints "closed [N ms]" when the server ends it within max_s
-    seconds (N counted from the last byte sent), else "open"."""
+    half a Query message, "copy-ext" a COPY FROM STDIN over the extended protocol
+    first. Prints "closed [N ms]" when the server ends it within max_s seconds (N
+    counted from the last byte sent), else "open". "noread" and "kill": see below;
+    they print "sent", hold the session max_s seconds without reading, and "done"."""
     t = session(port)
     err, _ = until_ready(t)
     if err:
@@ -652,6 +720,29 @@ def cmd_idle_wait(port, how, max_s):
     if how == "half":
         q = b"select 1\0"
         t.sendall(b"Q" + struct.pack("!I", 4 + len(q)) + q[:4])
+    elif how in ("noread", "kill"):
+        # a 20 MB answer never read; or the backend ends itself, and its error, close
+        # and FIN are never read either: the client just sits there
+        send_query(t, "select repeat('x', 1000000) from generate_series(1, 20)" if how == "noread"
+                   else "select pg_terminate_backend(pg_backend_pid())")
+        print("sent", flush=True)
+        ready()
+        time.sleep(float(max_s))
+        print("done")
+        return
+    elif how == "copy-ext":
+        # COPY FROM STDIN over the extended protocol, as libpq's PQexecParams sends it:
+        # the Sync after Execute reaches the backend during the copy and is ignored
+        def msg(typ, body=b""):
+            return typ + struct.pack("!I", 4 + len(body)) + body
+        sql = b"copy idle_in from stdin\0"
+        t.sendall(msg(b"P", b"\0" + sql + b"\0\0") + msg(b"B", b"\0\0" + b"\0\0" * 3)
+                  + msg(b"E", b"\0" + b"\0\0\0\0") + msg(b"S"))
+        while read_msg(t)[0] != b"G":
+            pass
+        t.sendall(msg(b"d", b"a\n") + msg(b"c") + msg(b"S"))
+        while read_msg(t)[0] != b"Z":
+            pass
     t.settimeout(float(max_s))
     t0 = time.monotonic()
     try:
@@ -690,6 +781,7 @@ def main():
         "send-close": cmd_send_close,
         "idle-hold": cmd_idle_hold,
         "idle-wait": cmd_idle_wait,
+        "direct-frag": cmd_direct_frag,
     }[cmd]
     try:
         fn(*args)

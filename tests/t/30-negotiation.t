@@ -37,6 +37,10 @@ for io in $(ks_io_modes); do
         "$io: the refusal ends with a FIN, not a reset, though the client sent more than was read"
 
     is "$(wire direct "$KS_PORT" postgresql)" "ready alpn=postgresql" "$io: direct TLS with ALPN postgresql"
+    for sizes in 1 1,2,3 3,300; do
+        is "$(wire direct-frag "$KS_PORT" "$sizes")" "ready alpn=postgresql value=42" \
+            "$io: direct TLS whose ClientHello comes in records of $sizes bytes and the rest"
+    done
     like "$(wire direct "$KS_PORT" none)" 'refused .*alert no application protocol' "$io: direct TLS without ALPN refused"
     like "$(wire direct "$KS_PORT" http/1.1)" 'refused .*alert no application protocol' \
         "$io: direct TLS with only other ALPN protocols refused"

@@ -5,10 +5,14 @@
 # as README says). A session is idle when the pooler owes no answer: a query that
 # runs longer than the timeout without a byte back (pg_sleep), or after a NOTICE, is
 # not cut; a session that waits at ReadyForQuery is, and so is one that sent half a
-# message and stopped.
+# message and stopped, one after an extended-protocol COPY FROM STDIN (two Syncs, one
+# ReadyForQuery), one that stops reading its answer, and one whose pooler hung up.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 ks_setup
+
+fx_psql "host=$FX_PG_SOCKDIR port=$FX_PG_PORT user=app dbname=app" -c 'create table idle_in(line text)' >/dev/null ||
+    BAIL_OUT "create table failed"
 
 idle_closed() {
     "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show stats json 2>/dev/null | jq -r '.closed.idle_timeout'
@@ -34,7 +38,21 @@ for io in $(ks_io_modes); do
     ok "$io: ... after the idle timeout (${ms} ms for 2 s)" test "$ms" -ge 1500 -a "$ms" -lt 9000
     out="$(fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" half 10)"
     like "$out" '^closed' "$io: a session that sent half a message and stopped is closed too: $out"
-    is "$(idle_closed)" 2 "$io: both counted as idle_timeout"
+    out="$(fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" copy-ext 10)"
+    like "$out" '^closed' "$io: ... and one idle after a COPY FROM STDIN over the extended protocol: $out"
+    is "$(idle_closed)" 3 "$io: the three counted as idle_timeout"
+    # a client that holds its session but reads nothing more: after a 20 MB answer
+    # it left unread, or after its backend ended (an error, then the pooler's FIN)
+    for how in noread kill; do
+        PGWIRE_READY="$FX_DIR/$how-$io.ready" python3 "$PGWIRE" idle-wait "$KS_PORT" "$how" 20 \
+            >"$FX_DIR/$how-$io.out" 2>&1 &
+        hold=$!
+        ks_wait_file "$FX_DIR/$how-$io.ready" || true
+        ok "$io: $how: the sidecar closes the session within 12 s" _fx_wait_until 12 _ks_relaying_is 0
+        kill "$hold" 2>/dev/null || true
+        wait "$hold" 2>/dev/null || true
+    done
+    is "$(idle_closed)" 5 "$io: both counted as idle_timeout"
     like "$(cat "$(fx_sidecar_log "i-$io")")" 'msg="idle timeout"' "$io: the idle close is logged"
     fx_sidecar_stop "i-$io" || true
 done

@@ -26,6 +26,28 @@ static size_t startup(uint8_t *buf, uint32_t proto, const char *params, size_t p
 	return n;
 }
 
+/* How many messages of a type in types end within p[0..len), in order. */
+static unsigned pg_frames_count(struct pg_frames *f, const uint8_t *p, size_t len, const char *types)
+{
+	unsigned n = 0;
+	int t;
+	while ((t = pg_frames_next(f, &p, &len)))
+		n += t > 0 && strchr(types, t) != NULL;
+	return n;
+}
+
+/* The types of the messages that end within p[0..len), as a string. */
+static const char *ended(struct pg_frames *f, const uint8_t *p, size_t len)
+{
+	static char out[64];
+	size_t k = 0;
+	int t;
+	while ((t = pg_frames_next(f, &p, &len)) && k + 1 < sizeof(out))
+		out[k++] = t > 0 ? (char)t : '0';
+	out[k] = 0;
+	return out;
+}
+
 int main(void)
 {
 	uint8_t b[PG_STARTUP_MAX + 64];
@@ -159,6 +181,11 @@ int main(void)
 		uint8_t zero[5] = { 0, 0, 0, 0, 4 };
 		memset(&f, 0, sizeof(f));
 		is((int)pg_frames_count(&f, zero, 5, "Z"), 0, "type byte 0 is no type in the list");
+		memset(&f, 0, sizeof(f));
+		is_str(ended(&f, st_, sn), "DZZ", "the messages come out in order");
+		memset(&f, 0, sizeof(f));
+		is_str(ended(&f, st_, 17), "D", "a cut stream gives what ended ...");
+		is_str(ended(&f, st_ + 17, sn - 17), "ZZ", "... and the rest when the bytes come");
 	}
 	return done_testing();
 }

@@ -44,6 +44,19 @@ for io in $MODES; do
     done
 done
 
+# --- PostgreSQL 17 direct TLS into kTLS, the ClientHello cut into records shorter than
+# the negotiation's first read: the handshake's record-exact reads keep their place
+note "t=${SECONDS}s: direct TLS"
+for io in $MODES; do
+    ks_start "d-$io" "$io" --ktls on || BAIL_OUT "sidecar did not start"
+    for sizes in 1,2,3 300; do
+        is "$(wire direct-frag "$KS_PORT" "$sizes")" "ready alpn=postgresql value=42" \
+            "$io: direct TLS, ClientHello in records of $sizes bytes and the rest"
+    done
+    is "$(stat_json '[.ktls_tx, .ktls_rx, .user_tls] | join(" ")')" "2 2 0" "$io: ... both sessions in kTLS"
+    fx_sidecar_stop "d-$io" || true
+done
+
 # --- kTLS with io_uring blocked by seccomp: --io=auto runs epoll, records stay in the kernel
 wrap="$FX_DIR/sidecar-noiouring"
 printf '#!/bin/sh\nexec %q EPERM %q "$@"\n' "$(dirname "$KTLS_SIDECAR")/tests/tools/noiouring" "$KTLS_SIDECAR" >"$wrap"
