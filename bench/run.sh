@@ -378,7 +378,7 @@ term_start() {
             "$STUNNEL" "$WORK/stunnel.conf" >"$WORK/stunnel.log" 2>&1 </dev/null &
             T_PID=$!
             fx_register_pid "$T_PID" stunnel
-            _fx_wait_until 10 _fx_sc_up "$T_PID" 127.0.0.1 "$T_PORT" || true
+            _fx_wait_until 10 _fx_sc_up "$T_PID" 127.0.0.1 "$T_PORT" "$WORK/stunnel.log" 0 || true
             if ! _fx_alive "$T_PID" || ! _fx_listening 127.0.0.1 "$T_PORT"; then
                 cat "$WORK/stunnel.log" >&2; return 1
             fi ;;

@@ -527,12 +527,12 @@ _fx_listening() {
 
 # Wait predicate: PID died, or something listens on HOST PORT.
 # Up: listening, and (the real sidecar logs "listening" at info level once its admin
-# socket, privilege drop and workers are done) past its startup; or dead. $5=0: the
-# log level hides that line, the port alone tells.
+# socket, privilege drop and workers are done) past its startup; or dead. $5=0, or no
+# log file $4 (another program: the bench's stunnel): the port alone tells.
 _fx_sc_up() {
     _fx_alive "$1" || return 0
     _fx_listening "$2" "$3" || return 1
-    [[ "${5:-1}" == 0 ]] || grep -qE 'msg="listening"|"msg":"listening"|listening on' "$4" 2>/dev/null
+    [[ "${5:-1}" == 0 || -z "${4:-}" ]] || grep -qE 'msg="listening"|"msg":"listening"|listening on' "$4" 2>/dev/null
 }
 
 # Start "$KTLS_SIDECAR run ARGS..." as NAME, log to $FX_DIR/NAME.log, wait (10 s) for its --listen port.
