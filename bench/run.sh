@@ -712,6 +712,12 @@ probe_cipher() {
 }
 
 declare -A CIPHERS=()
+# a terminator that dies here (die, or an unset variable) ends the script: say why,
+# or its message would go with the temporary directory
+# (to a copy of stderr: the exit happens inside the redirection to probe.err)
+PROBING=1
+exec {PROBE_STDERR}>&2
+fx_on_exit '[[ -n "${PROBING:-}" && -s "$WORK/probe.err" ]] && { echo "bench: the probe of a terminator failed:"; tail -n 5 "$WORK/probe.err"; } >&"$PROBE_STDERR"'
 for t in "${TERMS[@]}"; do
     if term_start "$t" 2>"$WORK/probe.err"; then
         CIPHERS[$t]="$(probe_cipher)"
@@ -721,6 +727,7 @@ for t in "${TERMS[@]}"; do
     fi
     say "$t: ${CIPHERS[$t]:-unknown}"
 done
+PROBING=""
 
 # A rough upper estimate of the wall time, from what each run costs on the 2-core host.
 est=0
