@@ -174,8 +174,7 @@ static void e_recv(struct engine *e, struct io_op *op)
 		park(p, op, 0);
 		return;
 	}
-	if (s)
-		s->rd_edge = 0;
+	s->rd_edge = 0;
 	submit(p, op, 0);
 }
 static void e_send(struct engine *e, struct io_op *op) { submit(EE(e), op, 1); }

@@ -127,21 +127,19 @@ int pg_frames_next(struct pg_frames *f, const uint8_t **p, size_t *len)
 		if (f->left) { /* skip the body, or as much of it as is here */
 			size_t k = *len < f->left ? *len : f->left;
 			f->left -= (uint32_t)k, *p += k, *len -= k;
-			if (!f->left)
-				return f->hdr[0] ? f->hdr[0] : -1;
-			continue;
+		} else { /* the header, a byte at a time */
+			f->hdr[f->have++] = *(*p)++, (*len)--;
+			if (f->have < sizeof(f->hdr))
+				continue;
+			f->have = 0;
+			uint32_t mlen = be32(f->hdr + 1);
+			if (mlen < 4) {
+				f->broken = 1;
+				break;
+			}
+			f->left = mlen - 4;
 		}
-		f->hdr[f->have++] = *(*p)++, (*len)--;
-		if (f->have < sizeof(f->hdr))
-			continue;
-		f->have = 0;
-		uint32_t mlen = be32(f->hdr + 1);
-		if (mlen < 4) {
-			f->broken = 1;
-			break;
-		}
-		f->left = mlen - 4;
-		if (!f->left)
+		if (!f->left) /* the message ended here */
 			return f->hdr[0] ? f->hdr[0] : -1;
 	}
 	return 0;

@@ -47,8 +47,8 @@ struct pg_frames {
 	uint8_t broken; /* a length under 4 was seen: no boundaries are known any more */
 };
 /* Walk *p[0..*len) up to the end of the next message: its type byte (-1 for a type
- * byte of 0), with *p and *len moved past it; or 0 once the bytes are used up (a message cut short continues in the
- * next call's bytes) or the stream is broken. */
+ * byte of 0), with *p and *len moved past it; or 0 once the bytes are used up (a
+ * message cut short continues in the next call's bytes) or the stream is broken. */
 int pg_frames_next(struct pg_frames *f, const uint8_t **p, size_t *len);
 
 /* Write an ErrorResponse (severity, SQLSTATE, message) into buf. Length, or -ENOSPC. */

@@ -396,12 +396,11 @@ void relay_be_read(struct conn *c, int res)
 	}
 	c->bytes_out += (unsigned)res;
 	STAT_ADD(c->w, bytes_b2c, (unsigned)res);
-	if (!c->splice)
-		track_owed(c, 0, c->be_rd.buf, (size_t)res);
 	if (c->splice) { /* the bytes sit in the pipe */
 		dir_splice_out(c, &c->cli_wr, &c->b2c, c->cfd, (unsigned)res);
 		return;
 	}
+	track_owed(c, 0, c->be_rd.buf, (size_t)res);
 	if (c->plain || c->ktls_tx) {
 		dir_send(c, &c->cli_wr, &c->b2c, c->cfd, c->bbuf, (unsigned)res);
 		return;

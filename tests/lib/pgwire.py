@@ -29,7 +29,8 @@ def recv_exact(s, n):
     return buf
 
 
-def tls(s, alpn=None, cert=None, key=None):
+def client_ctx(alpn=None, cert=None, key=None):
+    """A client context that does not check the server's certificate."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -37,7 +38,11 @@ def tls(s, alpn=None, cert=None, key=None):
         ctx.set_alpn_protocols(alpn)
     if cert:
         ctx.load_cert_chain(cert, key)
-    return ctx.wrap_socket(s, server_hostname="localhost")
+    return ctx
+
+
+def tls(s, alpn=None, cert=None, key=None):
+    return client_ctx(alpn, cert, key).wrap_socket(s, server_hostname="localhost")
 
 
 def ssl_request(s):
@@ -80,10 +85,14 @@ def until_ready(s):
             return None, key
 
 
+def frame(typ, body=b""):
+    """A protocol message after the startup packet: type byte, length, body."""
+    return typ + struct.pack("!I", len(body) + 4) + body
+
+
 def send_query(s, sql):
     """Send a simple Query message."""
-    q = sql.encode() + b"\0"
-    s.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
+    s.sendall(frame(b"Q", sql.encode() + b"\0"))
 
 
 def query(s, sql):
@@ -160,12 +169,8 @@ def cmd_direct_frag(port, sizes):
     """Direct TLS whose ClientHello goes out cut into TLS records of the given sizes
     ("1,2,3": the rest in one more record), all in one write, as RFC 8446 allows.
     Prints "ready alpn=... value=N" after a query, or "refused ..."."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["postgresql"])
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    t = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    t = client_ctx(["postgresql"]).wrap_bio(inc, out, server_hostname="localhost")
     s = connect(port)
     s.settimeout(20)
 
@@ -719,7 +724,7 @@ def cmd_idle_wait(port, how, max_s):
         return
     if how == "half":
         q = b"select 1\0"
-        t.sendall(b"Q" + struct.pack("!I", 4 + len(q)) + q[:4])
+        t.sendall(frame(b"Q", q)[:9])
     elif how in ("noread", "kill"):
         # a 20 MB answer never read; or the backend ends itself, and its error, close
         # and FIN are never read either: the client just sits there
@@ -733,14 +738,12 @@ def cmd_idle_wait(port, how, max_s):
     elif how == "copy-ext":
         # COPY FROM STDIN over the extended protocol, as libpq's PQexecParams sends it:
         # the Sync after Execute reaches the backend during the copy and is ignored
-        def msg(typ, body=b""):
-            return typ + struct.pack("!I", 4 + len(body)) + body
         sql = b"copy idle_in from stdin\0"
-        t.sendall(msg(b"P", b"\0" + sql + b"\0\0") + msg(b"B", b"\0\0" + b"\0\0" * 3)
-                  + msg(b"E", b"\0" + b"\0\0\0\0") + msg(b"S"))
+        t.sendall(frame(b"P", b"\0" + sql + b"\0\0") + frame(b"B", b"\0\0" + b"\0\0" * 3)
+                  + frame(b"E", b"\0" + b"\0\0\0\0") + frame(b"S"))
         while read_msg(t)[0] != b"G":
             pass
-        t.sendall(msg(b"d", b"a\n") + msg(b"c") + msg(b"S"))
+        t.sendall(frame(b"d", b"a\n") + frame(b"c") + frame(b"S"))
         while read_msg(t)[0] != b"Z":
             pass
     t.settimeout(float(max_s))
