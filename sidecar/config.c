@@ -67,7 +67,14 @@ static const struct opt opts[] = {
 	{ "idle-timeout", T_DUR, O(idle_timeout_ms), "0", NULL, 0, INT_MAX,
 	  "close sessions idle this long with no query running (0 = never)" },
 	{ "max-conns", T_INT, O(max_conns), "10000", NULL, 1, 1000000,
-	  "client connections per process; more are refused at once" },
+	  "client connections per process; more are refused at once (FATAL 53300)" },
+	{ "tcp-keepalive", T_DUR, O(tcp_keepalive_ms), "60s", NULL, 0, 32767000,
+	  "client sockets: TCP keepalive probes after this much silence, so that a vanished client "
+	  "frees its pooler session (0 = off; whole seconds)" },
+	{ "tcp-keepalive-interval", T_DUR, O(tcp_keepalive_intvl_ms), "10s", NULL, 1000, 32767000,
+	  "time between unanswered keepalive probes (whole seconds)" },
+	{ "tcp-keepalive-count", T_INT, O(tcp_keepalive_cnt), "6", NULL, 1, 127,
+	  "unanswered probes before the client is declared gone" },
 	{ "io", T_ENUM, O(io), "auto", io_choices, 0, 0,
 	  "event engine: auto (io_uring, else epoll) | uring | epoll" },
 	{ "ktls", T_ENUM, O(ktls), "auto", ktls_choices, 0, 0,
@@ -421,6 +428,16 @@ int config_finish(struct config *c, char *err, size_t errlen)
 				    "%s: expects a file path, but the value holds PEM text or control characters "
 				    "(not shown); mount the Secret as files and give their paths",
 				    files[i][0]);
+	/* the kernel counts keepalive times in seconds */
+	if (c->tcp_keepalive_ms % 1000)
+		return fail(err, errlen, -EINVAL, "tcp-keepalive: %dms is not a whole number of seconds",
+			    c->tcp_keepalive_ms);
+	if (c->tcp_keepalive_intvl_ms % 1000)
+		return fail(err, errlen, -EINVAL, "tcp-keepalive-interval: %dms is not a whole number of seconds",
+			    c->tcp_keepalive_intvl_ms);
+	if (c->client_ca && *c->client_ca && c->verify == VERIFY_NONE)
+		return fail(err, errlen, -EINVAL,
+			    "client-ca: a client CA does nothing with --verify none; add --verify require (or optional)");
 	if (strcmp(c->min_tls, "1.2") && strcmp(c->min_tls, "1.3"))
 		return fail(err, errlen, -EINVAL, "min-tls-version: '%s' must be 1.2 or 1.3", c->min_tls);
 	if (c->verify != VERIFY_NONE && (!c->client_ca || !*c->client_ca))

@@ -38,6 +38,9 @@ struct config {
 	int connect_timeout_ms;
 	int idle_timeout_ms;      /* 0 = none */
 	int max_conns;
+	int tcp_keepalive_ms;     /* client sockets: idle time before probes; 0 = off */
+	int tcp_keepalive_intvl_ms;
+	int tcp_keepalive_cnt;
 	int io;                   /* enum io_mode */
 	int ktls;                 /* enum ktls_mode */
 	int relay;                /* enum relay_mode */

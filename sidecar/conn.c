@@ -55,15 +55,34 @@ void conn_log(struct conn *c, enum log_level lvl, const char *msg, const char *e
 	log_msg(lvl, "conn", msg, "conn=%llu client=%s %s", (unsigned long long)c->id, addr, extra ? extra : "");
 }
 
+/* Over --max-conns: refuse at once, with no buffers and no handshake work, the way
+ * PostgreSQL does when it is full: one FATAL written without reading or waiting (a
+ * new socket's send buffer is empty), then close. libpq shows it whether it sent an
+ * SSLRequest or a startup packet. Counted always, logged at most every 10 s (by whichever worker). */
+static void refuse_full(struct worker *w, int fd)
+{
+	uint8_t pkt[96];
+	STAT_INC(w, refused_max);
+	int n = pg_error_response(pkt, sizeof(pkt), "FATAL", "53300", "sorry, too many clients already");
+	if (n > 0)
+		(void)send(fd, pkt, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL); /* best effort */
+	engine_close(w->eng, fd);
+	struct sidecar *sc = w->sc;
+	atomic_fetch_add(&sc->refused_unlogged, 1);
+	uint64_t last = atomic_load(&sc->refuse_logged_ms);
+	if ((last && w->now_ms - last < 10000) || !atomic_compare_exchange_strong(&sc->refuse_logged_ms, &last, w->now_ms))
+		return; /* said less than 10 s ago, or another worker says it now */
+	log_warn("conn", "max-conns reached: refusing new connections", "max_conns=%d refused=%llu", sc->cfg->max_conns,
+		 (unsigned long long)atomic_exchange(&sc->refused_unlogged, 0));
+}
+
 void conn_accept(struct worker *w, int fd)
 {
 	struct sidecar *sc = w->sc;
 	STAT_INC(w, accepted);
 	if (atomic_fetch_add(&sc->nconns, 1) >= sc->cfg->max_conns) {
-		/* refuse at once: no buffers, no handshake work for the excess */
 		atomic_fetch_sub(&sc->nconns, 1);
-		STAT_INC(w, refused_max);
-		engine_close(w->eng, fd);
+		refuse_full(w, fd);
 		return;
 	}
 	struct conn *c = calloc(1, sizeof(*c));

@@ -191,6 +191,14 @@ static int open_listeners(struct sidecar *sc)
 				  strerror(-sc->workers[i].listen_fd));
 			return sc->workers[i].listen_fd;
 		}
+		const struct config *c = sc->cfg;
+		rc = net_keepalive(sc->workers[i].listen_fd, c->tcp_keepalive_ms / 1000, c->tcp_keepalive_intvl_ms / 1000,
+				   c->tcp_keepalive_cnt);
+		if (rc) {
+			log_error("main", "cannot set TCP keepalive on the listener", "listen=%s error=\"%s\"",
+				  sc->cfg->listen, strerror(-rc));
+			return rc;
+		}
 	}
 	if (sc->cfg->pin_cpus)
 		assign_cpus(sc);

@@ -105,6 +105,8 @@ struct sidecar {
 	struct worker *workers;
 	int nworkers;
 	_Atomic int nconns;
+	_Atomic uint64_t refused_unlogged;  /* refused over max-conns since the last warning */
+	_Atomic uint64_t refuse_logged_ms;  /* when that warning was given (monotonic ms) */
 	_Atomic uint64_t next_conn_id;
 	_Atomic int stopping;
 	_Atomic int draining;              /* stop accepting; close idle... then exit */
@@ -156,6 +158,8 @@ int cpus_default_workers(void);
 int net_resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len, char *err, size_t errlen);
 /* Bound, listening SO_REUSEPORT socket. fd or -errno. */
 int net_listen(const struct sockaddr_storage *ss, socklen_t len);
+/* TCP keepalive on fd (a listener: its accepted sockets inherit it); idle_s 0 = off. */
+int net_keepalive(int fd, int idle_s, int intvl_s, int cnt);
 /* Would a connection to backend reach the listener at listen? Same port, and the same
  * address, or listen on a wildcard and backend on a loopback or wildcard address. */
 int net_same_endpoint(const struct sockaddr_storage *listen, const struct sockaddr_storage *backend);

@@ -491,24 +491,32 @@ def cmd_garbage(port, kind):
 
 
 def cmd_flood(port, n, hold_s):
-    """Open n TCP connections at once; count the ones closed by the server at once."""
+    """Open n TCP connections at once; count the ones closed by the server at once,
+    and those of them told why with PostgreSQL's FATAL 53300 (too many clients)."""
     n = int(n)
     socks = [socket.create_connection(("127.0.0.1", int(port)), timeout=5) for _ in range(n)]
     ready()
     time.sleep(float(hold_s))
-    closed = 0
+    closed = fatal = 0
     for s in socks:
         s.setblocking(False)
+        got = b""
         try:
-            if s.recv(1) == b"":
-                closed += 1
+            while True:
+                b = s.recv(4096)
+                if not b:
+                    closed += 1
+                    break
+                got += b
         except BlockingIOError:
             pass
         except OSError:
             closed += 1
+        if got[:1] == b"E" and b"SFATAL\x00" in got and b"C53300\x00" in got:
+            fatal += 1
     for s in socks:
         s.close()
-    print("refused %d of %d" % (closed, n))
+    print("refused %d of %d fatal %d" % (closed, n, fatal))
 
 
 def cmd_rst_storm(port, n, how="rst"):

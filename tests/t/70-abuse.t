@@ -55,9 +55,12 @@ for io in $(ks_io_modes); do
     like "$out" 'alert protocol version|no protocols available|wrong version' "$io: a TLS 1.0 ClientHello is refused"
     is "$(fx_psql "$(ks_dsn)" -c 'select 2')" 2 "$io: still serving after the garbage"
 
-    read -r _ refused _ n <<<"$(wire flood "$KS_PORT" 700 1)"
+    read -r _ refused _ n _ fatal <<<"$(wire flood "$KS_PORT" 700 1)"
     is "$refused" 100 "$io: 700 connections against --max-conns 600: 100 refused at once"
+    is "$fatal" 100 "$io: ... each told why: FATAL 53300, as PostgreSQL says it when full"
     ok "$io: the refused ones are counted" test "$(stat_json .refused_max)" -ge 100
+    is "$(grep -c 'max-conns reached' "$(fx_sidecar_log "a-$io")")" 1 \
+        "$io: one warning in the log for the episode, not one per refusal"
     ok "$io: all flood connections are released" wait_active 0
     is "$(fds "$pid")" "$fd0" "$io: open fds back to the baseline ($fd0)"
 
@@ -90,6 +93,48 @@ for io in $(ks_io_modes); do
 done
 
 io="$(ks_io_modes | awk '{print $1}')"
+# a full sidecar answers as a full PostgreSQL does, and libpq shows it
+ks_start full "$io" --max-conns 1 || BAIL_OUT "sidecar did not start"
+exec 7<>"/dev/tcp/127.0.0.1/$KS_PORT"
+ok "max-conns 1: one connection held" wait_active 1
+rc=0; out="$(fx_psql "$(ks_dsn)" -c 'select 1' 2>&1)" || rc=$?
+ok "max-conns 1: psql is refused (exit $rc)" test "$rc" -ne 0
+# libpq since CVE-2024-10977 does not show an error text sent in place of 'S' (it
+# says so instead), as with a full PostgreSQL; a client without SSLRequest shows it
+like "$out" 'error response during SSL exchange|too many clients' \
+    "... with an error response, as from a full PostgreSQL, not a bare hang-up"
+rc=0; out="$(fx_psql "$(ks_dsn) sslmode=disable" -c 'select 1' 2>&1)" || rc=$?
+like "$out" 'FATAL: +sorry, too many clients already' "... which a client that starts without TLS shows (exit $rc)"
+exec 7>&-
+ok "the held connection is released" wait_active 0
+is "$(fx_psql "$(ks_dsn)" -c 'select 4')" 4 "with the slot free, psql gets through"
+fx_sidecar_stop full || true
+
+# TCP keepalive on client sockets (inherited from the listener): a vanished client
+# frees its pooler session. ss shows the kernel's keepalive timer on the accepted socket.
+ka_timer() {
+    local t
+    for _ in $(seq 25); do
+        t="$(ss -tnoH state established "( sport = :$KS_PORT )" 2>/dev/null | grep -o 'timer:(keepalive,[^,]*' | head -1)"
+        [[ -n "$t" ]] && { echo "${t#timer:(keepalive,}"; return; }
+        sleep 0.2
+    done
+    echo none
+}
+for ka in default 30s 0; do
+    args=(); [[ "$ka" != default ]] && args=(--tcp-keepalive "$ka")
+    ks_start "ka$ka" "$io" "${args[@]}" || BAIL_OUT "sidecar did not start"
+    exec 7<>"/dev/tcp/127.0.0.1/$KS_PORT"
+    t="$(ka_timer)"
+    case "$ka" in
+        default) like "$t" '^(1min|5[0-9]sec)$' "keepalive on by default: probes after 60 s of silence (timer $t)" ;;
+        30s) like "$t" '^(2[0-9]|30)sec$' "--tcp-keepalive 30s: probes after 30 s (timer $t)" ;;
+        0) is "$t" none "--tcp-keepalive 0: no keepalive timer" ;;
+    esac
+    exec 7>&-
+    fx_sidecar_stop "ka$ka" || true
+done
+
 # EMFILE: accept must pause, not spin, and recover when descriptors free up
 real="$KTLS_SIDECAR"
 printf '#!/bin/sh\nulimit -n 40\nexec %q "$@"\n' "$real" >"$FX_DIR/sidecar-40fds"

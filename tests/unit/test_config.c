@@ -189,6 +189,26 @@ int main(void)
 	is(config_finish(&c, err, sizeof(err)), -EINVAL, "verify without client-ca refused");
 	config_set(&c, "client-ca", "/ca", err, sizeof(err));
 	is(config_finish(&c, err, sizeof(err)), 0, "mTLS config valid");
+	struct config k;
+	config_init(&k);
+	config_set(&k, "cert", "/c", err, sizeof(err));
+	config_set(&k, "key", "/k", err, sizeof(err));
+	config_set(&k, "client-ca", "/ca", err, sizeof(err));
+	is(config_finish(&k, err, sizeof(err)), -EINVAL, "client-ca with verify none refused");
+	ok(strstr(err, "client-ca") && strstr(err, "--verify"), "... saying it needs --verify (%s)", err);
+	config_set(&k, "client-ca", "", err, sizeof(err));
+	is(config_finish(&k, err, sizeof(err)), 0, "valid without it");
+	is(k.tcp_keepalive_ms, 60000, "tcp-keepalive: 60 s by default");
+	is(k.tcp_keepalive_intvl_ms, 10000, "tcp-keepalive-interval: 10 s by default");
+	is(k.tcp_keepalive_cnt, 6, "tcp-keepalive-count: 6 by default");
+	config_set(&k, "tcp-keepalive", "1500ms", err, sizeof(err));
+	is(config_finish(&k, err, sizeof(err)), -EINVAL, "tcp-keepalive 1500ms refused: not whole seconds");
+	config_set(&k, "tcp-keepalive", "0", err, sizeof(err));
+	is(config_finish(&k, err, sizeof(err)), 0, "tcp-keepalive 0 (off) valid");
+	is(config_set(&k, "tcp-keepalive", "10h", err, sizeof(err)), -EINVAL,
+	   "tcp-keepalive above the kernel's 32767 s refused");
+	is(config_set(&k, "tcp-keepalive-count", "0", err, sizeof(err)), -EINVAL, "tcp-keepalive-count 0 refused");
+	config_free(&k);
 	config_set(&c, "backend", "unix:relative", err, sizeof(err));
 	is(config_finish(&c, err, sizeof(err)), -EINVAL, "relative unix path refused");
 	config_set(&c, "backend", "unix:/tmp/.s.PGSQL.6432", err, sizeof(err));
