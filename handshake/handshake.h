@@ -41,6 +41,8 @@ const char *hs_ctx_serial(const struct hs_ctx *ctx);
 const char *hs_ctx_not_after(const struct hs_ctx *ctx);
 long long hs_ctx_not_after_unix(const struct hs_ctx *ctx);
 int hs_ctx_expired(const struct hs_ctx *ctx);
+/* notBefore (ISO 8601 UTC) if the certificate is not valid yet, else NULL. */
+const char *hs_ctx_not_before(const struct hs_ctx *ctx);
 /* OpenSSL version string. */
 const char *hs_openssl_version(void);
 

@@ -234,6 +234,7 @@ static void describe_cert(struct hs_ctx *ctx)
 	struct tm tm;
 	snprintf(ctx->subject, sizeof(ctx->subject), "?");
 	snprintf(ctx->not_after, sizeof(ctx->not_after), "?");
+	snprintf(ctx->not_before, sizeof(ctx->not_before), "?");
 	snprintf(ctx->serial, sizeof(ctx->serial), "?");
 	if (x) {
 		X509_NAME_oneline(X509_get_subject_name(x), ctx->subject, sizeof(ctx->subject));
@@ -241,6 +242,8 @@ static void describe_cert(struct hs_ctx *ctx)
 			strftime(ctx->not_after, sizeof(ctx->not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
 			ctx->not_after_unix = (long long)timegm(&tm);
 		}
+		if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm))
+			strftime(ctx->not_before, sizeof(ctx->not_before), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
 		char *hex = bn ? BN_bn2hex(bn) : NULL;
 		if (hex) /* the form openssl x509 -serial prints */
@@ -249,10 +252,24 @@ static void describe_cert(struct hs_ctx *ctx)
 		BN_free(bn);
 		describe_sans(x, ctx->sans, sizeof(ctx->sans));
 		ctx->expired = X509_cmp_current_time(X509_get0_notAfter(x)) < 0;
+		ctx->not_yet_valid = X509_cmp_current_time(X509_get0_notBefore(x)) > 0;
 	}
 	ERR_clear_error();
 	snprintf(ctx->desc, sizeof(ctx->desc), "subject=\"%s\" serial=%s not_after=%s", ctx->subject, ctx->serial,
 		 ctx->not_after);
+}
+
+/* How many ciphers a handshake could pick from under sc's version range: none
+ * means every handshake would fail (--min-tls-version 1.3 --ciphersuites ""). */
+static int usable_ciphers(SSL_CTX *sc)
+{
+	SSL *probe = SSL_new(sc);
+	STACK_OF(SSL_CIPHER) *sk = probe ? SSL_get1_supported_ciphers(probe) : NULL;
+	int n = sk ? sk_SSL_CIPHER_num(sk) : 0;
+	sk_SSL_CIPHER_free(sk);
+	SSL_free(probe);
+	ERR_clear_error();
+	return n;
 }
 
 static int ctx_configure(struct hs_ctx *ctx, const struct hs_settings *s, char *err, size_t errlen)
@@ -273,6 +290,11 @@ static int ctx_configure(struct hs_ctx *ctx, const struct hs_settings *s, char *
 		return ctx_fail(err, errlen, "ciphers", s->ciphers);
 	if (!SSL_CTX_set_ciphersuites(sc, s->ciphersuites))
 		return ctx_fail(err, errlen, "ciphersuites", s->ciphersuites);
+	if (!usable_ciphers(sc)) {
+		snprintf(err, errlen, "no cipher is left for TLS %s and above: ciphers=\"%s\" ciphersuites=\"%s\"",
+			 s->min_tls13 ? "1.3" : "1.2", s->ciphers, s->ciphersuites);
+		return -EINVAL;
+	}
 	if (!SSL_CTX_use_certificate_chain_file(sc, s->cert))
 		return ctx_fail(err, errlen, "cannot load certificate", s->cert);
 	int asked = 0;
@@ -364,5 +386,6 @@ const char *hs_ctx_subject(const struct hs_ctx *ctx) { return ctx->subject; }
 const char *hs_ctx_sans(const struct hs_ctx *ctx) { return ctx->sans; }
 const char *hs_ctx_not_after(const struct hs_ctx *ctx) { return ctx->not_after; }
 int hs_ctx_expired(const struct hs_ctx *ctx) { return ctx->expired; }
+const char *hs_ctx_not_before(const struct hs_ctx *ctx) { return ctx->not_yet_valid ? ctx->not_before : NULL; }
 const char *hs_ctx_serial(const struct hs_ctx *ctx) { return ctx->serial; }
 long long hs_ctx_not_after_unix(const struct hs_ctx *ctx) { return ctx->not_after_unix; }

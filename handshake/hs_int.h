@@ -14,9 +14,9 @@ struct hs_ctx {
 	struct hs_settings s;      /* allow-lists point at the copies below */
 	char **cn, **dns, **uri;
 	char desc[512];
-	char subject[256], sans[512], not_after[64], serial[100];
+	char subject[256], sans[512], not_after[64], not_before[64], serial[100];
 	long long not_after_unix;   /* 0 if unknown */
-	int expired;
+	int expired, not_yet_valid;
 };
 
 struct hs_conn {

@@ -171,7 +171,8 @@ int config_parse_duration(const char *s, int *ms)
 			return -EINVAL;
 		errno = 0;
 		double v = strtod(s, &end);
-		if (end == s || errno || v != v)
+		/* digits and one point only: strtod also takes 1e3, 0x10 and inf */
+		if (end == s || errno || v != v || end != s + strspn(s, "0123456789."))
 			return -EINVAL;
 		size_t i = 0, n = sizeof(units) / sizeof(units[0]);
 		while (i < n && strncmp(end, units[i].unit, strlen(units[i].unit)) != 0)
@@ -190,7 +191,7 @@ int config_parse_duration(const char *s, int *ms)
 		parts++;
 	}
 	if (total > INT_MAX)
-		return -EINVAL;
+		return -ERANGE;
 	*ms = (int)total;
 	return 0;
 }
@@ -243,10 +244,11 @@ static int set_opt(struct config *c, const struct opt *o, const char *val, char 
 		return 0;
 	case T_DUR: {
 		int ms;
-		if (config_parse_duration(val, &ms))
+		rc = config_parse_duration(val, &ms);
+		if (rc && rc != -ERANGE)
 			return fail(err, errlen, -EINVAL, "%s: '%s' is not a duration (e.g. 10s, 500ms, 1m30s)",
 				    o->name, val);
-		if (ms < o->min || ms > o->max)
+		if (rc || ms < o->min || ms > o->max)
 			return fail(err, errlen, -EINVAL, "%s: '%s' is out of range: %dms..%ds", o->name, val, o->min,
 				    o->max / 1000);
 		*(int *)p = ms;

@@ -242,6 +242,9 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 			 "options=\"%s\"", later);
 	if (!rc && cfg)
 		warn_weaker(sc->tls_cfg, cfg);
+	if (!rc && hs_ctx_not_before(next))
+		log_warn("control", "the reloaded certificate is not valid yet (clients will refuse it; is the clock right?)",
+			 "not_before=\"%s\"", hs_ctx_not_before(next));
 	pthread_mutex_lock(&sc->hs_lock);
 	if (rc) {
 		snprintf(msg, msglen, "reload refused, the old certificate and settings stay in service: %s%s%s", err,

@@ -91,6 +91,9 @@ static int load_tls(struct sidecar *sc)
 		log_error("main", "TLS setup failed", "error=\"%s\"", err);
 	else if (hs_ctx_expired(sc->hs))
 		log_warn("main", "the server certificate has expired", "not_after=\"%s\"", hs_ctx_not_after(sc->hs));
+	else if (hs_ctx_not_before(sc->hs))
+		log_warn("main", "the server certificate is not valid yet (clients will refuse it; is the clock right?)",
+			 "not_before=\"%s\"", hs_ctx_not_before(sc->hs));
 	return rc;
 }
 
@@ -518,6 +521,9 @@ static int cmd_run(int argc, char **argv)
 		log_warn("main", "--verify optional: clients without a certificate are admitted; the allow-lists "
 				 "apply to certificates presented (--verify require to admit only listed clients)",
 			 "%s", "");
+	if (cfg.allow_plaintext && !cfg.plain_cancel)
+		log_warn("main", "--allow-plaintext with --no-plain-cancel: plaintext sessions cannot be cancelled", "%s",
+			 "");
 	signal(SIGPIPE, SIG_IGN);
 
 	sc.cfg = sc.tls_cfg = &cfg;
@@ -587,13 +593,21 @@ static int cmd_run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	const char *cmd = argc > 1 ? argv[1] : "help";
+	if (argc < 2) { /* no command: the usage, and a failure for scripts */
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "ctl") == 0)
 		return cmd_ctl(argc - 2, argv + 2);
 	if (strcmp(cmd, "inject") == 0)
 		return inject_main(argc - 2, argv + 2);
+	if ((strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) && argc > 2) {
+		fprintf(stderr, "ktls-sidecar: version takes no arguments ('%s')\n", argv[2]);
+		return 2;
+	}
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		char why[128];
 		printf("ktls-sidecar %s\n%s\n", KS_VERSION, hs_openssl_version());

@@ -64,7 +64,13 @@ int main(void)
 	is(config_parse_duration("1s1s", &ms), -EINVAL, "a unit twice refused");
 	is(config_parse_duration("s", &ms), -EINVAL, "a unit alone refused");
 	is(config_parse_duration("", &ms), -EINVAL, "empty refused");
-	is(config_parse_duration("1000h", &ms), -EINVAL, "beyond INT_MAX ms refused");
+	is(config_parse_duration("1000h", &ms), -ERANGE, "beyond INT_MAX ms: out of range");
+	is(config_set(&c, "idle-timeout", "1000h", err, sizeof(err)), -EINVAL, "idle-timeout 1000h refused");
+	ok(strstr(err, "out of range") != NULL, "... as out of range, not as 'not a duration' (%s)", err);
+	is(config_parse_duration("1e3", &ms), -EINVAL, "an exponent refused (strtod takes 1e3)");
+	is(config_parse_duration("0x10", &ms), -EINVAL, "hex refused (strtod takes 0x10)");
+	is(config_parse_duration("1.5.5s", &ms), -EINVAL, "two points refused");
+	is(config_parse_duration("infs", &ms), -EINVAL, "inf refused");
 	is(config_set(&c, "handshake-timeout", "0", err, sizeof(err)), -EINVAL, "handshake-timeout 0 refused");
 	ok(strstr(err, "out of range") != NULL, "as out of range, with the range (%s)", err);
 	is(config_parse_duration("nan", &ms), -EINVAL, "nan refused");
