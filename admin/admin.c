@@ -9,7 +9,8 @@
 // non-blank line gets exactly one answer, in order, and every answer ends with
 // an empty line ("...\n\n"); no answer contains an empty line before its end.
 // Blank lines get no answer. An answer starting with "ERROR: " is a failure
-// (unknown command, snapshot failure) and the connection stays usable. The
+// (unknown command, snapshot failure), or {"error": for a line ending in "json",
+// and the connection stays usable. The
 // server closes the connection after answering everything once the client has
 // shut down its side, after ADMIN_IDLE_MS without input, after a line that is
 // too long, or when an answer cannot be written within ADMIN_SNDTIMEO_MS.
@@ -22,6 +23,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <libgen.h>
@@ -29,6 +31,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -38,11 +41,29 @@
 #define ADMIN_IDLE_MS 5000
 #define ADMIN_SNDTIMEO_MS 2000
 
-#define ERR_UNKNOWN "ERROR: unknown command (try 'help')\n"
-#define ERR_NOT_SUPPORTED "ERROR: not supported\n"
+#define MSG_UNKNOWN "unknown command (try 'help')"
+#define MSG_NOT_SUPPORTED "not supported"
 #define ERR_DENIED "ERROR: permission denied\n\n"
 #define ERR_BUSY "ERROR: too many admin clients\n\n"
 #define ERR_TOO_LONG "ERROR: line too long\n\n"
+
+/* A failed answer: "ERROR: MSG", or {"error":"MSG"} where JSON was asked for. */
+static void answer_error(FILE *f, int json, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void answer_error(FILE *f, int json, const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!json) {
+		fprintf(f, "ERROR: %s\n", msg);
+		return;
+	}
+	fputs("{\"error\":", f);
+	admin_json_str(f, msg);
+	fputs("}\n", f);
+}
 
 struct admin_client {
 	int fd;                        /* -1: free slot */
@@ -162,14 +183,14 @@ static void answer_snapshot(struct admin *a, const struct admin_cmd *cmd, FILE *
 	int rc = 0;
 
 	if (cmd->kind != ADM_HELP && (!a->ops || !a->ops->snapshot)) {
-		fputs(ERR_NOT_SUPPORTED, f);
+		answer_error(f, cmd->json, MSG_NOT_SUPPORTED);
 		return;
 	}
 	if (cmd->kind != ADM_HELP)
 		rc = a->ops->snapshot(a->ctx, &snap);
 	if (rc) {
 		log_warn("admin", "snapshot failed", "error=\"%s\"", strerror(-rc));
-		fprintf(f, "ERROR: snapshot failed: %s\n", strerror(-rc));
+		answer_error(f, cmd->json, "snapshot failed: %s", strerror(-rc));
 		return;
 	}
 	rc = admin_render(cmd, &snap, f);
@@ -178,7 +199,7 @@ static void answer_snapshot(struct admin *a, const struct admin_cmd *cmd, FILE *
 		log_warn("admin", "cannot render an answer", "error=\"%s\"", strerror(-rc));
 		/* Drop the partial answer: a memstream's size is its position. */
 		fseek(f, 0, SEEK_SET);
-		fprintf(f, "ERROR: cannot render the answer: %s\n", strerror(-rc));
+		answer_error(f, cmd->json, "cannot render the answer: %s", strerror(-rc));
 	}
 }
 
@@ -188,7 +209,7 @@ static void answer_conns(struct admin *a, int json, FILE *f)
 	size_t n = 0;
 
 	if (!a->ops || !a->ops->conns) {
-		fputs(ERR_NOT_SUPPORTED, f);
+		answer_error(f, json, MSG_NOT_SUPPORTED);
 		return;
 	}
 	int rc = a->ops->conns(a->ctx, &c, &n);
@@ -196,7 +217,7 @@ static void answer_conns(struct admin *a, int json, FILE *f)
 		rc = -EINVAL;
 	if (rc) {
 		log_warn("admin", "cannot list connections", "error=\"%s\"", strerror(-rc));
-		fprintf(f, "ERROR: cannot list connections: %s\n", strerror(-rc));
+		answer_error(f, json, "cannot list connections: %s", strerror(-rc));
 		return;
 	}
 	/* Without the kernel's view (logged in diag.c) the daemon's is still worth showing. */
@@ -206,7 +227,7 @@ static void answer_conns(struct admin *a, int json, FILE *f)
 	if (rc) {
 		log_warn("admin", "cannot render an answer", "error=\"%s\"", strerror(-rc));
 		fseek(f, 0, SEEK_SET);
-		fprintf(f, "ERROR: cannot render the answer: %s\n", strerror(-rc));
+		answer_error(f, json, "cannot render the answer: %s", strerror(-rc));
 	}
 }
 
@@ -215,13 +236,13 @@ static void answer_reload(struct admin *a, int json, FILE *f)
 	char msg[512] = "";
 
 	if (!a->ops || !a->ops->reload) {
-		fputs(ERR_NOT_SUPPORTED, f);
+		answer_error(f, json, MSG_NOT_SUPPORTED);
 		return;
 	}
 	int rc = a->ops->reload(a->ctx, msg, sizeof(msg));
 	one_line(msg, sizeof(msg));
 	if (rc) {
-		fprintf(f, "ERROR: %s\n", msg[0] ? msg : strerror(rc < 0 ? -rc : rc));
+		answer_error(f, json, "%s", msg[0] ? msg : strerror(rc < 0 ? -rc : rc));
 	} else if (json) {
 		fputs("{\"result\":\"ok\",\"message\":", f);
 		admin_json_str(f, msg[0] ? msg : "reloaded");
@@ -236,22 +257,23 @@ static void answer_drain(struct admin *a, const struct admin_cmd *cmd, FILE *f)
 	char after[32] = "the default timeout";
 
 	if (!a->ops || !a->ops->drain) {
-		fputs(ERR_NOT_SUPPORTED, f);
+		answer_error(f, cmd->json, MSG_NOT_SUPPORTED);
 		return;
 	}
 	int rc = a->ops->drain(a->ctx, cmd->timeout_ms);
 	if (rc) {
-		fprintf(f, "ERROR: cannot drain: %s\n", strerror(rc < 0 ? -rc : rc));
+		answer_error(f, cmd->json, "cannot drain: %s", strerror(rc < 0 ? -rc : rc));
 		return;
 	}
-	if (cmd->timeout_ms >= 0)
-		snprintf(after, sizeof(after), "%d s", cmd->timeout_ms / 1000);
+	int ms = cmd->timeout_ms;
+	if (ms >= 0) /* whole seconds as such, anything else to the millisecond */
+		snprintf(after, sizeof(after), ms % 1000 ? "%d.%03d s" : "%d s", ms / 1000, ms % 1000);
 	if (cmd->json) {
 		fputs("{\"result\":\"ok\",\"draining\":true,\"timeout_s\":", f);
-		if (cmd->timeout_ms < 0)
+		if (ms < 0)
 			fputs("null}\n", f);
 		else
-			fprintf(f, "%d}\n", cmd->timeout_ms / 1000);
+			fprintf(f, ms % 1000 ? "%d.%03d}\n" : "%d}\n", ms / 1000, ms % 1000);
 		return;
 	}
 	fprintf(f,
@@ -280,7 +302,7 @@ static void answer_cmd(struct admin *a, const struct admin_cmd *cmd, FILE *f)
 		answer_drain(a, cmd, f);
 		return;
 	}
-	fputs(ERR_UNKNOWN, f);
+	answer_error(f, cmd->json, MSG_UNKNOWN);
 }
 
 /* ---- clients ---------------------------------------------------------------------- */
@@ -300,6 +322,15 @@ static void client_queue(struct admin_client *c, char *out, size_t len)
 	c->send_deadline = admin_now_ms() + ADMIN_SNDTIMEO_MS;
 }
 
+/* A line that failed to parse asked for JSON if its last word is "json". */
+static int wants_json(const char *line)
+{
+	size_t n = strlen(line);
+	while (n && (line[n - 1] == ' ' || line[n - 1] == '\t' || line[n - 1] == '\r'))
+		n--;
+	return n >= 4 && strncasecmp(line + n - 4, "json", 4) == 0 && (n == 4 || line[n - 5] == ' ' || line[n - 5] == '\t');
+}
+
 /* Queue the answer to one line (len bytes, NUL-terminated, '\n' removed); a blank line
  * queues nothing. 0 or -errno. */
 static int client_answer(struct admin *a, struct admin_client *c, const char *line, size_t len)
@@ -316,7 +347,7 @@ static int client_answer(struct admin *a, struct admin_client *c, const char *li
 	/* An embedded NUL must not hide the rest of the line from the parser. */
 	if (strlen(line) != len || admin_parse(line, &cmd)) {
 		log_debug("admin", "unknown command", "uid=%u pid=%d", c->uid, c->pid);
-		fputs(ERR_UNKNOWN, f);
+		answer_error(f, wants_json(line), MSG_UNKNOWN);
 	} else {
 		answer_cmd(a, &cmd, f);
 	}

@@ -3,6 +3,7 @@
 // answer from a snapshot as PgBouncer-style aligned tables or one JSON object.
 // Everything here is pure (memory and a FILE * only) so it can be fuzzed.
 #include "admin_int.h"
+#include "config.h"
 
 const double admin_hist_bounds_ms[ADMIN_HIST_BUCKETS - 1] = { 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500 };
 
@@ -66,29 +67,20 @@ static int tokenize(const char *line, struct token *tok, int *ntok)
 	return 0;
 }
 
-/* The drain timeout, at most ADMIN_DRAIN_MAX_S: seconds, or a number with one unit
- * as the daemon's durations take (500ms, 30s, 2m, 1h), as milliseconds. 0 or -EINVAL. */
+/* The drain timeout, at most ADMIN_DRAIN_MAX_S, written as the daemon's durations
+ * are (--drain-timeout: 30, 500ms, 1.5s, 1m30s, 2h), as milliseconds. 0 or -EINVAL. */
 static int parse_timeout(const struct token *t, int *ms)
 {
-	static const struct { const char *unit; long ms; } units[] = {
-		{ "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
-	};
-	long v = 0;
-	size_t i = 0;
-	for (; i < t->len && i < 9 && t->s[i] >= '0' && t->s[i] <= '9'; i++)
-		v = v * 10 + (t->s[i] - '0');
-	if (i == 0 || (i < t->len && t->s[i] >= '0' && t->s[i] <= '9'))
+	char buf[32];
+	if (t->len >= sizeof(buf))
 		return -EINVAL;
-	for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
-		size_t ul = strlen(units[u].unit);
-		if (t->len - i != ul || strncasecmp(t->s + i, units[u].unit, ul) != 0)
-			continue;
-		if (v > (long)ADMIN_DRAIN_MAX_S * 1000 / units[u].ms)
-			return -EINVAL;
-		*ms = (int)(v * units[u].ms);
-		return 0;
-	}
-	return -EINVAL;
+	memcpy(buf, t->s, t->len);
+	buf[t->len] = 0;
+	int v;
+	if (config_parse_duration(buf, &v) || v > ADMIN_DRAIN_MAX_S * 1000)
+		return -EINVAL;
+	*ms = v;
+	return 0;
 }
 
 int admin_parse(const char *line, struct admin_cmd *out)

@@ -61,7 +61,7 @@ struct ctl_copy {
 	FILE *out;
 	size_t got;
 	size_t held_nl;   /* newlines not written yet: the last one may be framing */
-	char head[5];     /* the first bytes, to recognise "ERROR" */
+	char head[9];     /* the first bytes, to recognise "ERROR" and {"error": */
 };
 
 static void ctl_copy_chunk(struct ctl_copy *cc, const char *buf, size_t n)
@@ -146,5 +146,7 @@ int admin_ctl(const char *path, const char *cmd, FILE *out)
 	}
 	if (fflush(out) || ferror(out))
 		return -EIO;
-	return cc.got >= 5 && memcmp(cc.head, "ERROR", 5) == 0 ? -EINVAL : 0;
+	int failed = (cc.got >= 5 && memcmp(cc.head, "ERROR", 5) == 0) ||
+		     (cc.got >= 9 && memcmp(cc.head, "{\"error\":", 9) == 0);
+	return failed ? -EINVAL : 0;
 }

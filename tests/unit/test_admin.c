@@ -203,14 +203,15 @@ static void test_parse(void)
 	is(c.timeout_ms, 7000, "leading zeros are decimal");
 	const struct { const char *in; int ms; } durs[] = {
 		{ "drain 2s", 2000 }, { "drain 500ms", 500 }, { "drain 2m", 120000 }, { "drain 24h", 86400000 },
-		{ "drain 1440m json", 86400000 },
+		{ "drain 1440m json", 86400000 }, { "drain 1m30s", 90000 }, { "drain 1.5s", 1500 },
+		{ "drain 1.5", 1500 }, { "drain .5s", 500 }, { "drain 23h59m59s", 86399000 },
 	};
 	for (size_t i = 0; i < sizeof(durs) / sizeof(durs[0]); i++) {
 		is(admin_parse(durs[i].in, &c), 0, "%s: a duration with a unit", durs[i].in);
 		is(c.timeout_ms, durs[i].ms, "%s: %d ms", durs[i].in, durs[i].ms);
 	}
-	const char *bad_durs[] = { "drain 25h", "drain 2x", "drain s", "drain 1m30s", "drain -1", "drain 1.5s",
-				   "drain 9999999999" };
+	const char *bad_durs[] = { "drain 25h", "drain 2x", "drain s", "drain 30s1m", "drain -1", "drain 1e3",
+				   "drain 9999999999", "drain 24h1ms", "drain 1.5.5s" };
 	for (size_t i = 0; i < sizeof(bad_durs) / sizeof(bad_durs[0]); i++)
 		is(admin_parse(bad_durs[i], &c), -EINVAL, "%s refused", bad_durs[i]);
 
@@ -219,7 +220,7 @@ static void test_parse(void)
 			      "show stats json extra", "show stats xml", "help me", "show json stats",
 			      "show info json json", "show stat", "shows info", "show\x01info",
 			      "show conn", "show conns 5", "reload now", "reload json json", "drain -1",
-			      "drain abc", "drain 1.5", "drain 86401", "drain 99999999999", "drain 30 30",
+			      "drain abc", "drain 86401", "drain 99999999999", "drain 30 30",
 			      "drain json 30", "drain +5", "drain 0x10", "drain 30 json x",
 			      "drains", "reload 5" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -683,6 +684,28 @@ static void test_ctl(const char *path)
 	free(t);
 	rc = ctl(path, "drain soon", &t);
 	ok(rc == -EINVAL && atomic_load(&drain_calls) == 3, "drain with bad seconds: refused, no callback");
+	free(t);
+	rc = ctl(path, "drain 500ms", &t);
+	ok(rc == 0 && strstr(t, "after 0.500 s") && atomic_load(&drain_timeout) == 500,
+	   "ctl drain 500ms: 500 ms, said as 0.500 s (%s)", t);
+	free(t);
+	rc = ctl(path, "drain 1m30s json", &t);
+	json_is(t, "d", "{'result': 'ok', 'draining': True, 'timeout_s': 90}", "drain 1m30s json: 90 s");
+	free(t);
+	rc = ctl(path, "drain 1.5s json", &t);
+	json_is(t, "d[\"timeout_s\"]", "1.5", "drain 1.5s json: timeout_s 1.5");
+	free(t);
+
+	atomic_store(&reload_fail, 1);
+	rc = ctl(path, "reload json", &t);
+	is(rc, -EINVAL, "ctl reload json failing: -EINVAL");
+	json_is(t, "d", "{'error': 'cannot read /etc/tls/tls.crt: No such file or directory'}",
+		"reload json failure: a JSON error object");
+	atomic_store(&reload_fail, 0);
+	free(t);
+	rc = ctl(path, "show bogus json", &t);
+	is(rc, -EINVAL, "ctl show bogus json: -EINVAL");
+	json_is(t, "d", "{'error': \"unknown command (try 'help')\"}", "show bogus json: a JSON error object");
 	free(t);
 
 	rc = ctl(path, "bogus", &t);
