@@ -277,8 +277,9 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 		sc->tls_cfg = cfg;
 		cfg = prev;
 	}
-	if (!rc)
-		atomic_store(&sc->watch_dirty, 1); /* the files to watch may have moved */
+	/* the files to watch may have moved, even where the reload failed: a certificate
+	 * directory renamed away comes back empty, and is filled only after */
+	atomic_store(&sc->watch_dirty, 1);
 	config_put(sc, cfg);
 	hs_ctx_put(old);
 	if (cfg_rc)

@@ -307,7 +307,8 @@ static int watch_name_wanted(const struct inotify_event *ev)
 /* Watch a directory (following a symlink to it); quiet after the first time. */
 static void watch_dir(int fd, const char *dir, int quiet)
 {
-	if (inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF) < 0 &&
+	if (inotify_add_watch(fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
+					       IN_DELETE_SELF | IN_MOVE_SELF) < 0 &&
 	    !quiet)
 		log_warn("main", "cannot watch a directory for certificate changes", "dir=\"%s\" error=\"%s\"", dir,
 			 strerror(errno));
@@ -324,16 +325,20 @@ static void dir_of(const char *path, char *out, size_t outlen)
 		snprintf(out, outlen, ".");
 }
 
-/* Every directory where a change can change what path names: its own directory,
- * the one holding each symlink on the way (a Secret item in a subdirectory is
+/* Every directory where a change can change what path names: its own directory
+ * and the one above (a directory renamed away and replaced by a new one), the one
+ * holding each symlink on the way (a Secret item in a subdirectory is
  * certs -> ..data/certs, and kubelet swaps ..data in the volume's top), and the
  * directory of the file it finally resolves to (certbot's live/ -> archive/). */
 static void watch_path(int fd, const char *path, int quiet)
 {
-	char dir[PATH_MAX], prefix[PATH_MAX], real[PATH_MAX];
+	char dir[PATH_MAX], up[PATH_MAX], prefix[PATH_MAX], real[PATH_MAX];
 	struct stat st;
 	dir_of(path, dir, sizeof(dir));
 	watch_dir(fd, dir, quiet);
+	dir_of(dir, up, sizeof(up));
+	if (strcmp(up, dir))
+		watch_dir(fd, up, 1);
 	size_t len = strnlen(path, sizeof(prefix) - 1);
 	for (size_t i = 1; i <= len; i++) {
 		if (i < len && path[i] != '/')

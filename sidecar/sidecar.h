@@ -87,7 +87,7 @@ struct sidecar {
 	char **argv;
 	pthread_mutex_t reload_lock;       /* one reload at a time; guards tls_cfg */
 	struct config *tls_cfg;            /* the TLS settings in service: cfg, or a reload's */
-	_Atomic int watch_dirty;           /* a reload happened: watch the files again */
+	_Atomic int watch_dirty;           /* a reload was tried: watch the files again */
 	struct hs_ctx *hs;                 /* current TLS context, swapped under hs_lock */
 	pthread_mutex_t hs_lock;
 	char reload_at[32], reload_result[256];

@@ -123,6 +123,28 @@ for n in 2 3 4; do
 done
 fx_sidecar_stop sub || true
 
+# --- a plain directory (no symlinks) renamed away and replaced by a new one, filled
+# after the rename: the watch must move to the new directory, even though the
+# reloads tried while it was missing or empty failed.
+R="$FX_DIR/rd"
+mkcert "$R/certs"
+ks_start rdir "$io" --cert "$R/certs/tls.crt" --key "$R/certs/tls.key" || BAIL_OUT "start"
+is "$(served_serial)" "$(serial_of "$R/certs/tls.crt")" "a plain certificate directory: served"
+mkcert "$FX_DIR/rd-next"
+mv "$R/certs" "$R/certs.old"
+sleep 1
+mkdir "$R/certs"
+sleep 1
+cp "$FX_DIR/rd-next/tls.key" "$R/certs/tls.key"
+cp "$FX_DIR/rd-next/tls.crt" "$R/certs/tls.crt"
+ok "the directory renamed away and refilled: the new certificate is served" \
+    wait_serial "$(serial_of "$FX_DIR/rd-next/tls.crt")"
+mkcert "$FX_DIR/rd-next2"
+cp "$FX_DIR/rd-next2/tls.key" "$R/certs/tls.key"
+cp "$FX_DIR/rd-next2/tls.crt" "$R/certs/tls.crt"
+ok "... and later writes into the new directory are seen too" wait_serial "$(serial_of "$FX_DIR/rd-next2/tls.crt")"
+fx_sidecar_stop rdir || true
+
 # --- the configuration file is read again on reload: a client removed from an
 # allow-list is refused without a restart; ConfigMap-style volume, watched.
 M="$FX_DIR/cm"
