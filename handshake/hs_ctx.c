@@ -255,7 +255,7 @@ static void describe_cert(struct hs_ctx *ctx)
 		ctx->not_yet_valid = X509_cmp_current_time(X509_get0_notBefore(x)) > 0;
 	}
 	ERR_clear_error();
-	snprintf(ctx->desc, sizeof(ctx->desc), "subject=\"%s\" serial=%s not_after=%s", ctx->subject, ctx->serial,
+	snprintf(ctx->desc, sizeof(ctx->desc), "subject=\"%s\" serial=\"%s\" not_after=%s", ctx->subject, ctx->serial,
 		 ctx->not_after);
 }
 

@@ -64,7 +64,30 @@ const char *log_esc(char *buf, size_t len, const char *s)
 	return buf;
 }
 
-/* Convert "k=v k2=\"v 2\"" pairs into ,"k":"v" JSON members. */
+/* An unquoted value written as a JSON number is: -?(0|[1-9][0-9]*)(.[0-9]+)? */
+static int json_number(const char *v)
+{
+	const char *p = v + (*v == '-');
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (*p >= '0' && *p <= '9')
+			p++;
+	else
+		return 0;
+	if (*p == '.') {
+		if (!(p[1] >= '0' && p[1] <= '9'))
+			return 0;
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			;
+	}
+	return *p == 0;
+}
+
+/* Convert "k=v k2=\"v 2\"" pairs into ,"k":v,"k2":"v 2" JSON members: an unquoted
+ * number stays a number (bytes, durations, counts: log stores can sum and compare
+ * them), anything else, and anything quoted, is a string. So a value that only
+ * looks like a number now and then (a hex serial) must be quoted at its source. */
 static size_t kv_to_json(char *buf, size_t off, size_t cap, const char *kv)
 {
 	const char *p = kv;
@@ -80,7 +103,8 @@ static size_t kv_to_json(char *buf, size_t off, size_t cap, const char *kv)
 		p = eq + 1;
 		char val[512];
 		size_t n = 0;
-		if (*p == '"') {
+		int quoted = *p == '"';
+		if (quoted) {
 			p++;
 			while (*p && *p != '"' && n + 1 < sizeof(val)) {
 				if (*p == '\\' && p[1])
@@ -94,7 +118,12 @@ static size_t kv_to_json(char *buf, size_t off, size_t cap, const char *kv)
 				val[n++] = *p++;
 		}
 		val[n] = 0;
-		off = put_quoted(buf, off, cap, val);
+		if (!quoted && json_number(val))
+			off += (size_t)snprintf(buf + off, cap - off, "%s", val);
+		else
+			off = put_quoted(buf, off, cap, val);
+		if (off >= cap)
+			return cap;
 	}
 	return off;
 }

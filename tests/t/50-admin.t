@@ -144,6 +144,11 @@ import json, sys
 for l in open('$log'):
     json.loads(l)"
 like "$(cat "$log")" '"msg":"closed".*"reason":"eof"' "JSON logs carry the per-connection close line"
+is "$(grep '"msg":"closed"' "$log" | head -1 | jq -c '[(.bytes_in, .bytes_out, .duration_ms, .conn) | type] | unique')" \
+    '["number"]' "JSON logs: counts and durations are numbers, not strings"
+is "$(grep '"msg":"closed"' "$log" | head -1 | jq -c '[(.user, .database, .reason) | type] | unique')" '["string"]' \
+    "... while names stay strings"
+is "$(grep '"msg":"listening"' "$log" | jq -r '.serial | type')" string "... and the certificate serial (hex: quoted at its source) is a string"
 fx_sidecar_stop adm || true
 ks_check_log adm
 done_testing
