@@ -208,10 +208,30 @@ static int open_listeners(struct sidecar *sc)
 	return 0;
 }
 
+/* A name, or a number as in a container's runAsUser/runAsGroup: 1 and the id if s
+ * is all digits. */
+static int numeric_id(const char *s, unsigned *id)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = *s >= '0' && *s <= '9' ? strtoul(s, &end, 10) : 0;
+	if (!(*s >= '0' && *s <= '9') || *end || errno || v > 0xfffffffeUL)
+		return 0;
+	*id = (unsigned)v;
+	return 1;
+}
+
 static int set_admin_group(struct admin *adm, const char *name)
 {
+	unsigned id;
 	struct group *g = getgrnam(name);
-	int rc = g ? admin_set_group(adm, g->gr_gid) : -ENOENT;
+	if (!g && numeric_id(name, &id))
+		g = getgrgid((gid_t)id);
+	if (!g) {
+		log_error("main", "cannot give the admin socket to the group: no such group", "group=\"%s\"", name);
+		return -ENOENT;
+	}
+	int rc = admin_set_group(adm, g->gr_gid);
 	if (rc)
 		log_error("main", "cannot give the admin socket to the group", "group=\"%s\" error=\"%s\"", name,
 			  strerror(-rc));
@@ -221,9 +241,12 @@ static int set_admin_group(struct admin *adm, const char *name)
 /* Give up root once the sockets are bound and the key is read. */
 static int drop_privileges(const char *user, struct admin *adm)
 {
+	unsigned id;
 	struct passwd *pw = getpwnam(user);
-	if (!pw) {
-		log_error("main", "no such user", "user=\"%s\"", user);
+	if (!pw && numeric_id(user, &id))
+		pw = getpwuid((uid_t)id);
+	if (!pw) { /* the group to take comes from the passwd entry */
+		log_error("main", "no such user (a name, or a uid with a passwd entry)", "user=\"%s\"", user);
 		return -ENOENT;
 	}
 	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid && getgid() == pw->pw_gid &&

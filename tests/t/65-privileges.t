@@ -29,6 +29,16 @@ is "$(stat -c %U "$FX_DIR/priv.sock")" nobody "the admin socket now belongs to t
 fx_sidecar_stop priv || true
 like "$(cat "$(fx_sidecar_log priv)")" 'level=warn .*msg="the --user cannot read this file: reloads cannot use it" user="nobody" file="[^"]*server.key"' \
     "a key the new user cannot read: a warning at startup, not at the first rotation"
+fx_sidecar_start privnum --listen "127.0.0.1:$(fx_free_port)" --backend "127.0.0.1:$FX_PGB_PORT" --io "$io" \
+    --cert "$FX_CERTS/server.crt" --key "$FX_CERTS/server.key" --admin-socket "" --user 65534 ||
+    BAIL_OUT "sidecar did not start"
+is "$(awk '/^Uid:/ {print $2, $3, $4, $5}' "/proc/${FX_SIDECAR_PIDS[privnum]}/status")" "65534 65534 65534 65534" \
+    "--user 65534: a numeric uid (a container's runAsUser) is taken"
+fx_sidecar_stop privnum || true
+rc=0; out="$(fx_with_timeout 5 "$KTLS_SIDECAR" run --listen "127.0.0.1:$(fx_free_port)" --cert "$FX_CERTS/server.crt" \
+    --key "$FX_CERTS/server.key" --admin-socket "" --user 4242421 2>&1)" || rc=$?
+ok "--user with a uid that has no passwd entry: refused (exit $rc)" test "$rc" -ne 0
+like "$out" 'no such user' "... saying so"
 
 # --user keeps the user's supplementary groups: a key readable only through ssl-cert
 # (Debian's layout; postgres is a member) still reloads after dropping root, and the
