@@ -70,7 +70,8 @@ static void refuse_full(struct worker *w, int fd)
 	struct sidecar *sc = w->sc;
 	atomic_fetch_add(&sc->refused_unlogged, 1);
 	uint64_t last = atomic_load(&sc->refuse_logged_ms);
-	if ((last && w->now_ms - last < 10000) || !atomic_compare_exchange_strong(&sc->refuse_logged_ms, &last, w->now_ms))
+	/* each worker has its own clock reading: one a little behind the last is recent too */
+	if ((last && w->now_ms < last + 10000) || !atomic_compare_exchange_strong(&sc->refuse_logged_ms, &last, w->now_ms))
 		return; /* said less than 10 s ago, or another worker says it now */
 	log_warn("conn", "max-conns reached: refusing new connections", "max_conns=%d refused=%llu", sc->cfg->max_conns,
 		 (unsigned long long)atomic_exchange(&sc->refused_unlogged, 0));
