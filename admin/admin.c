@@ -31,7 +31,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -322,15 +321,6 @@ static void client_queue(struct admin_client *c, char *out, size_t len)
 	c->send_deadline = admin_now_ms() + ADMIN_SNDTIMEO_MS;
 }
 
-/* A line that failed to parse asked for JSON if its last word is "json". */
-static int wants_json(const char *line)
-{
-	size_t n = strlen(line);
-	while (n && (line[n - 1] == ' ' || line[n - 1] == '\t' || line[n - 1] == '\r'))
-		n--;
-	return n >= 4 && strncasecmp(line + n - 4, "json", 4) == 0 && (n == 4 || line[n - 5] == ' ' || line[n - 5] == '\t');
-}
-
 /* Queue the answer to one line (len bytes, NUL-terminated, '\n' removed); a blank line
  * queues nothing. 0 or -errno. */
 static int client_answer(struct admin *a, struct admin_client *c, const char *line, size_t len)
@@ -347,7 +337,7 @@ static int client_answer(struct admin *a, struct admin_client *c, const char *li
 	/* An embedded NUL must not hide the rest of the line from the parser. */
 	if (strlen(line) != len || admin_parse(line, &cmd)) {
 		log_debug("admin", "unknown command", "uid=%u pid=%d", c->uid, c->pid);
-		answer_error(f, wants_json(line), MSG_UNKNOWN);
+		answer_error(f, admin_wants_json(line), MSG_UNKNOWN);
 	} else {
 		answer_cmd(a, &cmd, f);
 	}

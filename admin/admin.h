@@ -115,6 +115,8 @@ struct admin_cmd {
 
 /* Parse one command line ("show stats json", "drain 30"). 0 or -EINVAL. Pure. */
 int admin_parse(const char *line, struct admin_cmd *out);
+/* Whether a line (parsed or not) asks for a JSON answer: its last word is "json". */
+int admin_wants_json(const char *line);
 /* Render the answer to cmd from snap into f (not ADM_SHOW_CONNS, ADM_RELOAD, ADM_DRAIN:
  * -EINVAL). 0 or -errno. Pure. */
 int admin_render(const struct admin_cmd *cmd, const struct admin_snapshot *snap, FILE *f);

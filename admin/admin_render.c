@@ -83,6 +83,17 @@ static int parse_timeout(const struct token *t, int *ms)
 	return 0;
 }
 
+int admin_wants_json(const char *line)
+{
+	size_t end = strlen(line), start;
+	while (end && is_space(line[end - 1]))
+		end--;
+	for (start = end; start && !is_space(line[start - 1]); start--)
+		;
+	struct token last = { line + start, end - start };
+	return token_is(&last, "json");
+}
+
 int admin_parse(const char *line, struct admin_cmd *out)
 {
 	struct token tok[MAX_TOKENS];

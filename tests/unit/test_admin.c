@@ -227,6 +227,10 @@ static void test_parse(void)
 		is(admin_parse(bad[i], &c), -EINVAL, "invalid '%s' refused", bad[i]);
 	ok(c.kind == ADM_SHOW_INFO && c.json, "out untouched on error");
 	is(admin_parse(NULL, &c), -EINVAL, "NULL refused");
+	ok(admin_wants_json("show bogus json") && admin_wants_json("bogus JSON \t") && admin_wants_json("json"),
+	   "a line whose last word is json asks for JSON, parsed or not");
+	ok(!admin_wants_json("show bogusjson") && !admin_wants_json("json bogus") && !admin_wants_json(""),
+	   "... and no other line does");
 
 	memset(line, ' ', sizeof(line));
 	memcpy(line, "show stats", 10);
