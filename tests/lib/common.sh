@@ -36,6 +36,13 @@ ks_start() {
         --admin-socket "$KS_ADMIN" "$@"
 }
 
+# Run the sidecar in the foreground on a free port with the test certificate and extra
+# ARGS, for a start that must fail: prints its output, returns its status (5 s at most).
+ks_run_fg() {
+    fx_with_timeout 5 "$KTLS_SIDECAR" run --listen "127.0.0.1:$(fx_free_port)" --cert "$FX_CERTS/server.crt" \
+        --key "$FX_CERTS/server.key" "$@" 2>&1
+}
+
 # libpq connection string to the sidecar on PORT (default KS_PORT), plus extra keywords.
 ks_dsn() { echo "host=127.0.0.1 port=${KS_PORT} user=app dbname=app sslmode=require $*"; }
 

@@ -199,13 +199,11 @@ nok "a key that does not match the certificate is refused at startup" \
 out="$("$KTLS_SIDECAR" run --bogus 2>&1)" || true
 like "$out" "unknown option '--bogus'" "unknown flags are named in the error"
 rc=0
-out="$(fx_with_timeout 5 "$KTLS_SIDECAR" run --listen "127.0.0.1:$(fx_free_port)" --cert "$FX_CERTS/server.crt" \
-    --key "$FX_CERTS/server.key" --admin-socket "" --min-tls-version 1.3 --ciphersuites "" 2>&1)" || rc=$?
+out="$(ks_run_fg --admin-socket "" --min-tls-version 1.3 --ciphersuites "")" || rc=$?
 is "$rc" 1 "TLS 1.3 only with no TLS 1.3 suite: refused at startup (every handshake would fail)"
 like "$out" 'no cipher is left for TLS 1.3' "... saying why"
 rc=0
-out="$(fx_with_timeout 5 "$KTLS_SIDECAR" run --listen "127.0.0.1:$(fx_free_port)" --cert "$FX_CERTS/server.crt" \
-    --key "$FX_CERTS/server.key" --admin-socket "" --client-ca "$FX_CERTS/ca.crt" 2>&1)" || rc=$?
+out="$(ks_run_fg --admin-socket "" --client-ca "$FX_CERTS/ca.crt")" || rc=$?
 is "$rc" 2 "--client-ca without --verify: refused (it would check nothing)"
 like "$out" 'client-ca: .*--verify' "... naming the option and the fix"
 rc=0; "$KTLS_SIDECAR" >/dev/null 2>&1 || rc=$?
