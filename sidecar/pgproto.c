@@ -121,26 +121,40 @@ int pg_error_response(uint8_t *buf, size_t cap, const char *severity, const char
 	return (int)(p - buf);
 }
 
-int pg_frames_next(struct pg_frames *f, const uint8_t **p, size_t *len)
+int pg_frames_next(struct pg_frames *f, const uint8_t **pp, size_t *lenp)
 {
-	while (*len && !f->broken) {
-		if (f->left) { /* skip the body, or as much of it as is here */
-			size_t k = *len < f->left ? *len : f->left;
-			f->left -= (uint32_t)k, *p += k, *len -= k;
-		} else { /* the header, a byte at a time */
-			f->hdr[f->have++] = *(*p)++, (*len)--;
-			if (f->have < sizeof(f->hdr))
-				continue;
-			f->have = 0;
-			uint32_t mlen = be32(f->hdr + 1);
+	const uint8_t *p = *pp; /* in locals: the stores through f cannot alias them */
+	size_t len = *lenp;
+	uint32_t left = f->left;
+	int type = 0;
+	while (len && !f->broken) {
+		if (!left) { /* the next header first */
+			const uint8_t *h = f->hdr;
+			if (!f->have && len >= sizeof(f->hdr)) { /* all here: read in place */
+				f->hdr[0] = p[0];
+				h = p;
+				p += sizeof(f->hdr), len -= sizeof(f->hdr);
+			} else { /* cut between reads: gather it a byte at a time */
+				f->hdr[f->have++] = *p++, len--;
+				if (f->have < sizeof(f->hdr))
+					continue;
+				f->have = 0;
+			}
+			uint32_t mlen = be32(h + 1);
 			if (mlen < 4) {
 				f->broken = 1;
 				break;
 			}
-			f->left = mlen - 4;
+			left = mlen - 4;
 		}
-		if (!f->left) /* the message ended here */
-			return f->hdr[0] ? f->hdr[0] : -1;
+		/* the body, or as much of it as is here */
+		uint32_t k = len < left ? (uint32_t)len : left;
+		left -= k, p += k, len -= k;
+		if (!left) { /* the message ended here */
+			type = f->hdr[0] ? f->hdr[0] : -1;
+			break;
+		}
 	}
-	return 0;
+	*pp = p, *lenp = len, f->left = left;
+	return type;
 }
