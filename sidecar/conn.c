@@ -225,6 +225,11 @@ void conn_close(struct conn *c, enum close_reason why)
 {
 	if (c->phase == PH_CLOSING)
 		return;
+	/* PostgreSQL's own words for an idle-session timeout and for a shutdown */
+	if (why == CR_IDLE_TIMEOUT)
+		relay_send_fatal(c, "57P05", "terminating connection due to idle-session timeout");
+	else if (why == CR_SHUTDOWN)
+		relay_send_fatal(c, "57P01", "terminating connection due to administrator command");
 	if (why != CR_CLIENT_RESET)
 		send_close_notify(c);
 	c->phase = PH_CLOSING;

@@ -74,8 +74,10 @@ struct conn {
 	char user[64], database[64];
 	/* kept after the SSL is freed; written under w->conns_lock for show conns */
 	char tls_version[8], tls_cipher[48], tls_peer[128], tls_sni[128];
-	/* --idle-timeout: answers the pooler owes, from the message boundaries of both
-	 * directions (ReadyForQuery ends the answer to a Query, Sync or FunctionCall) */
+	/* The message boundaries of both directions, walked wherever the relay sees the
+	 * plaintext: --idle-timeout counts the answers the pooler owes (ReadyForQuery
+	 * ends the answer to a Query, Sync or FunctionCall), and a close of the
+	 * sidecar's own sends its FATAL only between two client-bound messages */
 	struct pg_frames c2b_frames, b2c_frames;
 	uint32_t owed;
 	uint8_t track_owed;       /* boundaries known: the relay sees the plaintext */
@@ -160,5 +162,11 @@ void relay_release_idle(struct conn *c, int pool_too);
  * connection is not idle. 0 where the relay does not see the plaintext (splice), once
  * the pooler hung up, or while a send is stuck. */
 int relay_owed(const struct conn *c);
+/* Closing c on the sidecar's own account (idle timeout, shutdown): PostgreSQL's
+ * FATAL for it first, the way a backend ends a session, so that the client can tell
+ * why. Best effort and never blocking, like the close_notify that follows it; sent
+ * only where the client-bound stream is known to sit between two messages with
+ * nothing of it still going out (not in splice mode, which sees no plaintext). */
+void relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg);
 
 #endif

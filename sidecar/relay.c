@@ -91,6 +91,22 @@ int relay_owed(const struct conn *c)
 	       !c->be_wr.pending;
 }
 
+void relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg)
+{
+	const struct pg_frames *f = &c->b2c_frames;
+	uint8_t pkt[256];
+	if (c->phase != PH_RELAY || !c->track_owed || f->left || f->have || c->b2c.eof_pending || c->b2c.done ||
+	    c->cli_wr.pending || c->notify_sent)
+		return;
+	int n = pg_error_response(pkt, sizeof(pkt), "FATAL", sqlstate, msg);
+	if (n < 0)
+		return;
+	if (c->plain || c->ktls_tx)
+		(void)send(c->cfd, pkt, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	else if (!hs_conn_pending_out(c->tls))
+		(void)hs_conn_write(c->tls, pkt, (size_t)n); /* sent with the close_notify behind it */
+}
+
 void relay_start(struct conn *c)
 {
 	c->phase = PH_RELAY;
@@ -99,8 +115,10 @@ void relay_start(struct conn *c)
 	int rc = -1;
 	if (CFG(c)->relay == RELAY_SPLICE && c->ktls_tx && c->ktls_rx && (rc = start_splice(c)))
 		conn_ktls_fallback(KS_PIPES, rc);
-	/* counted from the first Query: the login exchange counts as idle, as before */
-	c->track_owed = idle && !c->splice;
+	/* the boundaries are walked whenever the relay sees the plaintext: the idle rules
+	 * count answers owed from the first Query on (the login exchange counts as idle),
+	 * and a close of the sidecar's own sends its FATAL only between two messages */
+	c->track_owed = !c->splice;
 	if (c->splice) {
 		b2c_splice_in(c);
 	} else {

@@ -64,7 +64,7 @@ ks_wait_file() {
 }
 
 # The "[N ms]" a pgwire command measured itself, from its output line; 999999 if absent.
-ks_ms() { local m; m="$(sed -n 's/.*\[\([0-9]*\) ms\]$/\1/p' <<<"$1")"; echo "${m:-999999}"; }
+ks_ms() { local m; m="$(sed -n 's/.*\[\([0-9]*\) ms\].*/\1/p' <<<"$1" | tail -n 1)"; echo "${m:-999999}"; }
 
 # Wait (up to 15 s) until sidecar KS_ADMIN has relayed N sessions (logged in, past the
 # startup): a query sent before a signal is then really in flight.

@@ -723,7 +723,8 @@ def cmd_idle_wait(port, how, max_s):
     """A TLS session past ReadyForQuery, then quiet: "idle" sends nothing more, "half"
     half a Query message, "copy-ext" a COPY FROM STDIN over the extended protocol
     first. Prints "closed [N ms]" when the server ends it within max_s seconds (N
-    counted from the last byte sent), else "open". "noread" and "kill": see below;
+    counted from the last byte sent), with " fatal SQLSTATE: message" where it sent a
+    FATAL first, else "open". "noread" and "kill": see below;
     they print "sent", hold the session max_s seconds without reading, and "done"."""
     t = session(port)
     err, _ = until_ready(t)
@@ -756,12 +757,19 @@ def cmd_idle_wait(port, how, max_s):
             pass
     t.settimeout(float(max_s))
     t0 = time.monotonic()
+    fatal = ""
     try:
-        data = t.recv(100)
-        what = "closed" if not data else "data %r" % data[:20]
+        # the server may say why before it closes: one FATAL ErrorResponse, nothing else
+        typ, body = read_msg(t)
+        what = "data %r" % typ
+        if typ == b"E" and error_fields(body).get("S") == "FATAL":
+            fatal = " fatal %s: %s" % (error_fields(body).get("C"), error_fields(body).get("M"))
+            what = "closed" if not t.recv(100) else "data after the FATAL"
+    except EOFError:
+        what = "closed"
     except (ConnectionResetError, ssl.SSLError, OSError) as e:
         what = "open" if isinstance(e, socket.timeout) else "closed"
-    print("%s [%d ms]" % (what, (time.monotonic() - t0) * 1000))
+    print("%s [%d ms]%s" % (what, (time.monotonic() - t0) * 1000, fatal))
 
 
 def main():

@@ -263,6 +263,8 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 is "$rc" 0 "... and the sidecar exits 0"
 ok "... about the drain timeout later (${ms} ms)" test "$ms" -lt 5000
 like "$(cat "$(fx_sidecar_log drain2)")" 'reason=shutdown' "the closed session is logged with reason=shutdown"
+like "$(cat "$out")" 'FATAL:  terminating connection due to administrator command' \
+    "... and psql shows why: PostgreSQL's FATAL for a shutdown (57P01)"
 
 ks_start int "$io" || BAIL_OUT "sidecar did not start"
 # a second instance on the same port is refused, not quietly let into the SO_REUSEPORT group
@@ -286,4 +288,5 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 is "$rc" 0 "SIGINT: exit status 0"
 ok "SIGINT does not wait for sessions (${ms} ms)" test "$ms" -lt 2000
 wait "$long" || true
+like "$(cat "$out")" 'FATAL:  terminating connection due to administrator command' "... and tells them why"
 done_testing

@@ -32,15 +32,24 @@ for io in $(ks_io_modes); do
     like "$out" '9' "$io: queries one after another in a transaction, one past the timeout"
     is "$(idle_closed)" 0 "$io: no session was closed as idle so far"
 
+    fatal='fatal 57P05: terminating connection due to idle-session timeout$'
     out="$(fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" idle 10)"
     like "$out" '^closed' "$io: a session that waits at ReadyForQuery is closed: $out"
     ms="$(ks_ms "$out")"
     ok "$io: ... after the idle timeout (${ms} ms for 2 s)" test "$ms" -ge 1500 -a "$ms" -lt 9000
+    like "$out" "$fatal" "$io: ... told why first, in PostgreSQL's words (FATAL 57P05)"
     out="$(fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" half 10)"
-    like "$out" '^closed' "$io: a session that sent half a message and stopped is closed too: $out"
+    like "$out" "^closed.*$fatal" "$io: a session that sent half a message and stopped is closed too: $out"
     out="$(fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" copy-ext 10)"
-    like "$out" '^closed' "$io: ... and one idle after a COPY FROM STDIN over the extended protocol: $out"
+    like "$out" "^closed.*$fatal" "$io: ... and one idle after a COPY FROM STDIN over the extended protocol: $out"
     is "$(idle_closed)" 3 "$io: the three counted as idle_timeout"
+    # psql idle past the timeout: its next query reports the FATAL, as with
+    # PostgreSQL's own idle_session_timeout
+    out="$({ echo 'select 41;'; sleep 4; echo 'select 42;'; } | fx_with_timeout 30 fx_psql "$(ks_dsn)" 2>&1)" || true
+    like "$out" '^41' "$io: psql: the first query ran"
+    like "$out" 'FATAL:  terminating connection due to idle-session timeout' "$io: ... the next one, after the timeout, shows why the session ended: $out"
+    unlike "$out" $'(^|\n)42($|\n)' "$io: ... and did not run"
+    is "$(idle_closed)" 4 "$io: counted as idle_timeout"
     # a client that holds its session but reads nothing more: after a 20 MB answer
     # it left unread, or after its backend ended (an error, then the pooler's FIN)
     for how in noread kill; do
@@ -52,7 +61,7 @@ for io in $(ks_io_modes); do
         kill "$hold" 2>/dev/null || true
         wait "$hold" 2>/dev/null || true
     done
-    is "$(idle_closed)" 5 "$io: both counted as idle_timeout"
+    is "$(idle_closed)" 6 "$io: both counted as idle_timeout"
     like "$(cat "$(fx_sidecar_log "i-$io")")" 'msg="idle timeout"' "$io: the idle close is logged"
     fx_sidecar_stop "i-$io" || true
 done

@@ -99,6 +99,25 @@ for io in $MODES; do
     fx_sidecar_stop "pf-$io" || true
 done
 
+# --- --idle-timeout with the keys in the kernel: the copy relay sees the plaintext and
+# tells the client why (PostgreSQL's FATAL, encrypted by kTLS); splice does not see
+# message boundaries, so its session is closed without one (README)
+note "t=${SECONDS}s: idle timeout"
+for io in $MODES; do
+    for relay in copy splice; do
+        ks_start "it-$io-$relay" "$io" --ktls on --relay "$relay" --idle-timeout 3s || BAIL_OUT "sidecar did not start"
+        out="$(wire idle-wait "$KS_PORT" idle 20)"
+        like "$out" '^closed' "$io $relay, kTLS: an idle session is closed: $out"
+        if [[ "$relay" == copy ]]; then
+            like "$out" 'fatal 57P05: terminating connection due to idle-session timeout$' "... with its FATAL first"
+        else
+            unlike "$out" 'fatal' "... bare: splice sees no message boundaries"
+        fi
+        is "$(stat_json '[.ktls_tx, .ktls_rx, .closed.idle_timeout] | join(" ")')" "1 1 1" "... a kTLS session, closed as idle"
+        fx_sidecar_stop "it-$io-$relay" || true
+    done
+done
+
 # --- the pooler's unix socket as the backend (in a pod: a shared emptyDir), splice
 # relay: kTLS socket -> pipe -> unix socket and back, both engines
 note "t=${SECONDS}s: unix backend"
