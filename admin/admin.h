@@ -13,6 +13,7 @@
 struct admin;
 
 #define ADMIN_MAX_REASONS 16
+#define ADMIN_MAX_STEPS 8              /* kTLS fallback steps */
 #define ADMIN_LINE_MAX 1024            /* longest command line, without its '\n' */
 
 /* Handshake latency histogram: bucket i counts handshakes <= admin_hist_bounds_ms[i];
@@ -28,6 +29,7 @@ struct admin_counters {
 	uint64_t active_ktls_tx, active_ktls_rx, active_user_tls; /* gauges: open connections */
 	uint64_t rekey_rx, rekey_tx;                          /* TLS 1.3 KeyUpdates followed in kTLS */
 	uint64_t closed[ADMIN_MAX_REASONS];
+	uint64_t ktls_fallback[ADMIN_MAX_STEPS];              /* connections kept out of kTLS, by step */
 	uint64_t hs_hist[ADMIN_HIST_BUCKETS];                /* not cumulative: one bucket each */
 	uint64_t hs_sum_us;                                  /* sum of handshake durations */
 };
@@ -62,6 +64,8 @@ struct admin_snapshot {
 	struct admin_worker *workers;  /* nworkers entries, owned by the caller */
 	const char *const *reason_names;
 	int nreasons;
+	const char *const *ktls_step_names; /* nsteps names for ktls_fallback[] */
+	int nsteps;
 };
 
 /* One open client connection, as the daemon sees it (plus the kernel's view, filled by

@@ -64,6 +64,8 @@ int admin_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 void admin_json_str(FILE *f, const char *s);
 /* The counters of all workers summed into t. */
 void admin_counters_sum(const struct admin_snapshot *s, struct admin_counters *t);
+/* The name of kTLS fallback step i, or "step_<i>" (written into buf) if it has none. */
+const char *admin_step_name(const struct admin_snapshot *s, int i, char *buf, size_t len);
 
 /* Bind and listen on addr (NULL or "" = no listener). 0 or -errno, logged. */
 int admin_http_open(struct admin_http *h, const char *addr, const struct admin_ops *ops, void *ctx);

@@ -423,6 +423,8 @@ void admin_counters_sum(const struct admin_snapshot *s, struct admin_counters *t
 		t->rekey_rx += c->rekey_rx, t->rekey_tx += c->rekey_tx;
 		for (int r = 0; r < ADMIN_MAX_REASONS; r++)
 			t->closed[r] += c->closed[r];
+		for (int k = 0; k < ADMIN_MAX_STEPS; k++)
+			t->ktls_fallback[k] += c->ktls_fallback[k];
 		for (int b = 0; b < ADMIN_HIST_BUCKETS; b++)
 			t->hs_hist[b] += c->hs_hist[b];
 		t->hs_sum_us += c->hs_sum_us;
@@ -457,6 +459,14 @@ static const char *reason_name(const struct admin_snapshot *s, int i, char *buf,
 	if (s->reason_names && s->reason_names[i])
 		return s->reason_names[i];
 	snprintf(buf, len, "reason_%d", i);
+	return buf;
+}
+
+const char *admin_step_name(const struct admin_snapshot *s, int i, char *buf, size_t len)
+{
+	if (s->ktls_step_names && s->ktls_step_names[i])
+		return s->ktls_step_names[i];
+	snprintf(buf, len, "step_%d", i);
 	return buf;
 }
 
@@ -548,11 +558,22 @@ static int render_stats(const struct admin_snapshot *s, int json, FILE *f)
 		else
 			tbl_add(&tb, "%s", gauges[i].key), tbl_add(&tb, "%" PRIu64, gauges[i].v);
 	}
+	int ns = s->nsteps < 0 ? 0 : s->nsteps > ADMIN_MAX_STEPS ? ADMIN_MAX_STEPS : s->nsteps;
 	if (json) {
 		render_hist_json(&t, f);
-		fputs("}\n", f);
+		fputs(",\"ktls_fallback\":{", f);
+		for (int k = 0; k < ns; k++) {
+			if (k)
+				fputc(',', f);
+			admin_json_str(f, admin_step_name(s, k, buf, sizeof(buf)));
+			fprintf(f, ":%" PRIu64, t.ktls_fallback[k]);
+		}
+		fputs("}}\n", f);
 		return 0;
 	}
+	for (int k = 0; k < ns; k++)
+		tbl_add(&tb, "ktls_fallback_%s", admin_step_name(s, k, buf, sizeof(buf))),
+			tbl_add(&tb, "%" PRIu64, t.ktls_fallback[k]);
 	for (size_t i = 0; i < N_QUANTILES; i++) {
 		double v = admin_hist_quantile(t.hs_hist, quantiles[i].q);
 		tbl_add(&tb, "handshake_%s_ms", quantiles[i].name);

@@ -138,7 +138,7 @@ static void ktls_direction(FILE *f, const char *dir, const char *mode, uint64_t 
 	fprintf(f, NS "ktls_connections{direction=\"%s\",mode=\"%s\"} %" PRIu64 "\n", dir, mode, v);
 }
 
-static void ktls(const struct admin_counters *t, FILE *f)
+static void ktls(const struct admin_snapshot *s, const struct admin_counters *t, FILE *f)
 {
 	/* active_user_tls counts open TLS connections with a direction left in userspace, and
 	 * the daemon installs rx only after tx: open TLS = kernel rx + user_tls, so the
@@ -162,6 +162,14 @@ static void ktls(const struct admin_counters *t, FILE *f)
 	labelled(f, "ktls_rekeys_total", "direction", "rx", t->rekey_rx);
 	counter(f, "user_tls_connections_total",
 		"TLS connections with at least one direction kept in userspace.", t->user_tls);
+	int ns = s->nsteps < 0 ? 0 : s->nsteps > ADMIN_MAX_STEPS ? ADMIN_MAX_STEPS : s->nsteps;
+	char buf[32];
+	family(f, "ktls_fallbacks_total", "counter",
+	       "Connections kept out of kernel TLS (pipes: kTLS kept, copy relay instead of splice), "
+	       "by the step that failed.");
+	for (int k = 0; k < ns; k++)
+		labelled(f, "ktls_fallbacks_total", "step", admin_step_name(s, k, buf, sizeof(buf)),
+			 t->ktls_fallback[k]);
 }
 
 int admin_metrics_render(const struct admin_snapshot *s, FILE *f)
@@ -174,6 +182,6 @@ int admin_metrics_render(const struct admin_snapshot *s, FILE *f)
 	info(s, f);
 	connections(s, &t, f);
 	handshakes(&t, f);
-	ktls(&t, f);
+	ktls(s, &t, f);
 	return ferror(f) ? -EIO : 0;
 }

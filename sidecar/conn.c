@@ -616,7 +616,12 @@ static void handshake_step(struct conn *c)
 }
 
 /* Log each kind of kTLS fallback once per process, not per connection. */
-void conn_ktls_fallback(enum ktls_step step, int err)
+const char *const ktls_step_names[KS_NSTEPS] = {
+	[KS_BUFFERED] = "buffered", [KS_SUITE] = "suite", [KS_EXPORT] = "export", [KS_ULP] = "ulp",
+	[KS_TX] = "tx",		    [KS_RX] = "rx",	  [KS_PIPES] = "pipes",
+};
+
+void conn_ktls_fallback(struct conn *c, enum ktls_step step, int err)
 {
 	static const char *const what[KS_NSTEPS] = {
 		[KS_BUFFERED] = "bytes buffered past Finished", [KS_SUITE] = "suite not offloadable",
@@ -627,6 +632,7 @@ void conn_ktls_fallback(enum ktls_step step, int err)
 	static _Atomic unsigned seen;
 	unsigned bit = 1u << step;
 	_Static_assert(KS_NSTEPS <= 32, "one bit per step");
+	STAT_INC(c->w, ktls_fallback[step]);
 	if (atomic_fetch_or(&seen, bit) & bit)
 		return;
 	log_warn("ktls", "kTLS not used for this connection, staying in userspace TLS (logged once)",
@@ -639,13 +645,13 @@ static void try_ktls(struct conn *c)
 	struct ktls_keys tx, rx;
 	int rc = hs_conn_export_keys(c->tls, &tx, &rx, &c->traffic);
 	if (rc)
-		conn_ktls_fallback(rc == -EBUSY ? KS_BUFFERED : rc == -ENOTSUP ? KS_SUITE : KS_EXPORT, rc);
+		conn_ktls_fallback(c, rc == -EBUSY ? KS_BUFFERED : rc == -ENOTSUP ? KS_SUITE : KS_EXPORT, rc);
 	else if ((rc = ktls_attach(c->cfd)))
-		conn_ktls_fallback(KS_ULP, rc);
+		conn_ktls_fallback(c, KS_ULP, rc);
 	else if ((rc = ktls_install(c->cfd, KTLS_TX, &tx)))
-		conn_ktls_fallback(KS_TX, rc);
+		conn_ktls_fallback(c, KS_TX, rc);
 	else if ((c->ktls_tx = 1, rc = ktls_install(c->cfd, KTLS_RX, &rx)))
-		conn_ktls_fallback(KS_RX, rc);
+		conn_ktls_fallback(c, KS_RX, rc);
 	else
 		c->ktls_rx = 1;
 	ktls_keys_wipe(&tx);

@@ -128,10 +128,9 @@ void conn_close(struct conn *c, enum close_reason why);
 void conn_fail(struct conn *c, enum close_reason why, int res);
 /* One log line about c with extra key=value pairs (may be NULL). */
 void conn_log(struct conn *c, enum log_level lvl, const char *msg, const char *extra);
-/* Why a connection did not go (wholly) to kTLS. */
-enum ktls_step { KS_BUFFERED, KS_SUITE, KS_EXPORT, KS_ULP, KS_TX, KS_RX, KS_PIPES, KS_NSTEPS };
-/* Note that kTLS was not used for a connection; logged once per step per process. */
-void conn_ktls_fallback(enum ktls_step step, int err);
+/* Note that kTLS was not (wholly) used for c: counted per step in the worker's
+ * stats, logged once per step per process. */
+void conn_ktls_fallback(struct conn *c, enum ktls_step step, int err);
 /* A client read completed (any phase). */
 void conn_on_cli_read(struct conn *c, int res);
 /* Read the first packet inside TLS. */

@@ -62,6 +62,9 @@ static void snapshot_worker(struct worker *w, struct admin_worker *aw)
 	COPY_STAT(c, w, hs_sum_us);
 	for (int r = 0; r < CR__COUNT && r < ADMIN_MAX_REASONS; r++)
 		c->closed[r] = STAT_GET(w, closed[r]);
+	_Static_assert(KS_NSTEPS <= ADMIN_MAX_STEPS, "every kTLS step has a slot in the snapshot");
+	for (int k = 0; k < KS_NSTEPS; k++)
+		c->ktls_fallback[k] = STAT_GET(w, ktls_fallback[k]);
 	for (int b = 0; b < HS_HIST_BUCKETS && b < ADMIN_HIST_BUCKETS; b++)
 		c->hs_hist[b] = STAT_GET(w, hs_hist[b]);
 }
@@ -117,6 +120,8 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 	out->uptime_s = (double)(now_monotonic_ms() - sc->started_ms) / 1000.0;
 	out->reason_names = close_reason_names;
 	out->nreasons = CR__COUNT;
+	out->ktls_step_names = ktls_step_names;
+	out->nsteps = KS_NSTEPS;
 	return 0;
 }
 

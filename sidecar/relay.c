@@ -114,7 +114,7 @@ void relay_start(struct conn *c)
 	c->deadline_ms = idle ? c->w->now_ms + idle : 0;
 	int rc = -1;
 	if (CFG(c)->relay == RELAY_SPLICE && c->ktls_tx && c->ktls_rx && (rc = start_splice(c)))
-		conn_ktls_fallback(KS_PIPES, rc);
+		conn_ktls_fallback(c, KS_PIPES, rc);
 	/* the boundaries are walked whenever the relay sees the plaintext: the idle rules
 	 * count answers owed from the first Query on (the login exchange counts as idle),
 	 * and a close of the sidecar's own sends its FATAL only between two messages */

@@ -41,6 +41,12 @@ enum close_reason {
 };
 extern const char *const close_reason_names[CR__COUNT];
 
+/* Where a connection's way into kTLS stopped (it stays in userspace TLS; KS_PIPES:
+ * kTLS kept, the copy relay instead of splice); one counter each. Keep
+ * ktls_step_names in sync. */
+enum ktls_step { KS_BUFFERED, KS_SUITE, KS_EXPORT, KS_ULP, KS_TX, KS_RX, KS_PIPES, KS_NSTEPS };
+extern const char *const ktls_step_names[KS_NSTEPS];
+
 /* Written only by the owning worker (relaxed); read by the admin thread. */
 struct worker_stats {
 	_Atomic uint64_t accepted, refused_max, active, handshakes_ok, handshakes_failed, cancels;
@@ -49,6 +55,7 @@ struct worker_stats {
 	_Atomic uint64_t active_ktls_tx, active_ktls_rx, active_user_tls;
 	_Atomic uint64_t rekey_rx, rekey_tx;
 	_Atomic uint64_t closed[CR__COUNT];
+	_Atomic uint64_t ktls_fallback[KS_NSTEPS];
 	_Atomic uint64_t hs_hist[HS_HIST_BUCKETS], hs_sum_us;
 } __attribute__((aligned(CACHELINE)));
 

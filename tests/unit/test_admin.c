@@ -21,6 +21,7 @@
 #include "tap.h"
 
 static const char *const reasons[] = { "eof", NULL, "handshake_timeout" };
+static const char *const steps[] = { "buffered", "suite", NULL };
 static const char weird[] = "CN=\"db\" \\ O=x\n\t\xc3\xbc\xff";
 
 static struct admin_snapshot fake(struct admin_worker *w)
@@ -43,6 +44,7 @@ static struct admin_snapshot fake(struct admin_worker *w)
 		w[i].c.bytes_b2c = 5;
 		w[i].c.closed[0] = 10;
 		w[i].c.closed[2] = 2 + (uint64_t)i; /* handshake_timeout: 5 */
+		w[i].c.ktls_fallback[1] = 3 + (uint64_t)i; /* suite: 7 */
 		w[i].c.active_ktls_tx = 2;
 		w[i].c.active_ktls_rx = 1;
 		w[i].c.active_user_tls = 1;
@@ -60,7 +62,7 @@ static struct admin_snapshot fake(struct admin_worker *w)
 		.ktls = "unavailable", .ktls_why = "tls module not loaded",
 		.listen = "0.0.0.0:5433", .backend = "unix:/run/pgbouncer/.s.PGSQL.6432",
 		.pid = 4242, .uptime_s = 93784.5, .nworkers = 2, .workers = w,
-		.reason_names = reasons, .nreasons = 3,
+		.reason_names = reasons, .nreasons = 3, .ktls_step_names = steps, .nsteps = 3,
 	};
 }
 
@@ -271,7 +273,9 @@ static void test_render_text(void)
 	free(t);
 
 	t = render(ADM_SHOW_STATS, 0, &s, &rc);
-	ok(rc == 0 && table_ok(t, 26), "show stats: aligned table of 15 + 3 + 3 gauges + 2 rekeys + 3 percentiles");
+	ok(rc == 0 && table_ok(t, 29), "show stats: aligned table of 15 + 3 + 3 gauges + 2 rekeys + 3 fallback steps + 3 percentiles");
+	ok(row_is(t, "ktls_fallback_suite", "7") && row_is(t, "ktls_fallback_buffered", "0") &&
+	   row_is(t, "ktls_fallback_step_2", "0"), "kTLS fallbacks per step summed");
 	ok(row_is(t, "active_ktls_tx", "4") && row_is(t, "active_ktls_rx", "2") &&
 	   row_is(t, "active_user_tls", "2"), "kTLS gauges summed");
 	ok(row_is(t, "handshake_p50_ms", "3.50") && row_is(t, "handshake_p90_ms", "4.70") &&
@@ -354,7 +358,7 @@ static void test_render_json(void)
 		"['accepted', 'active', 'refused_max', 'handshakes_ok', 'handshakes_failed', 'tls12', "
 		"'tls13', 'ktls_tx', 'ktls_rx', 'user_tls', 'plaintext', 'cancels', "
 		"'backend_connect_failed', 'bytes_c2b', 'bytes_b2c', 'closed', 'active_ktls_tx', "
-		"'active_ktls_rx', 'active_user_tls', 'ktls_rekey_rx', 'ktls_rekey_tx', 'handshake_ms']",
+		"'active_ktls_rx', 'active_user_tls', 'ktls_rekey_rx', 'ktls_rekey_tx', 'handshake_ms', 'ktls_fallback']",
 		"stats json: stable keys in order, new ones after");
 	json_is(j, "(d[\"active_ktls_tx\"], d[\"active_ktls_rx\"], d[\"active_user_tls\"])", "(4, 2, 2)",
 		"stats json: kTLS gauges");
@@ -367,6 +371,8 @@ static void test_render_json(void)
 		"(81, 6, 14, 58, 2199023255552)", "stats json: sums");
 	json_is(j, "d[\"closed\"]", "{'eof': 20, 'reason_1': 0, 'handshake_timeout': 5}",
 		"stats json: closed per reason");
+	json_is(j, "d[\"ktls_fallback\"]", "{'buffered': 0, 'suite': 7, 'step_2': 0}",
+		"stats json: kTLS fallbacks per step, a NULL name gets a placeholder");
 	free(j);
 
 	j = render(ADM_SHOW_WORKERS, 1, &s, &rc);

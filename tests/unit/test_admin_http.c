@@ -185,6 +185,7 @@ static void prom_is(const char *body, const char *expr, const char *exp, const c
 }
 
 static const char *const reasons[] = { "eof", NULL, "handshake_timeout" };
+static const char *const steps[] = { "buffered", "suite" };
 
 static struct admin_snapshot fake(struct admin_worker *w)
 {
@@ -211,6 +212,8 @@ static struct admin_snapshot fake(struct admin_worker *w)
 		w[i].c.bytes_b2c = 5;
 		w[i].c.closed[0] = 10;
 		w[i].c.closed[2] = 2 + (uint64_t)i;
+		w[i].c.ktls_fallback[0] = 1;
+		w[i].c.ktls_fallback[1] = 2 + (uint64_t)i;
 		w[i].c.active_ktls_tx = 2;   /* sums: tx 4, rx 3, user 3: open TLS 6 */
 		w[i].c.active_ktls_rx = 1 + (uint64_t)i;
 		w[i].c.active_user_tls = 1 + (uint64_t)i;
@@ -222,7 +225,7 @@ static struct admin_snapshot fake(struct admin_worker *w)
 	return (struct admin_snapshot){
 		.version = "1.2.3 \"q\" \\", .io = "uring", .ktls = "available\nx", .kernel = "6.1.0",
 		.pid = 42, .uptime_s = 93784.5, .nworkers = 2, .workers = w, .reason_names = reasons,
-		.nreasons = 3, .draining = 1, .cert_not_after_unix = 1798761600, .reloads_ok = 3, .reloads_failed = 2, .reloads_partial = 1,
+		.nreasons = 3, .ktls_step_names = steps, .nsteps = 2, .draining = 1, .cert_not_after_unix = 1798761600, .reloads_ok = 3, .reloads_failed = 2, .reloads_partial = 1,
 	};
 }
 
@@ -270,6 +273,10 @@ static void test_metrics_render(void)
 		"[56.0, 54.0, 6.0]", "kTLS installs and userspace TLS counters");
 	prom_is(t, "[m[\"ktls_sidecar_ktls_rekeys_total{direction=\\\"%s\\\"}\" % d] for d in (\"tx\", \"rx\")]",
 		"[2.0, 10.0]", "kTLS rekeys by direction");
+	prom_is(t, "[(k, v) for k, v in sorted(m.items()) if k.startswith(\"ktls_sidecar_ktls_fallbacks_total\")]",
+		"[('ktls_sidecar_ktls_fallbacks_total{step=\"buffered\"}', 2.0), "
+		"('ktls_sidecar_ktls_fallbacks_total{step=\"suite\"}', 5.0)]",
+		"kTLS fallbacks by step");
 	prom_is(t, "[(k[k.index(\"le=\"):], v) for k, v in m.items() if \"duration_seconds_bucket\" in k]",
 		"[('le=\"0.001\"}', 10.0), ('le=\"0.002\"}', 10.0), ('le=\"0.005\"}', 10.0), ('le=\"0.01\"}', 30.0), "
 		"('le=\"0.025\"}', 30.0), ('le=\"0.05\"}', 30.0), ('le=\"0.1\"}', 30.0), ('le=\"0.25\"}', 30.0), "

@@ -44,6 +44,18 @@ for io in $MODES; do
     done
 done
 
+# --- a suite the kernel cannot take (TLS 1.2 AES-CBC, allowed with --ciphers): that
+# connection stays in userspace TLS, logged once and counted under its step
+note "t=${SECONDS}s: not offloadable"
+ks_start cbc "$first" --ktls on --ciphers ECDHE-RSA-AES128-SHA256 || BAIL_OUT "sidecar did not start"
+info="$(PGSSLMAXPROTOCOLVERSION=TLSv1.2 fx_psql "$(ks_dsn)" -c '\conninfo' -c 'select 40+3')"
+like "$info" 'cipher: ECDHE-RSA-AES128-SHA256' "TLS 1.2 AES-CBC negotiated"
+like "$info" $'\n43$' "... the session runs in userspace TLS"
+is "$(stat_json '[.user_tls, .ktls_tx, .ktls_fallback.suite, ([.ktls_fallback[]] | add)] | join(" ")')" "1 0 1 1" \
+    "... counted as userspace TLS, under the step 'suite' and no other"
+like "$(cat "$(fx_sidecar_log cbc)")" 'kTLS not used for this connection.*step="suite not offloadable"' "... and logged"
+fx_sidecar_stop cbc || true
+
 # --- PostgreSQL 17 direct TLS into kTLS, the ClientHello cut into records shorter than
 # the negotiation's first read: the handshake's record-exact reads keep their place
 note "t=${SECONDS}s: direct TLS"
@@ -54,6 +66,7 @@ for io in $MODES; do
             "$io: direct TLS, ClientHello in records of $sizes bytes and the rest"
     done
     is "$(stat_json '[.ktls_tx, .ktls_rx, .user_tls] | join(" ")')" "2 2 0" "$io: ... both sessions in kTLS"
+    is "$(stat_json '[.ktls_fallback[]] | add')" 0 "$io: ... and no kTLS fallback counted"
     fx_sidecar_stop "d-$io" || true
 done
 
