@@ -102,6 +102,9 @@ static const struct opt opts[] = {
 	  "HTTP listener for /metrics, /healthz, /readyz, e.g. 0.0.0.0:9187 (\"\" = off)" },
 	{ "drain-timeout", T_DUR, O(drain_timeout_ms), "30s", NULL, 0, 86400000,
 	  "on SIGTERM or 'drain': how long open sessions may finish before they are closed" },
+	{ "drain-close-idle", T_BOOL, O(drain_close_idle), "false", NULL, 0, 0,
+	  "while draining, close each session as soon as it waits between transactions (FATAL 57P01), "
+	  "not at the drain timeout" },
 	{ "watch-certs", T_BOOL, O(watch_certs), "true", NULL, 0, 0,
 	  "reload when the certificate, key, client CA or config file changes (Kubernetes Secret and ConfigMap updates)" },
 	{ "user", T_STR, O(user), "", NULL, 0, 0,

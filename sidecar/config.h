@@ -54,6 +54,7 @@ struct config {
 	char *metrics_listen;     /* "" disables */
 	char *admin_group;        /* "" = owner (and root) only */
 	int drain_timeout_ms;
+	int drain_close_idle;     /* draining: close a session once it waits between transactions */
 	int watch_certs;
 	char *user;               /* drop to this user after binding; "" = stay */
 	char *log_level;

@@ -185,9 +185,10 @@ static void send_close_notify(struct conn *c)
 		ktls_send_close_notify(c->cfd);
 	} else if (c->tls && !c->cli_wr.pending) {
 		hs_conn_close_notify(c->tls);
-		/* more than the alert queued: cut short, it would garble the stream; a client
-		 * that is gone or not reading gets nothing */
-		if (hs_conn_pending_out(c->tls) <= 256)
+		/* more than the alert (and a FATAL of our own before it, relay_send_fatal)
+		 * queued: cut short, it would garble the stream; a client that is gone or not
+		 * reading gets nothing */
+		if (hs_conn_pending_out(c->tls) <= 512)
 			(void)hs_conn_send_out(c->tls, c->cfd);
 	}
 }
@@ -1030,6 +1031,7 @@ void conn_scan(struct worker *w)
 {
 	struct conn *c = w->conns, *next;
 	int quiet = engine_bufs_quiet(w->eng);
+	int close_idle = w->sc->cfg->drain_close_idle && atomic_load_explicit(&w->sc->draining, memory_order_relaxed);
 	if (w->now_ms >= w->next_trim_ms) {
 		/* the free slots kept for the next connections go back after a second without one */
 		w->next_trim_ms = w->now_ms + IDLE_RELEASE_MS;
@@ -1037,6 +1039,10 @@ void conn_scan(struct worker *w)
 	}
 	for (; c; c = next) {
 		next = c->next;
+		if (close_idle && c->phase == PH_RELAY && relay_between_transactions(c)) {
+			conn_close(c, CR_SHUTDOWN); /* --drain-close-idle: no transaction is cut */
+			continue;
+		}
 		if (c->phase == PH_RELAY && !c->bufs_released && w->now_ms - c->active_ms >= IDLE_RELEASE_MS)
 			relay_release_idle(c, quiet);
 		if (!c->deadline_ms || w->now_ms < c->deadline_ms || c->phase == PH_CLOSING)

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "handshake.h"
@@ -67,9 +69,12 @@ static void b2c_splice_in(struct conn *c)
 static void track_owed(struct conn *c, int c2b, const uint8_t *p, size_t n)
 {
 	int t;
+	const uint8_t *start = p;
 	if (!c->track_owed)
 		return;
 	while ((t = pg_frames_next(c2b ? &c->c2b_frames : &c->b2c_frames, &p, &n))) {
+		if (!c2b && t == 'Z') /* its one-byte body, the transaction status, ends at p */
+			c->tx_status = p > start ? p[-1] : 0;
 		if (c2b && (t == 'Q' || t == 'S' || t == 'F') && c->owed < UINT32_MAX)
 			c->owed++;
 		else if (!c2b && (t == 'G' || t == 'W')) /* CopyInResponse, CopyBothResponse */
@@ -91,12 +96,33 @@ int relay_owed(const struct conn *c)
 	       !c->be_wr.pending;
 }
 
-void relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg)
+/* Nothing of the pooler's answer is cut short or still going out to the client. */
+static int b2c_at_boundary(const struct conn *c)
 {
 	const struct pg_frames *f = &c->b2c_frames;
+	return c->phase == PH_RELAY && c->track_owed && !f->left && !f->have && !c->b2c.eof_pending &&
+	       !c->b2c.done && !c->cli_wr.pending && !c->notify_sent;
+}
+
+/* The client acknowledged everything sent to it: a message of ours goes out whole in
+ * one non-blocking send, not cut short behind data the client does not read. */
+static int client_acked(const struct conn *c)
+{
+	int queued = -1;
+	return ioctl(c->cfd, SIOCOUTQ, &queued) == 0 && queued == 0;
+}
+
+int relay_between_transactions(const struct conn *c)
+{
+	const struct pg_frames *f = &c->c2b_frames;
+	return b2c_at_boundary(c) && c->tx_status == 'I' && !c->owed && !c->copy_in && !f->left && !f->have &&
+	       !c->be_wr.pending && !(c->tls && hs_conn_pending_out(c->tls)) && client_acked(c);
+}
+
+void relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg)
+{
 	uint8_t pkt[256];
-	if (c->phase != PH_RELAY || !c->track_owed || f->left || f->have || c->b2c.eof_pending || c->b2c.done ||
-	    c->cli_wr.pending || c->notify_sent)
+	if (!b2c_at_boundary(c) || !client_acked(c))
 		return;
 	int n = pg_error_response(pkt, sizeof(pkt), "FATAL", sqlstate, msg);
 	if (n < 0)

@@ -598,6 +598,58 @@ def cmd_echo_server(port, slow="0"):
         threading.Thread(target=serve, args=(c,), daemon=True).start()
 
 
+def cmd_stall_server(port):
+    """A pooler that logs anyone in, answers each session's first query with the first
+    15 bytes of a 105-byte DataRow, and then says nothing more."""
+    import threading
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", int(port)))
+    srv.listen(16)
+
+    def serve(c):
+        with c:
+            n = struct.unpack("!I", recv_exact(c, 4))[0]
+            recv_exact(c, n - 4)  # the startup packet
+            c.sendall(frame(b"R", struct.pack("!I", 0)) + frame(b"Z", b"I"))
+            read_msg(c)
+            c.sendall(b"D" + struct.pack("!I", 104) + b"\0\1" + b"x" * 8)
+            time.sleep(120)
+
+    print("listening", flush=True)
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
+def cmd_half_answer(port, max_s):
+    """Log in, send a query, and read what comes back until the server closes (or max_s
+    seconds pass; $PGWIRE_READY is written once 15 bytes came): prints "closed|open N
+    bytes", and " FATAL" where an ErrorResponse of severity FATAL is among them."""
+    t = session(port)
+    err, _ = until_ready(t)
+    if err:
+        print("error %s" % err)
+        return
+    send_query(t, "select 1")
+    t.settimeout(float(max_s))
+    data, what = b"", "open"
+    try:
+        while True:
+            d = t.recv(65536)
+            if not d:
+                what = "closed"
+                break
+            data += d
+            if len(data) >= 15 and len(data) - len(d) < 15:
+                ready()  # the partial answer is here
+    except socket.timeout:
+        pass
+    except (ConnectionResetError, ssl.SSLError, OSError):
+        what = "closed"
+    print("%s %d bytes%s" % (what, len(data), " FATAL" if b"SFATAL\0" in data else ""))
+
+
 def cmd_chunked(port, total_mb, seed, slow="0"):
     """Random payload in random TLS record sizes (1 B to 16 KB) through the sidecar to the
     echo backend; prints the SHA-256 of what was sent and of what came back. One thread:
@@ -796,6 +848,8 @@ def main():
         "rst-storm": cmd_rst_storm,
         "query-fin": cmd_query_fin,
         "echo-server": cmd_echo_server,
+        "stall-server": cmd_stall_server,
+        "half-answer": cmd_half_answer,
         "chunked": cmd_chunked,
         "send-close": cmd_send_close,
         "idle-hold": cmd_idle_hold,

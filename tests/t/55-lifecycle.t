@@ -266,6 +266,52 @@ like "$(cat "$(fx_sidecar_log drain2)")" 'reason=shutdown' "the closed session i
 like "$(cat "$out")" 'FATAL:  terminating connection due to administrator command' \
     "... and psql shows why: PostgreSQL's FATAL for a shutdown (57P01)"
 
+# --drain-close-idle: a session waiting between transactions is closed at once, with
+# PostgreSQL's FATAL; one inside a transaction is left to commit first, then closed
+ks_start drain3 "$io" --drain-timeout 20s --drain-close-idle || BAIL_OUT "sidecar did not start"
+pid="${FX_SIDECAR_PIDS[drain3]}"
+fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" idle 25 >"$FX_DIR/drain3-idle.out" 2>&1 &
+idle=$!
+fx_register_pid "$idle"
+{ echo 'begin;'; echo 'select 1;'; sleep 3; echo 'select 2;'; echo 'commit;'; sleep 2; echo 'select 3;'; } |
+    fx_with_timeout 30 fx_psql "$(ks_dsn)" >"$FX_DIR/drain3-tx.out" 2>&1 &
+tx=$!
+fx_register_pid "$tx"
+ks_wait_relaying 2 || true
+sleep 0.5 # psql's BEGIN is through
+t0=$(date +%s%N)
+kill -TERM "$pid"
+wait "$idle" || true
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+like "$(cat "$FX_DIR/drain3-idle.out")" '^closed.*fatal 57P01: terminating connection due to administrator command$' \
+    "--drain-close-idle: a session waiting at ReadyForQuery is closed with FATAL 57P01"
+ok "... at once, not at the drain timeout (${ms} ms)" test "$ms" -lt 3000
+wait "$tx" || true
+txout="$(cat "$FX_DIR/drain3-tx.out")"
+like "$txout" $'^1\n2(\n|$)' "... a session inside a transaction ran it to its COMMIT: $txout"
+like "$txout" 'FATAL:  terminating connection due to administrator command' "... then was closed between transactions"
+unlike "$txout" $'\n3(\n|$)' "... before its next statement ran"
+rc=0; fx_sidecar_stop drain3 || rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+is "$rc" 0 "... and the sidecar exits 0"
+ok "... once both were closed, well before the 20 s drain timeout (${ms} ms)" test "$ms" -lt 12000
+
+# a FATAL never goes into the middle of a message: a pooler that sent the first 15
+# bytes of a DataRow and stalls; at the shutdown the client gets those bytes and the
+# close, nothing more
+sport="$(fx_free_port)"
+python3 "$PGWIRE" stall-server "$sport" >"$FX_DIR/stall.log" 2>&1 &
+fx_register_pid $!
+for _ in $(seq 50); do grep -q listening "$FX_DIR/stall.log" 2>/dev/null && break; sleep 0.1; done
+ks_start stall "$io" --backend "127.0.0.1:$sport" || BAIL_OUT "sidecar did not start"
+PGWIRE_READY="$FX_DIR/half.ready" fx_with_timeout 30 python3 "$PGWIRE" half-answer "$KS_PORT" 20 >"$FX_DIR/half.out" 2>&1 &
+half=$!
+fx_register_pid "$half"
+ks_wait_file "$FX_DIR/half.ready" || true
+fx_sidecar_stop stall INT || true
+wait "$half" || true
+is "$(cat "$FX_DIR/half.out")" "closed 15 bytes" "shutdown in the middle of a DataRow: no FATAL behind the partial message"
+
 ks_start int "$io" || BAIL_OUT "sidecar did not start"
 # a second instance on the same port is refused, not quietly let into the SO_REUSEPORT group
 rc=0; second="$(fx_with_timeout 10 "$KTLS_SIDECAR" run --listen "127.0.0.1:$KS_PORT" --admin-socket "" \
