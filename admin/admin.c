@@ -253,31 +253,27 @@ static void answer_reload(struct admin *a, int json, FILE *f)
 
 static void answer_drain(struct admin *a, const struct admin_cmd *cmd, FILE *f)
 {
-	char after[32] = "the default timeout";
+	char after[32];
 
 	if (!a->ops || !a->ops->drain) {
 		answer_error(f, cmd->json, MSG_NOT_SUPPORTED);
 		return;
 	}
-	int rc = a->ops->drain(a->ctx, cmd->timeout_ms);
-	if (rc) {
-		answer_error(f, cmd->json, "cannot drain: %s", strerror(rc < 0 ? -rc : rc));
+	/* the deadline in force: an earlier drain's, when it comes sooner than this one's */
+	int ms = a->ops->drain(a->ctx, cmd->timeout_ms);
+	if (ms < 0) {
+		answer_error(f, cmd->json, "cannot drain: %s", strerror(-ms));
 		return;
 	}
-	int ms = cmd->timeout_ms;
-	if (ms >= 0) /* whole seconds as such, anything else to the millisecond */
-		snprintf(after, sizeof(after), ms % 1000 ? "%d.%03d s" : "%d s", ms / 1000, ms % 1000);
+	/* whole seconds as such, anything else to the millisecond */
+	snprintf(after, sizeof(after), ms % 1000 ? "%d.%03d" : "%d", ms / 1000, ms % 1000);
 	if (cmd->json) {
-		fputs("{\"result\":\"ok\",\"draining\":true,\"timeout_s\":", f);
-		if (ms < 0)
-			fputs("null}\n", f);
-		else
-			fprintf(f, ms % 1000 ? "%d.%03d}\n" : "%d}\n", ms / 1000, ms % 1000);
+		fprintf(f, "{\"result\":\"ok\",\"draining\":true,\"timeout_s\":%s}\n", after);
 		return;
 	}
 	fprintf(f,
 		"OK: draining: new connections are refused, open ones close as they finish, the rest "
-		"after %s; then the process exits\n",
+		"after %s s; then the process exits\n",
 		after);
 }
 

@@ -96,8 +96,9 @@ struct admin_ops {
 	int (*conns)(void *ctx, struct admin_conn **out, size_t *n);
 	/* Reload certificates; msg says what happened. 0 or -errno (old certificate stays). */
 	int (*reload)(void *ctx, char *msg, size_t msglen);
-	/* Stop accepting; close each connection when it finishes, the rest after timeout_ms;
-	 * the process then exits 0. 0 or -errno. */
+	/* Stop accepting; close each connection when it finishes, the rest after timeout_ms
+	 * (-1: the configured default; an earlier, sooner deadline stands); the process then
+	 * exits 0. The milliseconds left until the deadline in force, or -errno. */
 	int (*drain)(void *ctx, int timeout_ms);
 	/* /readyz: 0 ready; -EINPROGRESS with *probe set to a non-blocking connect to the
 	 * pooler, whose outcome goes to ready_done once the socket is writable (or

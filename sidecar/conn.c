@@ -37,6 +37,7 @@ const char *const close_reason_names[CR__COUNT] = {
 	[CR_SHUTDOWN] = "shutdown",
 	[CR_KEYUPDATE] = "keyupdate_unsupported",
 	[CR_INTERNAL] = "internal_error",
+	[CR_DRAIN_IDLE] = "drain_idle",
 };
 
 static void cli_read_exact(struct conn *c);
@@ -229,7 +230,7 @@ void conn_close(struct conn *c, enum close_reason why)
 	/* PostgreSQL's own words for an idle-session timeout and for a shutdown */
 	if (why == CR_IDLE_TIMEOUT)
 		relay_send_fatal(c, "57P05", "terminating connection due to idle-session timeout");
-	else if (why == CR_SHUTDOWN)
+	else if (why == CR_SHUTDOWN || why == CR_DRAIN_IDLE)
 		relay_send_fatal(c, "57P01", "terminating connection due to administrator command");
 	if (why != CR_CLIENT_RESET)
 		send_close_notify(c);
@@ -1040,7 +1041,7 @@ void conn_scan(struct worker *w)
 	for (; c; c = next) {
 		next = c->next;
 		if (close_idle && c->phase == PH_RELAY && relay_between_transactions(c)) {
-			conn_close(c, CR_SHUTDOWN); /* --drain-close-idle: no transaction is cut */
+			conn_close(c, CR_DRAIN_IDLE); /* quiet since the drain began */
 			continue;
 		}
 		if (c->phase == PH_RELAY && !c->bufs_released && w->now_ms - c->active_ms >= IDLE_RELEASE_MS)

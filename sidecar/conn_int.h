@@ -83,6 +83,7 @@ struct conn {
 	uint8_t track_owed;       /* boundaries known: the relay sees the plaintext */
 	uint8_t copy_in;          /* the backend entered a COPY FROM STDIN since its last ReadyForQuery */
 	uint8_t tx_status;        /* of the last ReadyForQuery: 'I' idle, 'T' in a transaction, 'E' failed one; 0 */
+	uint8_t unsynced;         /* the client sent extended-protocol messages with no Sync after them yet */
 	uint8_t counted_tls;      /* counted in the active_* gauges */
 	int err;                  /* the errno that ended the connection, for the close log */
 };
@@ -166,12 +167,12 @@ int relay_owed(const struct conn *c);
  * FATAL for it first, the way a backend ends a session, so that the client can tell
  * why. Best effort and never blocking, like the close_notify that follows it; sent
  * only where the client-bound stream is known to sit between two messages with
- * nothing of it still going out or unacknowledged (not in splice mode, which sees no
- * plaintext). */
+ * nothing of it still going out, in the kernel's send queue as well (not in splice
+ * mode, which sees no plaintext). */
 void relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg);
 /* Whether c waits between transactions (--drain-close-idle): its last ReadyForQuery
- * said idle ('I'), no answer is owed, both directions sit between two messages,
- * nothing is going out and the client acknowledged all it was sent. 0 where the
+ * said idle ('I'), no answer is owed, no extended-protocol batch waits for its Sync,
+ * both directions sit between two messages and nothing is going out. 0 where the
  * relay does not see the plaintext. */
 int relay_between_transactions(const struct conn *c);
 

@@ -7,6 +7,7 @@
 #include "sidecar.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,15 +298,22 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 	return rc ? rc : cfg_rc;
 }
 
-void control_drain(struct sidecar *sc, int timeout_ms)
+int control_drain(struct sidecar *sc, int timeout_ms)
 {
-	uint64_t deadline = now_monotonic_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+	uint64_t now = now_monotonic_ms();
+	uint64_t deadline = now + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
 	uint64_t cur = atomic_load(&sc->drain_deadline_ms);
+	int was = atomic_load(&sc->draining);
 	/* a second request may only shorten the wait */
-	if (!atomic_load(&sc->draining) || deadline < cur)
+	if (!was || deadline < cur)
 		atomic_store(&sc->drain_deadline_ms, deadline);
 	if (!atomic_exchange(&sc->draining, 1))
-		log_info("control", "draining: not accepting; open sessions may finish", "timeout_ms=%d", timeout_ms);
+		log_info("control", "draining: not accepting; open sessions may finish", "timeout_ms=%d close_idle=%s",
+			 timeout_ms, sc->cfg->drain_close_idle ? "true" : "false");
+	else if (deadline < cur)
+		log_info("control", "drain deadline brought forward", "timeout_ms=%d", timeout_ms);
+	uint64_t in_force = atomic_load(&sc->drain_deadline_ms);
+	return in_force <= now ? 0 : in_force - now > INT_MAX ? INT_MAX : (int)(in_force - now);
 }
 
 static int reload_cb(void *ctx, char *msg, size_t msglen) { return control_reload(ctx, msg, msglen); }
@@ -313,8 +321,7 @@ static int reload_cb(void *ctx, char *msg, size_t msglen) { return control_reloa
 static int drain_cb(void *ctx, int timeout_ms)
 {
 	struct sidecar *sc = ctx;
-	control_drain(sc, timeout_ms < 0 ? sc->cfg->drain_timeout_ms : timeout_ms);
-	return 0;
+	return control_drain(sc, timeout_ms < 0 ? sc->cfg->drain_timeout_ms : timeout_ms);
 }
 
 static int ready_done_cb(void *ctx, int rc, char *why, size_t whylen)

@@ -438,7 +438,7 @@ static int wait_for_signals(struct sidecar *sc, int wfd)
 		int sig = sigtimedwait(&set, NULL, &ts);
 		if (sig == SIGTERM || sig == SIGINT) {
 			log_info("main", "shutting down", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
-			control_drain(sc, sig == SIGTERM ? sc->cfg->drain_timeout_ms : 0);
+			(void)control_drain(sc, sig == SIGTERM ? sc->cfg->drain_timeout_ms : 0);
 		} else if (sig == SIGHUP) {
 			control_reload(sc, msg, sizeof(msg));
 		}

@@ -76,7 +76,9 @@ static void track_owed(struct conn *c, int c2b, const uint8_t *p, size_t n)
 		if (!c2b && t == 'Z') /* its one-byte body, the transaction status, ends at p */
 			c->tx_status = p > start ? p[-1] : 0;
 		if (c2b && (t == 'Q' || t == 'S' || t == 'F') && c->owed < UINT32_MAX)
-			c->owed++;
+			c->owed++, c->unsynced = 0;
+		else if (c2b && (t == 'P' || t == 'B' || t == 'E' || t == 'D' || t == 'C' || t == 'H'))
+			c->unsynced = 1; /* an implicit transaction may be open until the Sync */
 		else if (!c2b && (t == 'G' || t == 'W')) /* CopyInResponse, CopyBothResponse */
 			c->copy_in = 1;
 		else if (!c2b && t == 'Z' && c->copy_in)
@@ -104,25 +106,39 @@ static int b2c_at_boundary(const struct conn *c)
 	       !c->b2c.done && !c->cli_wr.pending && !c->notify_sent;
 }
 
-/* The client acknowledged everything sent to it: a message of ours goes out whole in
- * one non-blocking send, not cut short behind data the client does not read. */
-static int client_acked(const struct conn *c)
+/* The kernel sent the client all it was given (the client reads) and holds little of
+ * it unacknowledged: a message of ours goes out whole in one non-blocking send, not
+ * cut short behind data the client does not read. */
+static int client_takes_more(const struct conn *c)
 {
-	int queued = -1;
-	return ioctl(c->cfd, SIOCOUTQ, &queued) == 0 && queued == 0;
+	int unsent = -1, queued = -1;
+	return ioctl(c->cfd, SIOCOUTQNSD, &unsent) == 0 && unsent == 0 && ioctl(c->cfd, SIOCOUTQ, &queued) == 0 &&
+	       queued <= 4096;
 }
 
 int relay_between_transactions(const struct conn *c)
 {
 	const struct pg_frames *f = &c->c2b_frames;
-	return b2c_at_boundary(c) && c->tx_status == 'I' && !c->owed && !c->copy_in && !f->left && !f->have &&
-	       !c->be_wr.pending && !(c->tls && hs_conn_pending_out(c->tls)) && client_acked(c);
+	return b2c_at_boundary(c) && c->tx_status == 'I' && !c->owed && !c->unsynced && !c->copy_in && !f->left &&
+	       !f->have && !c->be_wr.pending && !(c->tls && hs_conn_pending_out(c->tls));
+}
+
+/* --drain-close-idle, as the pooler's answer has just gone out: a session that now
+ * waits between transactions ends here, before its client sends the next one. 1 if
+ * c is closing. */
+static int drain_close_idle(struct conn *c)
+{
+	if (!CFG(c)->drain_close_idle || !atomic_load_explicit(&c->w->sc->draining, memory_order_relaxed) ||
+	    !relay_between_transactions(c))
+		return 0;
+	conn_close(c, CR_DRAIN_IDLE);
+	return 1;
 }
 
 void relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg)
 {
 	uint8_t pkt[256];
-	if (!b2c_at_boundary(c) || !client_acked(c))
+	if (!b2c_at_boundary(c) || !client_takes_more(c))
 		return;
 	int n = pg_error_response(pkt, sizeof(pkt), "FATAL", sqlstate, msg);
 	if (n < 0)
@@ -415,7 +431,7 @@ void relay_b2c_flush(struct conn *c)
 	}
 	if (c->splice)
 		b2c_splice_in(c);
-	else
+	else if (!drain_close_idle(c))
 		be_recv(c);
 }
 

@@ -37,6 +37,7 @@ enum close_reason {
 	CR_SHUTDOWN,
 	CR_KEYUPDATE,        /* client rekeyed; this kernel cannot follow in kTLS RX */
 	CR_INTERNAL,
+	CR_DRAIN_IDLE,       /* --drain-close-idle: draining, and between transactions */
 	CR__COUNT
 };
 extern const char *const close_reason_names[CR__COUNT];
@@ -148,8 +149,9 @@ int control_load_tls(struct sidecar *sc, const struct config *c, struct hs_ctx *
  * settings; a broken configuration or an unusable or expired certificate is refused
  * and the old ones stay. 0 or -errno. */
 int control_reload(struct sidecar *sc, char *msg, size_t msglen);
-/* Stop accepting; close what is still open after timeout_ms. */
-void control_drain(struct sidecar *sc, int timeout_ms);
+/* Stop accepting; close what is still open after timeout_ms (a sooner deadline set
+ * before stands). The milliseconds left until the deadline in force. */
+int control_drain(struct sidecar *sc, int timeout_ms);
 
 /* cpus.c */
 /* The CPU limit of the cgroup named in proc_cgroup (/proc/self/cgroup), with the

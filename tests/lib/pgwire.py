@@ -650,6 +650,40 @@ def cmd_half_answer(port, max_s):
     print("%s %d bytes%s" % (what, len(data), " FATAL" if b"SFATAL\0" in data else ""))
 
 
+def cmd_unsynced(port, table, wait_s):
+    """An INSERT as an extended-protocol batch with no Sync (Parse, Bind, Execute, Flush),
+    as pipelining clients send it; $PGWIRE_READY once its CommandComplete came, then
+    wait_s seconds, then the Sync. Prints the message types that came after the Sync
+    up to the close, e.g. "Z E57P01 closed"."""
+    t = session(port)
+    err, _ = until_ready(t)
+    if err:
+        print("error %s" % err)
+        return
+    sql = ("insert into %s values (1)" % table).encode() + b"\0"
+    t.sendall(frame(b"P", b"\0" + sql + b"\0\0") + frame(b"B", b"\0\0" + b"\0\0" * 3)
+              + frame(b"E", b"\0" + b"\0\0\0\0") + frame(b"H"))
+    while True:
+        typ, body = read_msg(t)
+        if typ == b"C":
+            break
+        if typ == b"E":
+            print("error before the Sync: %s" % error_fields(body).get("C"))
+            return
+    ready()
+    time.sleep(float(wait_s))
+    out = []
+    try:
+        t.sendall(frame(b"S"))
+        t.settimeout(20)
+        while True:
+            typ, body = read_msg(t)
+            out.append("E" + error_fields(body).get("C", "") if typ == b"E" else typ.decode())
+    except (EOFError, ConnectionResetError, ssl.SSLError, OSError) as e:
+        out.append("open" if isinstance(e, socket.timeout) else "closed")
+    print(" ".join(out))
+
+
 def cmd_chunked(port, total_mb, seed, slow="0"):
     """Random payload in random TLS record sizes (1 B to 16 KB) through the sidecar to the
     echo backend; prints the SHA-256 of what was sent and of what came back. One thread:
@@ -850,6 +884,7 @@ def main():
         "echo-server": cmd_echo_server,
         "stall-server": cmd_stall_server,
         "half-answer": cmd_half_answer,
+        "unsynced": cmd_unsynced,
         "chunked": cmd_chunked,
         "send-close": cmd_send_close,
         "idle-hold": cmd_idle_hold,

@@ -295,6 +295,49 @@ rc=0; fx_sidecar_stop drain3 || rc=$?
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 is "$rc" 0 "... and the sidecar exits 0"
 ok "... once both were closed, well before the 20 s drain timeout (${ms} ms)" test "$ms" -lt 12000
+like "$(cat "$(fx_sidecar_log drain3)")" 'draining: not accepting.*close_idle=true' "... the drain's log line says close-idle is on"
+is "$(grep -c 'reason=drain_idle' "$(fx_sidecar_log drain3)")" 2 "... both closes logged as reason=drain_idle"
+
+# --drain-close-idle and an extended-protocol batch that has no Sync yet (an implicit
+# transaction): left to finish, and closed after its Sync's ReadyForQuery
+fx_psql "host=$FX_PG_SOCKDIR port=$FX_PG_PORT user=app dbname=app" -c 'create table drain_unsynced(v int)' >/dev/null ||
+    BAIL_OUT "create table failed"
+ks_start drain4 "$io" --drain-timeout 20s --drain-close-idle || BAIL_OUT "sidecar did not start"
+pid="${FX_SIDECAR_PIDS[drain4]}"
+PGWIRE_READY="$FX_DIR/unsynced.ready" fx_with_timeout 40 python3 "$PGWIRE" unsynced "$KS_PORT" drain_unsynced 3 \
+    >"$FX_DIR/unsynced.out" 2>&1 &
+un=$!
+fx_register_pid "$un"
+ks_wait_file "$FX_DIR/unsynced.ready" || true
+kill -TERM "$pid"
+wait "$un" || true
+is "$(cat "$FX_DIR/unsynced.out")" "Z E57P01 closed" \
+    "--drain-close-idle: a batch without its Sync yet is not cut; after its ReadyForQuery, FATAL 57P01"
+is "$(fx_psql "host=$FX_PG_SOCKDIR port=$FX_PG_PORT user=app dbname=app" -c 'select count(*) from drain_unsynced')" 1 \
+    "... and its INSERT committed"
+fx_sidecar_stop drain4 || true
+
+# --drain-close-idle under load: pgbench clients busy with multi-statement transactions
+# are each closed at the end of one, promptly, none inside
+fx_with_timeout 120 runuser -u postgres -- "$FX_PGBIN/pgbench" -q -i -s 1 -U app -h "$FX_PG_SOCKDIR" \
+    -p "$FX_PG_PORT" app >/dev/null 2>&1 || BAIL_OUT "pgbench -i failed"
+ks_start drain5 "$io" --drain-timeout 20s --drain-close-idle || BAIL_OUT "sidecar did not start"
+pid="${FX_SIDECAR_PIDS[drain5]}"
+fx_with_timeout 60 pgbench -n -N -c 4 -j 2 -T 30 "$(ks_dsn)" >"$FX_DIR/drain5.out" 2>&1 &
+load=$!
+fx_register_pid "$load"
+ks_wait_relaying 4 || true
+sleep 2
+t0=$(date +%s%N)
+kill -TERM "$pid"
+rc=0; fx_sidecar_stop drain5 || rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+wait "$load" || true
+pgb="$(cat "$FX_DIR/drain5.out")"
+is "$rc" 0 "--drain-close-idle under pgbench -N: the sidecar exits 0"
+ok "... within a few seconds, not at the 20 s drain timeout (${ms} ms)" test "$ms" -lt 8000
+is "$(grep -c 'terminating connection due to administrator command' <<<"$pgb")" 4 "... each of the 4 clients told why"
+unlike "$pgb" 'aborted in command [5-9]' "... none inside a transaction (BEGIN is command 4)"
 
 # a FATAL never goes into the middle of a message: a pooler that sent the first 15
 # bytes of a DataRow and stalls; at the shutdown the client gets those bytes and the

@@ -572,7 +572,7 @@ static int fake_drain(void *ctx, int timeout_ms)
 	(void)ctx;
 	atomic_fetch_add(&drain_calls, 1);
 	atomic_store(&drain_timeout, timeout_ms);
-	return 0;
+	return timeout_ms < 0 ? 30000 : timeout_ms > 100000 ? 100000 : timeout_ms; /* an earlier 100 s deadline stands */
 }
 
 static const struct admin_ops fake_ops = { .snapshot = fake_snapshot, .conns = fake_conns,
@@ -691,8 +691,8 @@ static void test_ctl(const char *path)
 	ok(atomic_load(&drain_calls) == 1 && atomic_load(&drain_timeout) == 7000, "drain callback got 7000 ms");
 	free(t);
 	rc = ctl(path, "drain", &t);
-	ok(rc == 0 && strstr(t, "the default timeout") && atomic_load(&drain_timeout) == -1,
-	   "ctl drain: the default timeout (-1)");
+	ok(rc == 0 && strstr(t, "after 30 s") && atomic_load(&drain_timeout) == -1,
+	   "ctl drain: the default timeout (-1), answered with the deadline in force (%s)", t);
 	free(t);
 	rc = ctl(path, "drain 3 json", &t);
 	json_is(t, "d", "{'result': 'ok', 'draining': True, 'timeout_s': 3}", "drain json");
@@ -709,6 +709,12 @@ static void test_ctl(const char *path)
 	free(t);
 	rc = ctl(path, "drain 1.5s json", &t);
 	json_is(t, "d[\"timeout_s\"]", "1.5", "drain 1.5s json: timeout_s 1.5");
+	free(t);
+	rc = ctl(path, "drain json", &t);
+	json_is(t, "d[\"timeout_s\"]", "30", "drain json: the default timeout as the deadline in force, not null");
+	free(t);
+	rc = ctl(path, "drain 2m", &t);
+	ok(rc == 0 && strstr(t, "after 100 s"), "drain 2m after a sooner deadline: answers the one in force (%s)", t);
 	free(t);
 
 	rc = ctl(path, "show bogus json", &t);
