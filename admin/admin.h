@@ -54,6 +54,7 @@ struct admin_snapshot {
 	uint64_t reloads_ok, reloads_failed;
 	uint64_t reloads_partial;      /* certificates reloaded, the configuration not re-read */
 	int draining;
+	double drain_left_s;           /* while draining: seconds to the drain deadline */
 	const char *io, *io_why;       /* engine in use and why (empty when uring) */
 	const char *io_features;       /* of worker 0's engine, e.g. "sqpoll,multishot-accept" */
 	const char *ktls, *ktls_why;   /* "available"/"unavailable"/"off" and why */
@@ -77,6 +78,9 @@ struct admin_conn {
 	char local[64];                /* "ip:port" the client connected to */
 	unsigned backend_port;         /* local port of our socket to the pooler; 0 for unix/none */
 	char state[16];                /* negotiate|handshake|startup|connect|relay|closing... */
+	char txn[20];                  /* relay, where the relay sees the plaintext: login|idle|active|
+					* in_transaction|failed_transaction (the pooler's last ReadyForQuery
+					* and what was sent since); "" otherwise */
 	char tls[12], cipher[48], sni[128], peer[128], user[64], database[64];
 	char ktls[8];                  /* "tx+rx", "tx", "rx" or "off" */
 	double age_s;

@@ -361,7 +361,11 @@ static int render_info_json(const struct admin_snapshot *s, FILE *f)
 	json_kv_str(f, 0, "reload_result", s->reload_result);
 	fprintf(f, ",\"reloads_ok\":%" PRIu64 ",\"reloads_partial\":%" PRIu64 ",\"reloads_failed\":%" PRIu64,
 		s->reloads_ok, s->reloads_partial, s->reloads_failed);
-	fprintf(f, ",\"draining\":%s}\n", s->draining ? "true" : "false");
+	fprintf(f, ",\"draining\":%s", s->draining ? "true" : "false");
+	if (s->draining && isfinite(s->drain_left_s))
+		fprintf(f, ",\"drain_left_s\":%.1f}\n", s->drain_left_s > 0 ? s->drain_left_s : 0.0);
+	else
+		fputs(",\"drain_left_s\":null}\n", f);
 	return 0;
 }
 
@@ -402,7 +406,11 @@ static int render_info(const struct admin_snapshot *s, FILE *f)
 			nz(s->reload_result), s->reloads_ok, s->reloads_partial, s->reloads_failed);
 	else
 		tbl_add(&t, "never");
-	tbl_add(&t, "draining"), tbl_add(&t, "%s", s->draining ? "yes" : "no");
+	tbl_add(&t, "draining");
+	if (s->draining && isfinite(s->drain_left_s))
+		tbl_add(&t, "yes, the rest closed in %.1f s", s->drain_left_s > 0 ? s->drain_left_s : 0.0);
+	else
+		tbl_add(&t, "%s", s->draining ? "yes" : "no");
 	return tbl_print(&t, f);
 }
 
@@ -645,7 +653,7 @@ static const char *dash(const char *s)
 #define TERMINATE(a) ((a)[sizeof(a) - 1] = 0)
 static void conn_terminate(struct admin_conn *c)
 {
-	TERMINATE(c->client), TERMINATE(c->local), TERMINATE(c->state), TERMINATE(c->tls);
+	TERMINATE(c->client), TERMINATE(c->local), TERMINATE(c->state), TERMINATE(c->txn), TERMINATE(c->tls);
 	TERMINATE(c->cipher), TERMINATE(c->sni), TERMINATE(c->peer), TERMINATE(c->user);
 	TERMINATE(c->database), TERMINATE(c->ktls), TERMINATE(c->k_ulp), TERMINATE(c->k_version);
 	TERMINATE(c->k_cipher), TERMINATE(c->k_txconf), TERMINATE(c->k_rxconf);
@@ -663,6 +671,7 @@ static void conn_json(const struct admin_conn *c, FILE *f)
 	json_kv_str(f, 0, "local", c->local);
 	fprintf(f, ",\"backend_port\":%u", c->backend_port);
 	json_kv_str(f, 0, "state", c->state);
+	json_kv_str(f, 0, "txn", c->txn);
 	json_kv_str(f, 0, "tls", c->tls);
 	json_kv_str(f, 0, "cipher", c->cipher);
 	json_kv_str(f, 0, "sni", c->sni);
@@ -688,7 +697,7 @@ static void conn_row(struct tbl *t, const struct admin_conn *c)
 		tbl_add(t, "%u", c->backend_port);
 	else
 		tbl_add(t, "-");
-	tbl_add(t, "%s", dash(c->state)), tbl_add(t, "%s", dash(c->tls));
+	tbl_add(t, "%s", dash(c->state)), tbl_add(t, "%s", dash(c->txn)), tbl_add(t, "%s", dash(c->tls));
 	tbl_add(t, "%s", dash(c->cipher)), tbl_add(t, "%s", dash(c->sni));
 	tbl_add(t, "%s", dash(c->peer)), tbl_add(t, "%s", dash(c->user));
 	tbl_add(t, "%s", dash(c->database)), tbl_add(t, "%.1f", age_of(c));
@@ -701,13 +710,13 @@ static void conn_row(struct tbl *t, const struct admin_conn *c)
 
 int admin_render_conns(const struct admin_conn *conns, size_t n, int json, FILE *f)
 {
-	static const char *const hdr[] = { "id",       "worker",   "client",    "backend_port", "state",
-					   "tls",      "cipher",   "sni",       "peer",         "user",
-					   "database", "age_s",    "bytes_in",  "bytes_out",    "ktls",
-					   "k_ulp",    "k_version", "k_cipher", "k_txconf",     "k_rxconf",
-					   "rtt_us",   "retrans" };
+	static const char *const hdr[] = { "id",       "worker",    "client",   "backend_port", "state",
+					   "txn",      "tls",       "cipher",   "sni",          "peer",
+					   "user",     "database",  "age_s",    "bytes_in",     "bytes_out",
+					   "ktls",     "k_ulp",     "k_version", "k_cipher",    "k_txconf",
+					   "k_rxconf", "rtt_us",    "retrans" };
 	/* numbers right-aligned: id, worker, backend_port, age_s, bytes_in/out, rtt_us, retrans */
-	struct tbl t = { .ncols = 22, .hdr = hdr, .right = 0x30380bu };
+	struct tbl t = { .ncols = 23, .hdr = hdr, .right = 0x60700bu };
 	int rc;
 
 	if (!f || (n && !conns))

@@ -1103,6 +1103,7 @@ size_t conn_snapshot(struct worker *w, struct admin_conn *out, size_t cap)
 		a->backend_port = __atomic_load_n(&c->backend_port, __ATOMIC_RELAXED);
 		uint8_t ph = __atomic_load_n(&c->phase, __ATOMIC_RELAXED);
 		snprintf(a->state, sizeof(a->state), "%s", ph <= PH_CLOSING ? phase_names[ph] : "?");
+		snprintf(a->txn, sizeof(a->txn), "%s", ph == PH_RELAY ? relay_txn_state(c) : "");
 		snprintf(a->tls, sizeof(a->tls), "%s", c->tls_version);
 		snprintf(a->cipher, sizeof(a->cipher), "%s", c->tls_cipher);
 		snprintf(a->sni, sizeof(a->sni), "%s", c->tls_sni);

@@ -175,5 +175,8 @@ void relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg);
  * both directions sit between two messages and nothing is going out. 0 where the
  * relay does not see the plaintext. */
 int relay_between_transactions(const struct conn *c);
+/* For show conns, read from the admin thread (single bytes, at worst a step stale):
+ * login, idle, active, in_transaction, failed_transaction, or "" (splice). */
+const char *relay_txn_state(const struct conn *c);
 
 #endif

@@ -107,6 +107,8 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 	out->reload_at = reload_at;
 	out->reload_result = reload_result;
 	out->draining = atomic_load(&sc->draining);
+	uint64_t now = now_monotonic_ms(), deadline = atomic_load(&sc->drain_deadline_ms);
+	out->drain_left_s = deadline > now ? (double)(deadline - now) / 1000.0 : 0;
 	out->io = sc->engine_kind == ENGINE_URING ? "uring" : "epoll";
 	out->io_why = sc->engine_why;
 	struct engine *e = sc->nworkers ? __atomic_load_n(&sc->workers[0].eng, __ATOMIC_ACQUIRE) : NULL;

@@ -123,6 +123,16 @@ int relay_between_transactions(const struct conn *c)
 	       !f->have && !c->be_wr.pending && !(c->tls && hs_conn_pending_out(c->tls));
 }
 
+const char *relay_txn_state(const struct conn *c)
+{
+	uint8_t st = __atomic_load_n(&c->tx_status, __ATOMIC_RELAXED);
+	if (!__atomic_load_n(&c->track_owed, __ATOMIC_RELAXED))
+		return "";
+	if (__atomic_load_n(&c->owed, __ATOMIC_RELAXED) || __atomic_load_n(&c->unsynced, __ATOMIC_RELAXED))
+		return st ? "active" : "login";
+	return st == 'I' ? "idle" : st == 'T' ? "in_transaction" : st == 'E' ? "failed_transaction" : "login";
+}
+
 /* --drain-close-idle, as the pooler's answer has just gone out: a session that now
  * waits between transactions ends here, before its client sends the next one. 1 if
  * c is closing. */

@@ -279,9 +279,16 @@ tx=$!
 fx_register_pid "$tx"
 ks_wait_relaying 2 || true
 sleep 0.5 # psql's BEGIN is through
+is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show conns json | jq -r '[.conns[].txn] | sort | join(",")')" \
+    "idle,in_transaction" "show conns: txn tells the session between transactions from the one inside one"
 t0=$(date +%s%N)
 kill -TERM "$pid"
 wait "$idle" || true
+is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show conns json | jq -r '[.conns[].txn] | join(",")')" \
+    "in_transaction" "... during the drain, only the one inside a transaction is left"
+left="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .drain_left_s)"
+ok "... and show info gives the time to the drain deadline (${left} s of 20)" \
+    awk -v l="$left" 'BEGIN { exit !(l > 10 && l <= 20) }'
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 like "$(cat "$FX_DIR/drain3-idle.out")" '^closed.*fatal 57P01: terminating connection due to administrator command$' \
     "--drain-close-idle: a session waiting at ReadyForQuery is closed with FATAL 57P01"

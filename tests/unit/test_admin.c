@@ -55,7 +55,7 @@ static struct admin_snapshot fake(struct admin_worker *w)
 		.version = "1.2.3", .kernel = "6.1.0", .openssl = "OpenSSL 3.0.15", .cert = weird,
 		.cert_sans = "DNS:db.example, IP:10.0.0.5", .cert_not_after = "2027-01-01T00:00:00Z",
 		.cert_serial = "0A1B",
-		.reload_at = "2026-11-22T00:00:00Z", .reload_result = "ok", .draining = 1,
+		.reload_at = "2026-11-22T00:00:00Z", .reload_result = "ok", .draining = 1, .drain_left_s = 12.34,
 		.reloads_ok = 4, .reloads_failed = 1, .reloads_partial = 2,
 		.io = "epoll", .io_why = "io_uring_setup: \"Operation not permitted\"",
 		.io_features = "sqpoll,multishot-accept,fixed-files",
@@ -265,7 +265,7 @@ static void test_render_text(void)
 	ok(row_is(t, "cert_not_after", "2027-01-01T00:00:00Z"), "info row cert_not_after");
 	ok(row_is(t, "cert_serial", "0A1B"), "info row cert_serial");
 	ok(row_is(t, "reload", "2026-11-22T00:00:00Z (ok); 4 ok, 2 partial, 1 refused"), "info row reload: time, result, counts");
-	ok(row_is(t, "draining", "yes"), "info row draining");
+	ok(row_is(t, "draining", "yes, the rest closed in 12.3 s"), "info row draining, with the time to the deadline");
 	ok(strstr(t, "1d 02:03:04"), "uptime formatted");
 	ok(strstr(t, "epoll (io_uring_setup: \"Operation not permitted\")"), "io engine and why");
 	ok(strstr(t, "unavailable (tls module not loaded)"), "ktls and why");
@@ -307,6 +307,9 @@ static void test_render_text(void)
 	ok(rc == 0 && row_is(t, "reload", "never") && row_is(t, "draining", "no"),
 	   "never reloaded, not draining");
 	free(t);
+	t = render(ADM_SHOW_INFO, 1, &s, &rc);
+	json_is(t, "(d[\"draining\"], d[\"drain_left_s\"])", "(False, None)", "info json: no drain deadline when not draining");
+	free(t);
 	t = render(ADM_SHOW_CONNS, 0, &s, &rc);
 	is(rc, -EINVAL, "admin_render refuses show conns (needs the connections)");
 	free(t);
@@ -335,14 +338,14 @@ static void test_render_json(void)
 	j = render(ADM_SHOW_INFO, 1, &s, &rc);
 	ok(rc == 0 && one_line(j), "info json: one line");
 	json_is(j, "sorted(d)",
-		"['backend', 'cert', 'cert_not_after', 'cert_sans', 'cert_serial', 'draining', 'io', 'io_features', 'io_why', "
+		"['backend', 'cert', 'cert_not_after', 'cert_sans', 'cert_serial', 'drain_left_s', 'draining', 'io', 'io_features', 'io_why', "
 		"'kernel', "
 		"'ktls', 'ktls_why', 'listen', 'openssl', 'pid', 'reload_at', 'reload_result', 'reloads_failed', 'reloads_ok', 'reloads_partial', 'uptime_s', "
 		"'version', 'workers']",
 		"info json keys");
 	json_is(j, "(d[\"cert_sans\"], d[\"cert_serial\"], d[\"cert_not_after\"], d[\"reload_at\"], "
-		   "d[\"reload_result\"], d[\"draining\"])",
-		"('DNS:db.example, IP:10.0.0.5', '0A1B', '2027-01-01T00:00:00Z', '2026-11-22T00:00:00Z', 'ok', True)",
+		   "d[\"reload_result\"], d[\"draining\"], d[\"drain_left_s\"])",
+		"('DNS:db.example, IP:10.0.0.5', '0A1B', '2027-01-01T00:00:00Z', '2026-11-22T00:00:00Z', 'ok', True, 12.3)",
 		"info json: certificate, reload, draining");
 	json_is(j, "(d[\"reloads_ok\"], d[\"reloads_partial\"], d[\"reloads_failed\"])", "(4, 2, 1)",
 		"info json: reload counts");
@@ -444,7 +447,7 @@ static void test_quantile(void)
 
 static const struct admin_conn conns_fixture[] = {
 	{ .id = 7, .worker = 1, .client = "192.0.2.10:50123", .local = "10.0.0.5:5433",
-	  .backend_port = 41234, .state = "relay", .tls = "TLSv1.3", .cipher = "TLS_AES_256_GCM_SHA384",
+	  .backend_port = 41234, .state = "relay", .txn = "in_transaction", .tls = "TLSv1.3", .cipher = "TLS_AES_256_GCM_SHA384",
 	  .sni = "db.example", .peer = "CN=app", .user = "app", .database = "orders", .ktls = "tx+rx",
 	  .age_s = 12.25, .bytes_in = 100, .bytes_out = 1ULL << 40, .k_ulp = "tls", .k_version = "TLSv1.3",
 	  .k_cipher = "aes-256-gcm", .k_txconf = "SW", .k_rxconf = "HW", .k_rtt_us = 120, .k_retrans = 3 },
@@ -485,6 +488,8 @@ static void test_render_conns(void)
 	ok(strstr(t, "|    120 |       3\n"), "rtt_us and retrans");
 	ok(strstr(t, "| CN=\"x\"?\xff |"), "control characters in cells become '?'");
 	ok(strstr(t, "|            - |"), "no backend port: '-'");
+	ok(strstr(t, "| relay     | in_transaction | TLSv1.3 |") && strstr(t, "| handshake | -              |"),
+	   "txn after state, '-' where unknown");
 	free(t);
 
 	t = render_conns(c, 0, 0, &rc);
@@ -501,16 +506,16 @@ static void test_render_conns(void)
 	ok(rc == 0 && one_line(t), "conns json: one line");
 	json_is(t, "[sorted(x) for x in d[\"conns\"]][0]",
 		"['age_s', 'backend_port', 'bytes_in', 'bytes_out', 'cipher', 'client', 'database', 'id', "
-		"'kernel', 'ktls', 'local', 'peer', 'sni', 'state', 'tls', 'user', 'worker']",
+		"'kernel', 'ktls', 'local', 'peer', 'sni', 'state', 'tls', 'txn', 'user', 'worker']",
 		"conns json keys");
 	json_is(t, "sorted(d[\"conns\"][0][\"kernel\"].items())",
 		"[('cipher', 'aes-256-gcm'), ('retrans', 3), ('rtt_us', 120), ('rxconf', 'HW'), "
 		"('txconf', 'SW'), ('ulp', 'tls'), ('version', 'TLSv1.3')]",
 		"conns json: the kernel view");
 	json_is(t, "[(x[\"id\"], x[\"worker\"], x[\"client\"], x[\"local\"], x[\"backend_port\"], "
-		   "x[\"state\"], x[\"age_s\"], x[\"bytes_out\"]) for x in d[\"conns\"]]",
-		"[(7, 1, '192.0.2.10:50123', '10.0.0.5:5433', 41234, 'relay', 12.25, 1099511627776), "
-		"(8, 0, '[2001:db8::1]:40000', '[2001:db8::2]:5433', 0, 'handshake', 0.0, 0)]",
+		   "x[\"state\"], x[\"txn\"], x[\"age_s\"], x[\"bytes_out\"]) for x in d[\"conns\"]]",
+		"[(7, 1, '192.0.2.10:50123', '10.0.0.5:5433', 41234, 'relay', 'in_transaction', 12.25, 1099511627776), "
+		"(8, 0, '[2001:db8::1]:40000', '[2001:db8::2]:5433', 0, 'handshake', '', 0.0, 0)]",
 		"conns json values");
 	json_is(t, "(d[\"conns\"][1][\"peer\"]==\"CN=\\x22x\\x22\\n\\ufffd\", len(d[\"conns\"][1][\"user\"]), "
 		   "d[\"conns\"][1][\"kernel\"][\"ulp\"], d[\"conns\"][1][\"kernel\"][\"txconf\"])",
