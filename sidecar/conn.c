@@ -42,6 +42,7 @@ const char *const close_reason_names[CR__COUNT] = {
 
 static void cli_read_exact(struct conn *c);
 static void negotiate_more(struct conn *c);
+static void drop_unread(struct conn *c);
 static void flush_client(struct conn *c);
 
 static int conn_busy(const struct conn *c)
@@ -228,12 +229,15 @@ void conn_close(struct conn *c, enum close_reason why)
 	if (c->phase == PH_CLOSING)
 		return;
 	/* PostgreSQL's own words for an idle-session timeout and for a shutdown */
+	int told = 0;
 	if (why == CR_IDLE_TIMEOUT)
-		relay_send_fatal(c, "57P05", "terminating connection due to idle-session timeout");
+		told = relay_send_fatal(c, "57P05", "terminating connection due to idle-session timeout");
 	else if (why == CR_SHUTDOWN || why == CR_DRAIN_IDLE)
-		relay_send_fatal(c, "57P01", "terminating connection due to administrator command");
+		told = relay_send_fatal(c, "57P01", "terminating connection due to administrator command");
 	if (why != CR_CLIENT_RESET)
 		send_close_notify(c);
+	if (told && !c->ktls_rx)
+		drop_unread(c); /* a close with unread bytes is a reset, which may overtake the FATAL */
 	c->phase = PH_CLOSING;
 	c->reason = (uint8_t)why;
 	if (!conn_busy(c)) {
@@ -259,6 +263,13 @@ static void close_gently(struct conn *c)
 		return;
 	send_close_notify(c); /* kTLS TX: the alert goes before the FIN, not after */
 	shutdown(c->cfd, SHUT_WR);
+	drop_unread(c);
+}
+
+/* Discard what the client sent that was never read (at most 1 MiB). Not on a kTLS RX
+ * socket, which would try to decrypt it. */
+static void drop_unread(struct conn *c)
+{
 	for (int i = 0; i < 16 && recv(c->cfd, NULL, 65536, MSG_DONTWAIT | MSG_TRUNC) > 0; i++)
 		;
 }

@@ -168,8 +168,9 @@ int relay_owed(const struct conn *c);
  * why. Best effort and never blocking, like the close_notify that follows it; sent
  * only where the client-bound stream is known to sit between two messages with
  * nothing of it still going out, in the kernel's send queue as well (not in splice
- * mode, which sees no plaintext). */
-void relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg);
+ * mode, which sees no plaintext). 1 if it went out (or is queued in front of the
+ * close_notify). */
+int relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg);
 /* Whether c waits between transactions (--drain-close-idle): its last ReadyForQuery
  * said idle ('I'), no answer is owed, no extended-protocol batch waits for its Sync,
  * both directions sit between two messages and nothing is going out. 0 where the

@@ -145,18 +145,19 @@ static int drain_close_idle(struct conn *c)
 	return 1;
 }
 
-void relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg)
+int relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg)
 {
 	uint8_t pkt[256];
 	if (!b2c_at_boundary(c) || !client_takes_more(c))
-		return;
+		return 0;
 	int n = pg_error_response(pkt, sizeof(pkt), "FATAL", sqlstate, msg);
 	if (n < 0)
-		return;
+		return 0;
 	if (c->plain || c->ktls_tx)
-		(void)send(c->cfd, pkt, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-	else if (!hs_conn_pending_out(c->tls))
-		(void)hs_conn_write(c->tls, pkt, (size_t)n); /* sent with the close_notify behind it */
+		return send(c->cfd, pkt, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) == n;
+	if (hs_conn_pending_out(c->tls) || hs_conn_write(c->tls, pkt, (size_t)n))
+		return 0;
+	return 1; /* sent with the close_notify behind it */
 }
 
 void relay_start(struct conn *c)
