@@ -64,8 +64,11 @@ int admin_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 void admin_json_str(FILE *f, const char *s);
 /* The counters of all workers summed into t. */
 void admin_counters_sum(const struct admin_snapshot *s, struct admin_counters *t);
-/* The name of kTLS fallback step i, or "step_<i>" (written into buf) if it has none. */
-const char *admin_step_name(const struct admin_snapshot *s, int i, char *buf, size_t len);
+/* names[i], or "<prefix>_<i>" (written into buf) where the daemon gave none: a close
+ * reason or a kTLS fallback step. */
+const char *admin_name(const char *const *names, int i, const char *prefix, char *buf, size_t len);
+/* How many of a snapshot's names to show: n within [0, max]. */
+static inline int admin_count(int n, int max) { return n < 0 ? 0 : n > max ? max : n; }
 
 /* Bind and listen on addr (NULL or "" = no listener). 0 or -errno, logged. */
 int admin_http_open(struct admin_http *h, const char *addr, const struct admin_ops *ops, void *ctx);

@@ -462,19 +462,11 @@ double admin_hist_quantile(const uint64_t hist[ADMIN_HIST_BUCKETS], double q)
 	return admin_hist_bounds_ms[ADMIN_HIST_BUCKETS - 2]; /* rounding: rank just above total */
 }
 
-static const char *reason_name(const struct admin_snapshot *s, int i, char *buf, size_t len)
+const char *admin_name(const char *const *names, int i, const char *prefix, char *buf, size_t len)
 {
-	if (s->reason_names && s->reason_names[i])
-		return s->reason_names[i];
-	snprintf(buf, len, "reason_%d", i);
-	return buf;
-}
-
-const char *admin_step_name(const struct admin_snapshot *s, int i, char *buf, size_t len)
-{
-	if (s->ktls_step_names && s->ktls_step_names[i])
-		return s->ktls_step_names[i];
-	snprintf(buf, len, "step_%d", i);
+	if (names && names[i])
+		return names[i];
+	snprintf(buf, len, "%s_%d", prefix, i);
 	return buf;
 }
 
@@ -516,7 +508,7 @@ static int render_stats(const struct admin_snapshot *s, int json, FILE *f)
 	static const char *const hdr[] = { "stat", "value" };
 	struct tbl tb = { .ncols = 2, .hdr = hdr, .right = 2 };
 	struct admin_counters t;
-	int nr = s->nreasons < 0 ? 0 : s->nreasons > ADMIN_MAX_REASONS ? ADMIN_MAX_REASONS : s->nreasons;
+	int nr = admin_count(s->nreasons, ADMIN_MAX_REASONS);
 	char buf[32];
 
 	admin_counters_sum(s, &t);
@@ -540,7 +532,7 @@ static int render_stats(const struct admin_snapshot *s, int json, FILE *f)
 	if (json)
 		fputs(",\"closed\":{", f);
 	for (int r = 0; r < nr; r++) {
-		const char *name = reason_name(s, r, buf, sizeof(buf));
+		const char *name = admin_name(s->reason_names, r, "reason", buf, sizeof(buf));
 		if (!json) {
 			tbl_add(&tb, "closed_%s", name), tbl_add(&tb, "%" PRIu64, t.closed[r]);
 			continue;
@@ -566,21 +558,21 @@ static int render_stats(const struct admin_snapshot *s, int json, FILE *f)
 		else
 			tbl_add(&tb, "%s", gauges[i].key), tbl_add(&tb, "%" PRIu64, gauges[i].v);
 	}
-	int ns = s->nsteps < 0 ? 0 : s->nsteps > ADMIN_MAX_STEPS ? ADMIN_MAX_STEPS : s->nsteps;
+	int ns = admin_count(s->nsteps, ADMIN_MAX_STEPS);
 	if (json) {
 		render_hist_json(&t, f);
 		fputs(",\"ktls_fallback\":{", f);
 		for (int k = 0; k < ns; k++) {
 			if (k)
 				fputc(',', f);
-			admin_json_str(f, admin_step_name(s, k, buf, sizeof(buf)));
+			admin_json_str(f, admin_name(s->ktls_step_names, k, "step", buf, sizeof(buf)));
 			fprintf(f, ":%" PRIu64, t.ktls_fallback[k]);
 		}
 		fputs("}}\n", f);
 		return 0;
 	}
 	for (int k = 0; k < ns; k++)
-		tbl_add(&tb, "ktls_fallback_%s", admin_step_name(s, k, buf, sizeof(buf))),
+		tbl_add(&tb, "ktls_fallback_%s", admin_name(s->ktls_step_names, k, "step", buf, sizeof(buf))),
 			tbl_add(&tb, "%" PRIu64, t.ktls_fallback[k]);
 	for (size_t i = 0; i < N_QUANTILES; i++) {
 		double v = admin_hist_quantile(t.hs_hist, quantiles[i].q);

@@ -84,7 +84,7 @@ static void info(const struct admin_snapshot *s, FILE *f)
 
 static void connections(const struct admin_snapshot *s, const struct admin_counters *t, FILE *f)
 {
-	int nr = s->nreasons < 0 ? 0 : s->nreasons > ADMIN_MAX_REASONS ? ADMIN_MAX_REASONS : s->nreasons;
+	int nr = admin_count(s->nreasons, ADMIN_MAX_REASONS);
 	char buf[32];
 
 	gauge(f, "connections_active", "Open client connections.", t->active);
@@ -92,14 +92,9 @@ static void connections(const struct admin_snapshot *s, const struct admin_count
 	counter(f, "connections_refused_total", "Client connections refused at the connection limit.",
 		t->refused_max);
 	family(f, "connections_closed_total", "counter", "Client connections closed, by reason.");
-	for (int r = 0; r < nr; r++) {
-		const char *name = s->reason_names && s->reason_names[r] ? s->reason_names[r] : NULL;
-		if (!name) {
-			snprintf(buf, sizeof(buf), "reason_%d", r);
-			name = buf;
-		}
-		labelled(f, "connections_closed_total", "reason", name, t->closed[r]);
-	}
+	for (int r = 0; r < nr; r++)
+		labelled(f, "connections_closed_total", "reason",
+			 admin_name(s->reason_names, r, "reason", buf, sizeof(buf)), t->closed[r]);
 	counter(f, "plaintext_connections_total",
 		"Connections relayed without TLS (the client did not ask for it).", t->plaintext);
 	counter(f, "cancels_total", "PostgreSQL cancel requests forwarded.", t->cancels);
@@ -162,13 +157,13 @@ static void ktls(const struct admin_snapshot *s, const struct admin_counters *t,
 	labelled(f, "ktls_rekeys_total", "direction", "rx", t->rekey_rx);
 	counter(f, "user_tls_connections_total",
 		"TLS connections with at least one direction kept in userspace.", t->user_tls);
-	int ns = s->nsteps < 0 ? 0 : s->nsteps > ADMIN_MAX_STEPS ? ADMIN_MAX_STEPS : s->nsteps;
+	int ns = admin_count(s->nsteps, ADMIN_MAX_STEPS);
 	char buf[32];
 	family(f, "ktls_fallbacks_total", "counter",
 	       "Connections kept out of kernel TLS (pipes: kTLS kept, copy relay instead of splice), "
 	       "by the step that failed.");
 	for (int k = 0; k < ns; k++)
-		labelled(f, "ktls_fallbacks_total", "step", admin_step_name(s, k, buf, sizeof(buf)),
+		labelled(f, "ktls_fallbacks_total", "step", admin_name(s->ktls_step_names, k, "step", buf, sizeof(buf)),
 			 t->ktls_fallback[k]);
 }
 
