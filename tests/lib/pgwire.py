@@ -684,6 +684,35 @@ def cmd_unsynced(port, table, wait_s):
     print(" ".join(out))
 
 
+def cmd_flush_query(port, sleep_s, max_s):
+    """select pg_sleep(sleep_s) as Parse, Bind, Execute and Flush with no Sync, as
+    libpq's pipeline mode sends it with PQsendFlushRequest; then the Sync once its
+    CommandComplete came. Prints the message types that came (e.g. "1 2 D C Z"),
+    "E<SQLSTATE>" for an ErrorResponse, then "closed" or "open" (nothing for max_s
+    seconds) where it did not get that far."""
+    t = session(port)
+    err, _ = until_ready(t)
+    if err:
+        print("error %s" % err)
+        return
+    sql = ("select pg_sleep(%s)" % float(sleep_s)).encode() + b"\0"
+    t.sendall(frame(b"P", b"\0" + sql + b"\0\0") + frame(b"B", b"\0\0" + b"\0\0" * 3)
+              + frame(b"E", b"\0" + b"\0\0\0\0") + frame(b"H"))
+    t.settimeout(float(max_s))
+    out = []
+    try:
+        while True:
+            typ, body = read_msg(t)
+            out.append("E" + error_fields(body).get("C", "") if typ == b"E" else typ.decode())
+            if typ == b"C":
+                t.sendall(frame(b"S"))
+            if typ in (b"Z", b"E"):
+                break
+    except (EOFError, ConnectionResetError, ssl.SSLError, OSError) as e:
+        out.append("open" if isinstance(e, socket.timeout) else "closed")
+    print(" ".join(out))
+
+
 def cmd_chunked(port, total_mb, seed, slow="0"):
     """Random payload in random TLS record sizes (1 B to 16 KB) through the sidecar to the
     echo backend; prints the SHA-256 of what was sent and of what came back. One thread:
@@ -885,6 +914,7 @@ def main():
         "stall-server": cmd_stall_server,
         "half-answer": cmd_half_answer,
         "unsynced": cmd_unsynced,
+        "flush-query": cmd_flush_query,
         "chunked": cmd_chunked,
         "send-close": cmd_send_close,
         "idle-hold": cmd_idle_hold,

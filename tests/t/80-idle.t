@@ -3,8 +3,8 @@
 # --idle-timeout, in each io mode (userspace TLS here; with kTLS and --relay splice
 # the sidecar does not see the plaintext, and a silent query counts as idle there,
 # as README says). A session is idle when the pooler owes no answer: a query that
-# runs longer than the timeout without a byte back (pg_sleep), or after a NOTICE, is
-# not cut; a session that waits at ReadyForQuery is, and so is one that sent half a
+# runs longer than the timeout without a byte back (pg_sleep), or after a NOTICE, or
+# sent as Execute and Flush with no Sync yet (pipeline mode), is not cut; a session that waits at ReadyForQuery is, and so is one that sent half a
 # message and stopped, one after an extended-protocol COPY FROM STDIN (two Syncs, one
 # ReadyForQuery), one that stops reading its answer, and one whose pooler hung up.
 set -euo pipefail
@@ -30,6 +30,9 @@ for io in $(ks_io_modes); do
     like "$out" '8$' "$io: nor is one that sends a NOTICE, then stays silent past the timeout"
     out="$(fx_with_timeout 30 fx_psql "$(ks_dsn)" -c 'begin' -c 'select pg_sleep(3)' -c 'select 9' -c 'commit' 2>&1)" || true
     like "$out" '9' "$io: queries one after another in a transaction, one past the timeout"
+    # libpq's pipeline mode: Execute and Flush, the Sync only once the answer came
+    out="$(fx_with_timeout 30 python3 "$PGWIRE" flush-query "$KS_PORT" 4 15)"
+    is "$out" "1 2 D C Z" "$io: nor is one sent as Execute and Flush with no Sync"
     is "$(idle_closed)" 0 "$io: no session was closed as idle so far"
 
     fatal='fatal 57P05: terminating connection due to idle-session timeout$'
