@@ -786,24 +786,36 @@ void conn_startup_pump(struct conn *c)
 	}
 }
 
+/* Connect to the backend's address c->be_idx; the first try starts at the address
+ * that took the last connection. */
 static void connect_backend(struct conn *c)
 {
 	struct sidecar *sc = c->w->sc;
+	if (!c->be_tried)
+		c->be_idx = (uint8_t)atomic_load_explicit(&sc->backend_pref, memory_order_relaxed);
+	const struct backend_addr *a = &sc->backends[c->be_idx];
+	c->be_tried++;
 	c->phase = PH_CONNECT;
-	c->bfd = socket(sc->backend.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	c->bfd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->bfd < 0 && errno == EAFNOSUPPORT && c->be_tried < sc->nbackends) { /* no IPv6 here */
+		c->be_idx = (uint8_t)((c->be_idx + 1) % sc->nbackends);
+		connect_backend(c);
+		return;
+	}
 	if (c->bfd < 0) {
 		c->err = errno; /* EMFILE: the open-files limit */
 		conn_log(c, LOG_ERROR, "backend socket failed", NULL);
 		fail_with_error(c, CR_BACKEND_CONNECT, "08006", "ktls-sidecar: cannot create backend socket");
 		return;
 	}
-	if (sc->backend.ss_family != AF_UNIX) {
+	if (a->ss.ss_family != AF_UNIX) {
 		int one = 1;
 		setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	c->deadline_ms = c->w->now_ms + (uint64_t)sc->cfg->connect_timeout_ms;
 	c->connecting = 1;
-	engine_connect(E(c), &c->be_wr, c->bfd, (struct sockaddr *)&sc->backend, sc->backend_len);
+	c->connect_timed_out = 0;
+	engine_connect(E(c), &c->be_wr, c->bfd, (const struct sockaddr *)&a->ss, a->len);
 }
 
 static void backend_connect_failed(struct conn *c, int err)
@@ -824,10 +836,31 @@ static void backend_connect_failed(struct conn *c, int err)
 
 static void connected(struct conn *c, int res)
 {
+	struct sidecar *sc = c->w->sc;
+	char extra[256], addr[64];
 	c->connecting = 0;
+	if (res < 0 && c->be_tried < sc->nbackends) { /* the host name's next address */
+		net_addr_str(&sc->backends[c->be_idx].ss, addr, sizeof(addr));
+		snprintf(extra, sizeof(extra), "address=%s error=\"%s\"", addr,
+			 strerror(c->connect_timed_out ? ETIMEDOUT : -res));
+		conn_log(c, LOG_DEBUG, "backend address failed: trying the next", extra);
+		engine_close(E(c), c->bfd);
+		c->bfd = -1;
+		c->be_idx = (uint8_t)((c->be_idx + 1) % sc->nbackends);
+		connect_backend(c);
+		return;
+	}
 	if (res < 0) {
 		backend_connect_failed(c, c->connect_timed_out ? ETIMEDOUT : -res);
 		return;
+	}
+	int pref = atomic_load_explicit(&sc->backend_pref, memory_order_relaxed);
+	if (pref != c->be_idx &&
+	    atomic_compare_exchange_strong_explicit(&sc->backend_pref, &pref, c->be_idx, memory_order_relaxed,
+						    memory_order_relaxed)) {
+		net_addr_str(&sc->backends[c->be_idx].ss, addr, sizeof(addr));
+		snprintf(extra, sizeof(extra), "backend=%s address=%s", sc->backend_desc, addr);
+		log_info("conn", "backend reached at another of its addresses: connections try it first", "%s", extra);
 	}
 	struct sockaddr_storage ss;
 	socklen_t l = sizeof(ss);

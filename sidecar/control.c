@@ -333,9 +333,19 @@ static int ready_done_cb(void *ctx, int rc, char *why, size_t whylen)
 		snprintf(why, whylen, "draining");
 		return -ESHUTDOWN;
 	}
-	if (rc)
-		snprintf(why, whylen, "backend %s: %s", sc->backend_desc,
+	if (rc) {
+		char addr[72] = "";
+		if (sc->nbackends > 1) {
+			addr[0] = ' ', addr[1] = '(';
+			net_addr_str(&sc->backends[sc->ready_probe].ss, addr + 2, sizeof(addr) - 3);
+			strcat(addr, ")");
+		}
+		snprintf(why, whylen, "backend %s%s: %s", sc->backend_desc, addr,
 			 rc == -ETIMEDOUT ? "no answer to a connect within 1 s" : strerror(-rc));
+		/* the next probe tries the next address, unless a connection moved on already */
+		int p = sc->ready_probe;
+		atomic_compare_exchange_strong(&sc->backend_pref, &p, (p + 1) % sc->nbackends);
+	}
 	return rc;
 }
 
@@ -348,10 +358,12 @@ static int ready_cb(void *ctx, int *probe, char *why, size_t whylen)
 		snprintf(why, whylen, "draining");
 		return -ESHUTDOWN;
 	}
-	int fd = socket(sc->backend.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), rc = 0;
+	sc->ready_probe = atomic_load(&sc->backend_pref);
+	const struct backend_addr *a = &sc->backends[sc->ready_probe];
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), rc = 0;
 	if (fd < 0)
 		return ready_done_cb(ctx, -errno, why, whylen);
-	if (connect(fd, (struct sockaddr *)&sc->backend, sc->backend_len) < 0) {
+	if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
 		if (errno == EINPROGRESS) {
 			*probe = fd;
 			return -EINPROGRESS;

@@ -168,15 +168,27 @@ static int open_listeners(struct sidecar *sc)
 		log_error("main", "bad listen address", "error=\"%s\"", err);
 		return -EINVAL;
 	}
-	if (net_resolve(sc->cfg->backend, &sc->backend, &sc->backend_len, err, sizeof(err))) {
+	sc->nbackends = net_resolve_all(sc->cfg->backend, sc->backends, KS_MAX_BACKENDS, err, sizeof(err));
+	if (sc->nbackends < 0) {
 		log_error("main", "bad backend address", "error=\"%s\"", err);
 		return -EINVAL;
 	}
 	snprintf(sc->backend_desc, sizeof(sc->backend_desc), "%s", sc->cfg->backend);
-	if (net_same_endpoint(&sc->listen, &sc->backend)) {
-		log_error("main", "the backend is the sidecar's own listening address: every connection would loop",
-			  "listen=%s backend=%s", sc->cfg->listen, sc->cfg->backend);
-		return -EINVAL;
+	for (int i = 0; i < sc->nbackends; i++) {
+		if (net_same_endpoint(&sc->listen, &sc->backends[i].ss)) {
+			log_error("main", "the backend is the sidecar's own listening address: every connection would loop",
+				  "listen=%s backend=%s", sc->cfg->listen, sc->cfg->backend);
+			return -EINVAL;
+		}
+	}
+	if (sc->nbackends > 1) { /* localhost: ::1 first, where the pooler may listen on 127.0.0.1 only */
+		char list[KS_MAX_BACKENDS * 56] = "", one[56];
+		for (int i = 0; i < sc->nbackends; i++) {
+			net_addr_str(&sc->backends[i].ss, one, sizeof(one));
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? "," : "", one);
+		}
+		log_info("main", "the backend has several addresses: each connection tries them in turn, from the last that took one",
+			 "backend=%s addresses=%s", sc->cfg->backend, list);
 	}
 	int rc = net_port_free(&sc->listen, sc->listen_len);
 	if (rc) {

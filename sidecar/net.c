@@ -12,11 +12,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-int net_resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len, char *err, size_t errlen)
+/* The addresses of spec (HOST:PORT, or unix:PATH), at most max of them, in
+ * getaddrinfo's order and without repeats: how many, or -errno with err set. */
+int net_resolve_all(const char *spec, struct backend_addr *out, int max, char *err, size_t errlen)
 {
-	memset(ss, 0, sizeof(*ss));
+	memset(out, 0, sizeof(*out) * (size_t)max);
 	if (strncmp(spec, "unix:", 5) == 0) {
-		struct sockaddr_un *un = (struct sockaddr_un *)ss;
+		struct sockaddr_un *un = (struct sockaddr_un *)&out->ss;
 		const char *path = spec + 5;
 		if (strlen(path) >= sizeof(un->sun_path)) {
 			snprintf(err, errlen, "%s: unix socket path too long", spec);
@@ -24,8 +26,8 @@ int net_resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len, c
 		}
 		un->sun_family = AF_UNIX;
 		strcpy(un->sun_path, path);
-		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
-		return 0;
+		out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+		return 1;
 	}
 	char host[256], port[8];
 	unsigned p;
@@ -40,9 +42,34 @@ int net_resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len, c
 		snprintf(err, errlen, "%s: %s", spec, gai_strerror(rc));
 		return -EINVAL;
 	}
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
+	int n = 0;
+	for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
+		if (ai->ai_addrlen > sizeof(out->ss))
+			continue;
+		int seen = 0;
+		for (int i = 0; i < n && !seen; i++)
+			seen = out[i].len == ai->ai_addrlen && !memcmp(&out[i].ss, ai->ai_addr, ai->ai_addrlen);
+		if (seen)
+			continue;
+		memcpy(&out[n].ss, ai->ai_addr, ai->ai_addrlen);
+		out[n++].len = ai->ai_addrlen;
+	}
 	freeaddrinfo(res);
+	if (!n) {
+		snprintf(err, errlen, "%s: no usable address", spec);
+		return -EINVAL;
+	}
+	return n;
+}
+
+int net_resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len, char *err, size_t errlen)
+{
+	struct backend_addr a;
+	int rc = net_resolve_all(spec, &a, 1, err, errlen);
+	if (rc < 0)
+		return rc;
+	*ss = a.ss;
+	*len = a.len;
 	return 0;
 }
 

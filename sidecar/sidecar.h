@@ -20,6 +20,12 @@ struct admin_conn;
 struct admin_ops;
 
 #define CACHELINE 64
+#define KS_MAX_BACKENDS 8 /* addresses of a --backend host name, tried in turn */
+
+struct backend_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
 #define HS_HIST_BUCKETS 12 /* = ADMIN_HIST_BUCKETS */
 
 /* Why a connection ended; one counter each. Keep close_reason_names in sync. */
@@ -101,8 +107,10 @@ struct sidecar {
 	char reload_at[32], reload_result[256];
 	uint64_t reloads_ok, reloads_failed; /* under hs_lock */
 	uint64_t reloads_partial;          /* certificates reloaded, configuration not re-read */
-	struct sockaddr_storage backend;
-	socklen_t backend_len;
+	struct backend_addr backends[KS_MAX_BACKENDS]; /* --backend, resolved at start */
+	int nbackends;
+	_Atomic int backend_pref;          /* the address tried first: the last that took a connection */
+	int ready_probe;                   /* the address /readyz is probing (admin thread) */
 	char backend_desc[160];
 	struct sockaddr_storage listen;
 	socklen_t listen_len;
@@ -165,6 +173,7 @@ int cpus_default_workers(void);
 /* net.c */
 /* Resolve "host:port" or "unix:/path". 0 or -errno with err. */
 int net_resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len, char *err, size_t errlen);
+int net_resolve_all(const char *spec, struct backend_addr *out, int max, char *err, size_t errlen);
 /* Bound, listening SO_REUSEPORT socket. fd or -errno. */
 int net_listen(const struct sockaddr_storage *ss, socklen_t len);
 /* TCP keepalive on fd (a listener: its accepted sockets inherit it); idle_s 0 = off. */

@@ -84,6 +84,47 @@ for io in $(ks_io_modes); do
     like "$err" 'could not connect to backend' "$io: psql shows the backend error"
     fx_sidecar_stop "down-$io" || true
 
+    # a host name with two addresses, ::1 first (as localhost in a pod's /etc/hosts),
+    # where the pooler listens on 127.0.0.1 only: each connection tries the next
+    # address, and /readyz moves on to it too. The sidecar runs in a mount namespace
+    # with its own /etc/hosts.
+    if unshare -m true 2>/dev/null; then
+        printf '::1 ks-pool\n127.0.0.1 ks-pool\n' >"$FX_DIR/hosts"
+        printf '#!/bin/sh\nexec unshare -m sh -c %s %s "$@"\n' \
+            "'mount --bind \"\$0\" /etc/hosts && exec \"\$@\"'" "'$FX_DIR/hosts' '$KTLS_SIDECAR'" >"$FX_DIR/ns-sidecar"
+        chmod +x "$FX_DIR/ns-sidecar"
+        note "ks-pool resolves to: $(unshare -m sh -c \
+            "mount --bind '$FX_DIR/hosts' /etc/hosts && getent ahosts ks-pool | awk '/STREAM/{print \$1}' | xargs")"
+        mport="$(fx_free_port)"
+        KTLS_SIDECAR="$FX_DIR/ns-sidecar" ks_start "two-$io" "$io" --backend "ks-pool:${FX_PGB_PORT}" \
+            --metrics-listen "127.0.0.1:$mport" || BAIL_OUT "sidecar did not start"
+        log="$(fx_sidecar_log "two-$io")"
+        like "$(cat "$log")" "msg=\"the backend has several addresses.*addresses=\\[::1\\]:${FX_PGB_PORT},127.0.0.1:${FX_PGB_PORT}" \
+            "$io: the backend's two addresses are logged at start"
+        codes=""
+        for _ in 1 2 3; do
+            codes+="$(python3 -c "
+import urllib.request, urllib.error
+try: print(urllib.request.urlopen('http://127.0.0.1:$mport/readyz', timeout=5).status)
+except urllib.error.HTTPError as e: print(e.code)") "
+        done
+        like "$codes" '^(503 )?200 200 $' "$io: /readyz finds the address that answers, within two probes: $codes"
+        is "$(fx_psql "$(ks_dsn)" -c 'select 11' 2>&1)" 11 "$io: a session goes through to the address that answers"
+        is "$(fx_psql "$(ks_dsn)" -c 'select 12' 2>&1)" 12 "$io: ... and the next one"
+        is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show stats json | jq -r .backend_connect_failed)" 0 \
+            "$io: no connection failed"
+        fx_sidecar_stop "two-$io" || true
+        ks_check_log "two-$io"
+        KTLS_SIDECAR="$FX_DIR/ns-sidecar" ks_start "two-down-$io" "$io" --backend "ks-pool:$dead" \
+            || BAIL_OUT "sidecar did not start"
+        like "$(wire tls-startup "$KS_PORT")" "^E 08006 ktls-sidecar: could not connect to backend ks-pool:$dead" \
+            "$io: both addresses down: FATAL 08006, naming the backend"
+        fx_sidecar_stop "two-down-$io" || true
+        ks_check_log "two-down-$io"
+    else
+        skip "unshare -m does not work here: no private /etc/hosts for the two-address backend" 9
+    fi
+
     # a unix-socket pooler whose accept queue is full: connect() says EAGAIN at once,
     # and the client hears so at once (not after --connect-timeout)
     full="$FX_DIR/pooler-full-$io.s"
