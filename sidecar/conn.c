@@ -228,9 +228,12 @@ void conn_close(struct conn *c, enum close_reason why)
 {
 	if (c->phase == PH_CLOSING)
 		return;
-	/* PostgreSQL's own words for an idle-session timeout and for a shutdown */
+	/* PostgreSQL's own words for an idle timeout (inside a transaction or not) and
+	 * for a shutdown */
 	int told = 0;
-	if (why == CR_IDLE_TIMEOUT)
+	if (why == CR_IDLE_TIMEOUT && (c->tx_status == 'T' || c->tx_status == 'E'))
+		told = relay_send_fatal(c, "25P03", "terminating connection due to idle-in-transaction timeout");
+	else if (why == CR_IDLE_TIMEOUT)
 		told = relay_send_fatal(c, "57P05", "terminating connection due to idle-session timeout");
 	else if (why == CR_SHUTDOWN || why == CR_DRAIN_IDLE)
 		told = relay_send_fatal(c, "57P01", "terminating connection due to administrator command");

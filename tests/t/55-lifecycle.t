@@ -273,17 +273,22 @@ pid="${FX_SIDECAR_PIDS[drain3]}"
 fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" idle 25 >"$FX_DIR/drain3-idle.out" 2>&1 &
 idle=$!
 fx_register_pid "$idle"
+# and one whose last messages were a Sync and a Flush (some drivers send that)
+fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" sync-flush 25 >"$FX_DIR/drain3-flush.out" 2>&1 &
+flush=$!
+fx_register_pid "$flush"
 { echo 'begin;'; echo 'select 1;'; sleep 3; echo 'select 2;'; echo 'commit;'; sleep 2; echo 'select 3;'; } |
     fx_with_timeout 30 fx_psql "$(ks_dsn)" >"$FX_DIR/drain3-tx.out" 2>&1 &
 tx=$!
 fx_register_pid "$tx"
-ks_wait_relaying 2 || true
+ks_wait_relaying 3 || true
 sleep 0.5 # psql's BEGIN is through
 is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show conns json | jq -r '[.conns[].txn] | sort | join(",")')" \
-    "idle,in_transaction" "show conns: txn tells the session between transactions from the one inside one"
+    "idle,idle,in_transaction" "show conns: txn tells the sessions between transactions from the one inside one"
 t0=$(date +%s%N)
 kill -TERM "$pid"
 wait "$idle" || true
+wait "$flush" || true
 is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show conns json | jq -r '[.conns[].txn] | join(",")')" \
     "in_transaction" "... during the drain, only the one inside a transaction is left"
 left="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .drain_left_s)"
@@ -292,6 +297,7 @@ ok "... and show info gives the time to the drain deadline (${left} s of 20)" \
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 like "$(cat "$FX_DIR/drain3-idle.out")" '^closed.*fatal 57P01: terminating connection due to administrator command$' \
     "--drain-close-idle: a session waiting at ReadyForQuery is closed with FATAL 57P01"
+like "$(cat "$FX_DIR/drain3-flush.out")" '^closed.*fatal 57P01' "... and so is one after a Sync and a Flush"
 ok "... at once, not at the drain timeout (${ms} ms)" test "$ms" -lt 3000
 wait "$tx" || true
 txout="$(cat "$FX_DIR/drain3-tx.out")"
@@ -301,9 +307,9 @@ unlike "$txout" $'\n3(\n|$)' "... before its next statement ran"
 rc=0; fx_sidecar_stop drain3 || rc=$?
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 is "$rc" 0 "... and the sidecar exits 0"
-ok "... once both were closed, well before the 20 s drain timeout (${ms} ms)" test "$ms" -lt 12000
+ok "... once all were closed, well before the 20 s drain timeout (${ms} ms)" test "$ms" -lt 12000
 like "$(cat "$(fx_sidecar_log drain3)")" 'draining: not accepting.*close_idle=true' "... the drain's log line says close-idle is on"
-is "$(grep -c 'reason=drain_idle' "$(fx_sidecar_log drain3)")" 2 "... both closes logged as reason=drain_idle"
+is "$(grep -c 'reason=drain_idle' "$(fx_sidecar_log drain3)")" 3 "... the three closes logged as reason=drain_idle"
 
 # --drain-close-idle and an extended-protocol batch that has no Sync yet (an implicit
 # transaction): left to finish, and closed after its Sync's ReadyForQuery

@@ -6,7 +6,9 @@
 # runs longer than the timeout without a byte back (pg_sleep), or after a NOTICE, or
 # sent as Execute and Flush with no Sync yet (pipeline mode), is not cut; a session that waits at ReadyForQuery is, and so is one that sent half a
 # message and stopped, one after an extended-protocol COPY FROM STDIN (two Syncs, one
-# ReadyForQuery), one that stops reading its answer, and one whose pooler hung up.
+# ReadyForQuery), one after a Sync and a Flush, one idle inside a transaction (FATAL
+# 25P03 there, as PostgreSQL's idle_in_transaction_session_timeout), one that stops
+# reading its answer, and one whose pooler hung up.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 ks_setup
@@ -45,14 +47,21 @@ for io in $(ks_io_modes); do
     like "$out" "^closed.*$fatal" "$io: a session that sent half a message and stopped is closed too: $out"
     out="$(fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" copy-ext 10)"
     like "$out" "^closed.*$fatal" "$io: ... and one idle after a COPY FROM STDIN over the extended protocol: $out"
-    is "$(idle_closed)" 3 "$io: the three counted as idle_timeout"
+    out="$(fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" sync-flush 10)"
+    like "$out" "^closed.*$fatal" "$io: ... and one idle after a Sync and a Flush (a Flush alone runs nothing): $out"
+    is "$(idle_closed)" 4 "$io: the four counted as idle_timeout"
     # psql idle past the timeout: its next query reports the FATAL, as with
     # PostgreSQL's own idle_session_timeout
     out="$({ echo 'select 41;'; sleep 4; echo 'select 42;'; } | fx_with_timeout 30 fx_psql "$(ks_dsn)" 2>&1)" || true
     like "$out" '^41' "$io: psql: the first query ran"
     like "$out" 'FATAL:  terminating connection due to idle-session timeout' "$io: ... the next one, after the timeout, shows why the session ended: $out"
     unlike "$out" $'(^|\n)42($|\n)' "$io: ... and did not run"
-    is "$(idle_closed)" 4 "$io: counted as idle_timeout"
+    # inside a transaction: PostgreSQL's words for idle_in_transaction_session_timeout
+    out="$({ echo 'begin;'; sleep 4; echo 'select 43;'; } | fx_with_timeout 30 fx_psql "$(ks_dsn)" 2>&1)" || true
+    like "$out" 'FATAL:  terminating connection due to idle-in-transaction timeout' \
+        "$io: psql idle inside a transaction: FATAL 25P03, as PostgreSQL says it: $out"
+    unlike "$out" $'(^|\n)43($|\n)' "$io: ... and its next query did not run"
+    is "$(idle_closed)" 6 "$io: counted as idle_timeout"
     # a client that holds its session but reads nothing more: after a 20 MB answer
     # it left unread, or after its backend ended (an error, then the pooler's FIN)
     for how in noread kill; do
@@ -64,7 +73,7 @@ for io in $(ks_io_modes); do
         kill "$hold" 2>/dev/null || true
         wait "$hold" 2>/dev/null || true
     done
-    is "$(idle_closed)" 6 "$io: both counted as idle_timeout"
+    is "$(idle_closed)" 8 "$io: both counted as idle_timeout"
     like "$(cat "$(fx_sidecar_log "i-$io")")" 'msg="idle timeout"' "$io: the idle close is logged"
     fx_sidecar_stop "i-$io" || true
 done
