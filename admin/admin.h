@@ -108,8 +108,10 @@ struct admin_ops {
 	 * pooler, whose outcome goes to ready_done once the socket is writable (or
 	 * -ETIMEDOUT); else -errno with why (draining, backend down). */
 	int (*ready)(void *ctx, int *probe, char *why, size_t whylen);
-	/* The answer for a probe's outcome rc (0 or -errno): 0, else -errno with why. */
-	int (*ready_done)(void *ctx, int rc, char *why, size_t whylen);
+	/* The answer for a probe's outcome rc (0 or -errno): 0, else -errno with why; or
+	 * -EINPROGRESS with *probe set to the next probe (another address of the pooler),
+	 * whose outcome comes here in turn. */
+	int (*ready_done)(void *ctx, int rc, int *probe, char *why, size_t whylen);
 };
 
 enum admin_cmd_kind { ADM_HELP, ADM_SHOW_INFO, ADM_SHOW_STATS, ADM_SHOW_WORKERS, ADM_SHOW_CONNS,

@@ -420,18 +420,23 @@ static void answered(struct admin_http_client *c, int rc)
 }
 
 /* The pooler probe ended (rc -ETIMEDOUT, or 0 to read its outcome): answer every
- * /readyz waiting on it. */
+ * /readyz waiting on it, unless another probe follows (the pooler's next address). */
 static void probe_finish(struct admin_http *h, int rc)
 {
 	char why[256] = "";
-	int err = 0;
+	int err = 0, next = -1;
 	socklen_t l = sizeof(err);
 	if (!rc)
 		rc = getsockopt(h->probe_fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 ? -errno : -err;
 	close(h->probe_fd);
 	h->probe_fd = -1;
 	if (h->ops && h->ops->ready_done)
-		rc = h->ops->ready_done(h->ctx, rc, why, sizeof(why));
+		rc = h->ops->ready_done(h->ctx, rc, &next, why, sizeof(why));
+	if (rc == -EINPROGRESS && next >= 0) { /* the requests stay parked */
+		h->probe_fd = next;
+		h->probe_deadline = admin_now_ms() + ADMIN_HTTP_PROBE_MS;
+		return;
+	}
 	for (int i = 0; i < ADMIN_HTTP_MAX_CLIENTS; i++) {
 		struct admin_http_client *c = &h->cl[i];
 		if (c->state != HTTP_PROBE)

@@ -789,27 +789,36 @@ void conn_startup_pump(struct conn *c)
 	}
 }
 
-/* Connect to the backend's address c->be_idx; the first try starts at the address
- * that took the last connection. */
+static void backend_connect_failed(struct conn *c, int err);
+
+/* Connect to the backend's address c->be_idx, the first try at the address that took
+ * the last connection. Each address has its own --connect-timeout, as each host has
+ * in libpq. */
 static void connect_backend(struct conn *c)
 {
 	struct sidecar *sc = c->w->sc;
 	if (!c->be_tried)
 		c->be_idx = (uint8_t)atomic_load_explicit(&sc->backend_pref, memory_order_relaxed);
-	const struct backend_addr *a = &sc->backends[c->be_idx];
-	c->be_tried++;
 	c->phase = PH_CONNECT;
-	c->bfd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->bfd < 0 && errno == EAFNOSUPPORT && c->be_tried < sc->nbackends) { /* no IPv6 here */
+	const struct backend_addr *a;
+	for (;;) {
+		a = &sc->backends[c->be_idx];
+		c->be_tried++;
+		c->bfd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (c->bfd >= 0)
+			break;
+		if (errno != EAFNOSUPPORT) {
+			c->err = errno; /* EMFILE: the open-files limit */
+			conn_log(c, LOG_ERROR, "backend socket failed", NULL);
+			fail_with_error(c, CR_BACKEND_CONNECT, "08006", "ktls-sidecar: cannot create backend socket");
+			return;
+		}
+		c->be_errs[c->be_idx] = EAFNOSUPPORT; /* IPv6 turned off since the start */
+		if (c->be_tried >= sc->nbackends) {
+			backend_connect_failed(c, EAFNOSUPPORT);
+			return;
+		}
 		c->be_idx = (uint8_t)((c->be_idx + 1) % sc->nbackends);
-		connect_backend(c);
-		return;
-	}
-	if (c->bfd < 0) {
-		c->err = errno; /* EMFILE: the open-files limit */
-		conn_log(c, LOG_ERROR, "backend socket failed", NULL);
-		fail_with_error(c, CR_BACKEND_CONNECT, "08006", "ktls-sidecar: cannot create backend socket");
-		return;
 	}
 	if (a->ss.ss_family != AF_UNIX) {
 		int one = 1;
@@ -824,9 +833,15 @@ static void connect_backend(struct conn *c)
 static void backend_connect_failed(struct conn *c, int err)
 {
 	struct sidecar *sc = c->w->sc;
-	char msg[256], extra[256];
+	char msg[256], extra[768], addr[64];
 	STAT_INC(c->w, backend_connect_failed);
-	snprintf(extra, sizeof(extra), "backend=%s error=\"%s\"", sc->backend_desc, strerror(err));
+	int n = snprintf(extra, sizeof(extra), "backend=%s error=\"%s\"", sc->backend_desc, strerror(err));
+	for (int i = 0; i < sc->nbackends && sc->nbackends > 1 && n > 0 && (size_t)n < sizeof(extra); i++) {
+		if (!c->be_errs[i])
+			continue;
+		net_addr_str(&sc->backends[i].ss, addr, sizeof(addr));
+		n += snprintf(extra + n, sizeof(extra) - (size_t)n, " error_%s=\"%s\"", addr, strerror(c->be_errs[i]));
+	}
 	conn_log(c, LOG_WARN, "backend connect failed", extra);
 	if (c->cancel) {
 		conn_close(c, CR_BACKEND_CONNECT);
@@ -842,10 +857,11 @@ static void connected(struct conn *c, int res)
 	struct sidecar *sc = c->w->sc;
 	char extra[256], addr[64];
 	c->connecting = 0;
+	if (res < 0)
+		c->be_errs[c->be_idx] = (uint8_t)(c->connect_timed_out ? ETIMEDOUT : -res);
 	if (res < 0 && c->be_tried < sc->nbackends) { /* the host name's next address */
 		net_addr_str(&sc->backends[c->be_idx].ss, addr, sizeof(addr));
-		snprintf(extra, sizeof(extra), "address=%s error=\"%s\"", addr,
-			 strerror(c->connect_timed_out ? ETIMEDOUT : -res));
+		snprintf(extra, sizeof(extra), "address=%s error=\"%s\"", addr, strerror(c->be_errs[c->be_idx]));
 		conn_log(c, LOG_DEBUG, "backend address failed: trying the next", extra);
 		engine_close(E(c), c->bfd);
 		c->bfd = -1;

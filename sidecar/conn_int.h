@@ -53,6 +53,7 @@ struct conn {
 	uint8_t saw_ssl, saw_gss, direct, cancel, plain;
 	uint8_t connecting, connect_timed_out;
 	uint8_t be_idx, be_tried; /* the backend address in use, and how many were tried */
+	uint8_t be_errs[KS_MAX_BACKENDS]; /* the errno each address failed with, 0 if none */
 	uint8_t ktls_tx, ktls_rx, notify_sent, splice;
 	uint8_t tx_rekey;         /* the client asked for our KeyUpdate: send it when TX is idle */
 	uint8_t bufs_released;    /* cbuf/bbuf pages given back since the last completion */

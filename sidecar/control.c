@@ -326,43 +326,17 @@ static int drain_cb(void *ctx, int timeout_ms)
 	return control_drain(sc, timeout_ms < 0 ? sc->cfg->drain_timeout_ms : timeout_ms);
 }
 
-static int ready_done_cb(void *ctx, int rc, char *why, size_t whylen)
-{
-	struct sidecar *sc = ctx;
-	if (atomic_load(&sc->draining)) { /* began while the probe was out */
-		snprintf(why, whylen, "draining");
-		return -ESHUTDOWN;
-	}
-	if (rc) {
-		char addr[72] = "";
-		if (sc->nbackends > 1) {
-			addr[0] = ' ', addr[1] = '(';
-			net_addr_str(&sc->backends[sc->ready_probe].ss, addr + 2, sizeof(addr) - 3);
-			strcat(addr, ")");
-		}
-		snprintf(why, whylen, "backend %s%s: %s", sc->backend_desc, addr,
-			 rc == -ETIMEDOUT ? "no answer to a connect within 1 s" : strerror(-rc));
-		/* the next probe tries the next address, unless a connection moved on already */
-		int p = sc->ready_probe;
-		atomic_compare_exchange_strong(&sc->backend_pref, &p, (p + 1) % sc->nbackends);
-	}
-	return rc;
-}
+static int ready_done_cb(void *ctx, int rc, int *probe, char *why, size_t whylen);
 
-/* Ready: not draining, and the pooler accepts a connection (within a second: the
- * admin thread waits for the probe without blocking). */
-static int ready_cb(void *ctx, int *probe, char *why, size_t whylen)
+/* Probe the pooler's address sc->ready_probe: its outcome goes to ready_done_cb, now
+ * or (-EINPROGRESS, *probe set) once the connect ends. */
+static int probe_address(struct sidecar *sc, int *probe, char *why, size_t whylen)
 {
-	struct sidecar *sc = ctx;
-	if (atomic_load(&sc->draining)) {
-		snprintf(why, whylen, "draining");
-		return -ESHUTDOWN;
-	}
-	sc->ready_probe = atomic_load(&sc->backend_pref);
 	const struct backend_addr *a = &sc->backends[sc->ready_probe];
+	sc->ready_tried++;
 	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), rc = 0;
 	if (fd < 0)
-		return ready_done_cb(ctx, -errno, why, whylen);
+		return ready_done_cb(sc, -errno, probe, why, whylen);
 	if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
 		if (errno == EINPROGRESS) {
 			*probe = fd;
@@ -371,7 +345,51 @@ static int ready_cb(void *ctx, int *probe, char *why, size_t whylen)
 		rc = -errno;
 	}
 	close(fd);
-	return ready_done_cb(ctx, rc, why, whylen);
+	return ready_done_cb(sc, rc, probe, why, whylen);
+}
+
+/* A probe ended: ready if the address took the connect (connections then try it
+ * first), else the pooler's next address is probed, until each was tried once. */
+static int ready_done_cb(void *ctx, int rc, int *probe, char *why, size_t whylen)
+{
+	struct sidecar *sc = ctx;
+	if (atomic_load(&sc->draining)) { /* began while the probe was out */
+		snprintf(why, whylen, "draining");
+		return -ESHUTDOWN;
+	}
+	if (!rc) {
+		if (atomic_load_explicit(&sc->backend_pref, memory_order_relaxed) != sc->ready_probe)
+			atomic_store_explicit(&sc->backend_pref, sc->ready_probe, memory_order_relaxed);
+		return 0;
+	}
+	if (sc->ready_tried < sc->nbackends) {
+		sc->ready_probe = (sc->ready_probe + 1) % sc->nbackends;
+		return probe_address(sc, probe, why, whylen);
+	}
+	char addr[128] = "";
+	if (sc->nbackends > 1) {
+		char last[64];
+		net_addr_str(&sc->backends[sc->ready_probe].ss, last, sizeof(last));
+		snprintf(addr, sizeof(addr), " (each of its %d addresses failed, the last %s)", sc->nbackends, last);
+	}
+	snprintf(why, whylen, "backend %s%s: %s", sc->backend_desc, addr,
+		 rc == -ETIMEDOUT ? "no answer to a connect within 1 s" : strerror(-rc));
+	return rc;
+}
+
+/* Ready: not draining, and the pooler accepts a connection at one of its addresses
+ * (within a second each: the admin thread waits for the probes without blocking),
+ * the one connections use first tried first. */
+static int ready_cb(void *ctx, int *probe, char *why, size_t whylen)
+{
+	struct sidecar *sc = ctx;
+	if (atomic_load(&sc->draining)) {
+		snprintf(why, whylen, "draining");
+		return -ESHUTDOWN;
+	}
+	sc->ready_probe = atomic_load(&sc->backend_pref);
+	sc->ready_tried = 0;
+	return probe_address(sc, probe, why, whylen);
 }
 
 const struct admin_ops control_ops = {

@@ -174,6 +174,26 @@ static int open_listeners(struct sidecar *sc)
 		return -EINVAL;
 	}
 	snprintf(sc->backend_desc, sizeof(sc->backend_desc), "%s", sc->cfg->backend);
+	for (int i = 0; i < sc->nbackends; i++) { /* ::1 from /etc/hosts where IPv6 is off */
+		int fd = socket(sc->backends[i].ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0) {
+			close(fd);
+			continue;
+		}
+		if (errno != EAFNOSUPPORT)
+			continue;
+		char one[64];
+		net_addr_str(&sc->backends[i].ss, one, sizeof(one));
+		log_info("main", "a backend address this host cannot use is left out", "backend=%s address=%s error=\"%s\"",
+			 sc->cfg->backend, one, strerror(EAFNOSUPPORT));
+		memmove(&sc->backends[i], &sc->backends[i + 1], sizeof(sc->backends[0]) * (size_t)(sc->nbackends - i - 1));
+		sc->nbackends--, i--;
+	}
+	if (!sc->nbackends) {
+		log_error("main", "bad backend address", "error=\"%s: no address of a family this host supports\"",
+			  sc->cfg->backend);
+		return -EAFNOSUPPORT;
+	}
 	for (int i = 0; i < sc->nbackends; i++) {
 		if (net_same_endpoint(&sc->listen, &sc->backends[i].ss)) {
 			log_error("main", "the backend is the sidecar's own listening address: every connection would loop",

@@ -77,9 +77,10 @@ static void track_owed(struct conn *c, int c2b, const uint8_t *p, size_t n)
 			c->tx_status = p > start ? p[-1] : 0;
 		if (c2b && (t == 'Q' || t == 'S' || t == 'F') && c->owed < UINT32_MAX)
 			c->owed++, c->unsynced = 0;
-		else if (c2b && (t == 'P' || t == 'B' || t == 'E' || t == 'D' || t == 'C'))
+		else if (c2b && (t == 'P' || t == 'B' || t == 'E' || t == 'D'))
 			c->unsynced = 1; /* an implicit transaction may be open until the Sync (a
-					  * Flush alone opens nothing, and is ignored in a COPY) */
+					  * Flush or a Close alone starts none; a Flush is ignored
+					  * in a COPY) */
 		else if (!c2b && (t == 'G' || t == 'W')) /* CopyInResponse, CopyBothResponse */
 			c->copy_in = 1;
 		else if (!c2b && t == 'Z' && c->copy_in)

@@ -110,7 +110,7 @@ struct sidecar {
 	struct backend_addr backends[KS_MAX_BACKENDS]; /* --backend, resolved at start */
 	int nbackends;
 	_Atomic int backend_pref;          /* the address tried first: the last that took a connection */
-	int ready_probe;                   /* the address /readyz is probing (admin thread) */
+	int ready_probe, ready_tried;      /* the address /readyz is probing, how many it tried (admin thread) */
 	char backend_desc[160];
 	struct sockaddr_storage listen;
 	socklen_t listen_len;

@@ -838,7 +838,7 @@ def cmd_idle_wait(port, how, max_s):
     """A TLS session past ReadyForQuery, then quiet: "idle" sends nothing more, "half"
     half a Query message, "copy-ext" a COPY FROM STDIN over the extended protocol
     first, "sync-flush" a select over the extended protocol, its Sync and then a
-    Flush (as some drivers send). Prints "closed [N ms]" when the server ends it within max_s seconds (N
+    Flush (as some drivers send), then a Close of the statement and a Flush. Prints "closed [N ms]" when the server ends it within max_s seconds (N
     counted from the last byte sent), with " fatal SQLSTATE: message" where it sent a
     FATAL first, else "open". "noread" and "kill": see below;
     they print "sent", hold the session max_s seconds without reading, and "done"."""
@@ -864,6 +864,9 @@ def cmd_idle_wait(port, how, max_s):
         t.sendall(frame(b"P", b"\0select 1\0\0\0") + frame(b"B", b"\0\0" + b"\0\0" * 3)
                   + frame(b"E", b"\0" + b"\0\0\0\0") + frame(b"S") + frame(b"H"))
         while read_msg(t)[0] != b"Z":
+            pass
+        t.sendall(frame(b"C", b"S\0") + frame(b"H"))  # and the unnamed statement closed
+        while read_msg(t)[0] != b"3":
             pass
         ready()
     elif how == "copy-ext":

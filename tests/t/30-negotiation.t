@@ -85,9 +85,10 @@ for io in $(ks_io_modes); do
     fx_sidecar_stop "down-$io" || true
 
     # a host name with two addresses, ::1 first (as localhost in a pod's /etc/hosts),
-    # where the pooler listens on 127.0.0.1 only: each connection tries the next
-    # address, and /readyz moves on to it too. The sidecar runs in a mount namespace
-    # with its own /etc/hosts.
+    # where the pooler listens on 127.0.0.1 only: a connection tries the next address
+    # (on a refusal, and on --connect-timeout), later ones start there, and /readyz
+    # walks the addresses too. The sidecar runs in a mount namespace with its own
+    # /etc/hosts.
     if unshare -m true 2>/dev/null; then
         printf '::1 ks-pool\n127.0.0.1 ks-pool\n' >"$FX_DIR/hosts"
         printf '#!/bin/sh\nexec unshare -m sh -c %s %s "$@"\n' \
@@ -95,34 +96,70 @@ for io in $(ks_io_modes); do
         chmod +x "$FX_DIR/ns-sidecar"
         note "ks-pool resolves to: $(unshare -m sh -c \
             "mount --bind '$FX_DIR/hosts' /etc/hosts && getent ahosts ks-pool | awk '/STREAM/{print \$1}' | xargs")"
-        mport="$(fx_free_port)"
-        KTLS_SIDECAR="$FX_DIR/ns-sidecar" ks_start "two-$io" "$io" --backend "ks-pool:${FX_PGB_PORT}" \
-            --metrics-listen "127.0.0.1:$mport" || BAIL_OUT "sidecar did not start"
+        moved='msg="backend reached at another of its addresses: connections try it first".* address=127.0.0.1:'
+        KTLS_SIDECAR="$FX_DIR/ns-sidecar" ks_start "two-$io" "$io" --backend "ks-pool:${FX_PGB_PORT}" ||
+            BAIL_OUT "sidecar did not start"
         log="$(fx_sidecar_log "two-$io")"
         like "$(cat "$log")" "msg=\"the backend has several addresses.*addresses=\\[::1\\]:${FX_PGB_PORT},127.0.0.1:${FX_PGB_PORT}" \
             "$io: the backend's two addresses are logged at start"
+        is "$(fx_psql "$(ks_dsn)" -c 'select 11' 2>&1)" 11 "$io: a session goes through to the address that answers"
+        is "$(fx_psql "$(ks_dsn)" -c 'select 12' 2>&1)" 12 "$io: ... and the next one"
+        is "$(grep -c "$moved" "$log")" 1 "$io: logged once: connections now start at 127.0.0.1"
+        is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show stats json | jq -r .backend_connect_failed)" 0 \
+            "$io: no connection failed"
+        fx_sidecar_stop "two-$io" || true
+        ks_check_log "two-$io"
+
+        mport="$(fx_free_port)"
+        KTLS_SIDECAR="$FX_DIR/ns-sidecar" ks_start "two-rz-$io" "$io" --backend "ks-pool:${FX_PGB_PORT}" \
+            --metrics-listen "127.0.0.1:$mport" || BAIL_OUT "sidecar did not start"
         codes=""
-        for _ in 1 2 3; do
+        for _ in 1 2; do
             codes+="$(python3 -c "
 import urllib.request, urllib.error
 try: print(urllib.request.urlopen('http://127.0.0.1:$mport/readyz', timeout=5).status)
 except urllib.error.HTTPError as e: print(e.code)") "
         done
-        like "$codes" '^(503 )?200 200 $' "$io: /readyz finds the address that answers, within two probes: $codes"
-        is "$(fx_psql "$(ks_dsn)" -c 'select 11' 2>&1)" 11 "$io: a session goes through to the address that answers"
-        is "$(fx_psql "$(ks_dsn)" -c 'select 12' 2>&1)" 12 "$io: ... and the next one"
-        is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show stats json | jq -r .backend_connect_failed)" 0 \
-            "$io: no connection failed"
-        fx_sidecar_stop "two-$io" || true
-        ks_check_log "two-$io"
+        is "$codes" "200 200 " "$io: /readyz is 200 from the first probe: it goes on to the address that answers"
+        fx_sidecar_stop "two-rz-$io" || true
+
+        # ::1 drops the connect (a listener whose accept queue is full): the next
+        # address after --connect-timeout
+        python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET6); s.bind(("::1", int(sys.argv[1]))); s.listen(0)
+fill = []
+for _ in range(3):
+    f = socket.socket(socket.AF_INET6); f.setblocking(False); f.connect_ex(("::1", int(sys.argv[1]))); fill.append(f)
+open(sys.argv[2], "w").write("ready\n")
+time.sleep(60)' "$FX_PGB_PORT" "$FX_DIR/hole-$io.ready" &
+        hole=$!
+        fx_register_pid "$hole"
+        ks_wait_file "$FX_DIR/hole-$io.ready" || BAIL_OUT "the silent listener did not come up"
+        extra=()
+        [[ "$io" == uring ]] && extra=(--uring-fixed-files)
+        KTLS_SIDECAR="$FX_DIR/ns-sidecar" ks_start "two-to-$io" "$io" --backend "ks-pool:${FX_PGB_PORT}" \
+            --connect-timeout 1s "${extra[@]}" || BAIL_OUT "sidecar did not start"
+        t0=$(date +%s%N)
+        is "$(fx_psql "$(ks_dsn)" -c 'select 13' 2>&1)" 13 "$io${extra[*]:+ ${extra[*]}}: ::1 silent: the session goes through 127.0.0.1"
+        ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+        ok "$io: ... after the 1 s connect timeout on ::1 (${ms} ms)" test "$ms" -ge 900
+        like "$(cat "$(fx_sidecar_log "two-to-$io")")" "$moved" "$io: ... and connections now start at 127.0.0.1"
+        fx_sidecar_stop "two-to-$io" || true
+        ks_check_log "two-to-$io"
+        kill "$hole" 2>/dev/null || true
+        wait "$hole" 2>/dev/null || true
+
         KTLS_SIDECAR="$FX_DIR/ns-sidecar" ks_start "two-down-$io" "$io" --backend "ks-pool:$dead" \
             || BAIL_OUT "sidecar did not start"
         like "$(wire tls-startup "$KS_PORT")" "^E 08006 ktls-sidecar: could not connect to backend ks-pool:$dead" \
             "$io: both addresses down: FATAL 08006, naming the backend"
+        like "$(cat "$(fx_sidecar_log "two-down-$io")")" \
+            "msg=\"backend connect failed\".*error_\\[::1\\]:$dead=\"Connection refused\" error_127.0.0.1:$dead=\"Connection refused\"" \
+            "$io: ... the log gives each address's error"
         fx_sidecar_stop "two-down-$io" || true
         ks_check_log "two-down-$io"
     else
-        skip "unshare -m does not work here: no private /etc/hosts for the two-address backend" 9
+        skip "unshare -m does not work here: no private /etc/hosts for the two-address backend" 14
     fi
 
     # a unix-socket pooler whose accept queue is full: connect() says EAGAIN at once,

@@ -6,7 +6,7 @@
 # runs longer than the timeout without a byte back (pg_sleep), or after a NOTICE, or
 # sent as Execute and Flush with no Sync yet (pipeline mode), is not cut; a session that waits at ReadyForQuery is, and so is one that sent half a
 # message and stopped, one after an extended-protocol COPY FROM STDIN (two Syncs, one
-# ReadyForQuery), one after a Sync and a Flush, one idle inside a transaction (FATAL
+# ReadyForQuery), one after a Sync and a Flush and a Close, one idle inside a transaction (FATAL
 # 25P03 there, as PostgreSQL's idle_in_transaction_session_timeout), one that stops
 # reading its answer, and one whose pooler hung up.
 set -euo pipefail
@@ -48,7 +48,7 @@ for io in $(ks_io_modes); do
     out="$(fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" copy-ext 10)"
     like "$out" "^closed.*$fatal" "$io: ... and one idle after a COPY FROM STDIN over the extended protocol: $out"
     out="$(fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" sync-flush 10)"
-    like "$out" "^closed.*$fatal" "$io: ... and one idle after a Sync and a Flush (a Flush alone runs nothing): $out"
+    like "$out" "^closed.*$fatal" "$io: ... and one idle after a Sync, a Flush, a Close and a Flush (none of them starts a transaction): $out"
     is "$(idle_closed)" 4 "$io: the four counted as idle_timeout"
     # psql idle past the timeout: its next query reports the FATAL, as with
     # PostgreSQL's own idle_session_timeout

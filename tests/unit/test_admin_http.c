@@ -355,9 +355,9 @@ static int fake_ready(void *ctx, int *probe, char *why, size_t len)
 	return 0;
 }
 
-static int fake_ready_done(void *ctx, int rc, char *why, size_t len)
+static int fake_ready_done(void *ctx, int rc, int *probe, char *why, size_t len)
 {
-	(void)ctx;
+	(void)ctx, (void)probe;
 	if (rc)
 		snprintf(why, len, "probe: %s", strerror(-rc));
 	return rc;
