@@ -49,6 +49,10 @@ struct admin_snapshot {
 	const char *cert_serial;       /* hex, as openssl x509 -serial prints it */
 	const char *cert_not_after;    /* ISO 8601 UTC */
 	long long cert_not_after_unix; /* the same as Unix time; 0 if unknown */
+	int client_crls;               /* client CRLs loaded (--client-crl) */
+	int client_crls_stale;         /* of them, past their nextUpdate: their CAs' clients are refused */
+	const char *client_crl_next_update; /* ISO 8601 UTC, the earliest of them; "" if none */
+	long long client_crl_next_update_unix;
 	const char *reload_at;         /* "" if never reloaded, else UTC time */
 	const char *reload_result;     /* "ok" or the error */
 	uint64_t reloads_ok, reloads_failed;

@@ -355,6 +355,8 @@ static int render_info_json(const struct admin_snapshot *s, FILE *f)
 	json_kv_str(f, 0, "cert_sans", s->cert_sans);
 	json_kv_str(f, 0, "cert_serial", s->cert_serial);
 	json_kv_str(f, 0, "cert_not_after", s->cert_not_after);
+	fprintf(f, ",\"client_crls\":%d,\"client_crls_stale\":%d", s->client_crls, s->client_crls_stale);
+	json_kv_str(f, 0, "client_crl_next_update", s->client_crl_next_update);
 	json_kv_str(f, 0, "listen", s->listen);
 	json_kv_str(f, 0, "backend", s->backend);
 	json_kv_str(f, 0, "reload_at", s->reload_at);
@@ -398,6 +400,12 @@ static int render_info(const struct admin_snapshot *s, FILE *f)
 	tbl_add(&t, "cert_sans"), tbl_add(&t, "%s", nz(s->cert_sans));
 	tbl_add(&t, "cert_serial"), tbl_add(&t, "%s", nz(s->cert_serial));
 	tbl_add(&t, "cert_not_after"), tbl_add(&t, "%s", nz(s->cert_not_after));
+	tbl_add(&t, "client_crls");
+	if (s->client_crls)
+		tbl_add(&t, "%d (next update %s)%s", s->client_crls, nz(s->client_crl_next_update),
+			s->client_crls_stale ? "; PAST ITS NEXT UPDATE: clients of its CA are refused" : "");
+	else
+		tbl_add(&t, "none");
 	tbl_add(&t, "listen"), tbl_add(&t, "%s", nz(s->listen));
 	tbl_add(&t, "backend"), tbl_add(&t, "%s", nz(s->backend));
 	tbl_add(&t, "reload");

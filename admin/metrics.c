@@ -74,6 +74,11 @@ static void info(const struct admin_snapshot *s, FILE *f)
 		gauge(f, "certificate_expiry_timestamp_seconds",
 		      "notAfter of the certificate in service, as Unix time (alert on it minus time()).",
 		      (uint64_t)s->cert_not_after_unix);
+	if (s->client_crls && s->client_crl_next_update_unix > 0)
+		gauge(f, "client_crl_next_update_timestamp_seconds",
+		      "The earliest nextUpdate of the client CRLs in service, as Unix time: past it, OpenSSL "
+		      "refuses the clients of that CA (alert before it).",
+		      (uint64_t)s->client_crl_next_update_unix);
 	family(f, "reloads_total", "counter",
 	       "Reloads by outcome: ok; partial (certificates reloaded, the configuration file not re-read); "
 	       "failed (nothing changed).");

@@ -15,6 +15,7 @@ struct hs_conn;
 
 struct hs_settings {
 	const char *cert, *key, *client_ca;
+	const char *client_crl;     /* PEM CRLs checked against client chains; NULL or "" for none */
 	int verify;                 /* 0 none, 1 optional, 2 require */
 	char *const *allow_cn;
 	size_t n_allow_cn;
@@ -41,6 +42,9 @@ const char *hs_ctx_serial(const struct hs_ctx *ctx);
 const char *hs_ctx_not_after(const struct hs_ctx *ctx);
 long long hs_ctx_not_after_unix(const struct hs_ctx *ctx);
 int hs_ctx_expired(const struct hs_ctx *ctx);
+/* Client CRLs loaded; *stale: how many are past their nextUpdate (OpenSSL then refuses
+ * every certificate they cover); *next_update: the earliest nextUpdate (0 if none). */
+int hs_ctx_crls(const struct hs_ctx *ctx, int *stale, long long *next_update);
 /* notBefore (ISO 8601 UTC) if the certificate is not valid yet, else NULL. */
 const char *hs_ctx_not_before(const struct hs_ctx *ctx);
 /* OpenSSL version string. */

@@ -272,6 +272,34 @@ static int usable_ciphers(SSL_CTX *sc)
 	return n;
 }
 
+/* Load the client CRLs in file into sc's store and check every client chain against
+ * them, each certificate in it (as PostgreSQL does with ssl_crl_file): a chain whose
+ * CA has no CRL in the file is refused. */
+static int load_crls(struct hs_ctx *ctx, SSL_CTX *sc, const char *file, char *err, size_t errlen)
+{
+	X509_STORE *st = SSL_CTX_get_cert_store(sc);
+	X509_LOOKUP *lk = X509_STORE_add_lookup(st, X509_LOOKUP_file());
+	if (!lk || X509_load_crl_file(lk, file, X509_FILETYPE_PEM) <= 0)
+		return ctx_fail(err, errlen, "cannot load client CRL (PEM)", file);
+	X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(st);
+	for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+		X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+		const ASN1_TIME *next = crl ? X509_CRL_get0_nextUpdate(crl) : NULL;
+		struct tm tm;
+		if (!crl)
+			continue;
+		ctx->crls++;
+		if (next && X509_cmp_current_time(next) < 0)
+			ctx->crls_stale++;
+		if (next && ASN1_TIME_to_tm(next, &tm) &&
+		    (!ctx->crl_next_update || (long long)timegm(&tm) < ctx->crl_next_update))
+			ctx->crl_next_update = (long long)timegm(&tm);
+	}
+	ERR_clear_error();
+	return 0;
+}
+
 static int ctx_configure(struct hs_ctx *ctx, const struct hs_settings *s, char *err, size_t errlen)
 {
 	SSL_CTX *sc = ctx->ssl;
@@ -319,6 +347,9 @@ static int ctx_configure(struct hs_ctx *ctx, const struct hs_settings *s, char *
 	if (s->verify) {
 		if (!SSL_CTX_load_verify_locations(sc, s->client_ca, NULL))
 			return ctx_fail(err, errlen, "cannot load client CA", s->client_ca);
+		int rc;
+		if (s->client_crl && *s->client_crl && (rc = load_crls(ctx, sc, s->client_crl, err, errlen)))
+			return rc;
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(s->client_ca);
 		if (names)
 			SSL_CTX_set_client_CA_list(sc, names);
@@ -357,7 +388,7 @@ int hs_ctx_load(const struct hs_settings *s, struct hs_ctx **out, char *err, siz
 		goto err_ctx;
 	/* the paths and cipher strings belong to the caller's configuration, which a
 	 * reload frees while this context lives on: keep no pointer to them */
-	ctx->s.cert = ctx->s.key = ctx->s.client_ca = ctx->s.ciphers = ctx->s.ciphersuites = NULL;
+	ctx->s.cert = ctx->s.key = ctx->s.client_ca = ctx->s.client_crl = ctx->s.ciphers = ctx->s.ciphersuites = NULL;
 	*out = ctx;
 	return 0;
 err_ctx:
@@ -386,6 +417,13 @@ const char *hs_ctx_subject(const struct hs_ctx *ctx) { return ctx->subject; }
 const char *hs_ctx_sans(const struct hs_ctx *ctx) { return ctx->sans; }
 const char *hs_ctx_not_after(const struct hs_ctx *ctx) { return ctx->not_after; }
 int hs_ctx_expired(const struct hs_ctx *ctx) { return ctx->expired; }
+
+int hs_ctx_crls(const struct hs_ctx *ctx, int *stale, long long *next_update)
+{
+	*stale = ctx->crls_stale;
+	*next_update = ctx->crl_next_update;
+	return ctx->crls;
+}
 const char *hs_ctx_not_before(const struct hs_ctx *ctx) { return ctx->not_yet_valid ? ctx->not_before : NULL; }
 const char *hs_ctx_serial(const struct hs_ctx *ctx) { return ctx->serial; }
 long long hs_ctx_not_after_unix(const struct hs_ctx *ctx) { return ctx->not_after_unix; }

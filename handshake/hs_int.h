@@ -17,6 +17,8 @@ struct hs_ctx {
 	char subject[256], sans[512], not_after[64], not_before[64], serial[100];
 	long long not_after_unix;   /* 0 if unknown */
 	int expired, not_yet_valid;
+	int crls, crls_stale;       /* client CRLs loaded; how many are past their nextUpdate */
+	long long crl_next_update;  /* the earliest nextUpdate of them, Unix time; 0 if none */
 };
 
 struct hs_conn {

@@ -47,6 +47,8 @@ static const struct opt opts[] = {
 	{ "cert", T_STR, O(cert), NULL, NULL, 0, 0, "server certificate chain (PEM, RSA or ECDSA)" },
 	{ "key", T_STR, O(key), NULL, NULL, 0, 0, "server private key (PEM)" },
 	{ "client-ca", T_STR, O(client_ca), NULL, NULL, 0, 0, "CA bundle for client certificates (mTLS)" },
+	{ "client-crl", T_STR, O(client_crl), NULL, NULL, 0, 0,
+	  "revocation lists (PEM) for client certificates, one for each CA of their chains, as PostgreSQL's ssl_crl_file" },
 	{ "verify", T_ENUM, O(verify), "none", verify_choices, 0, 0,
 	  "client certificate policy: none|optional|require" },
 	{ "allow-cn", T_LIST, O(allow_cn), NULL, NULL, 0, 0, "allowed client subject CN (repeatable)" },
@@ -426,7 +428,10 @@ int config_finish(struct config *c, char *err, size_t errlen)
 		return fail(err, errlen, -EINVAL, "cert: a server certificate is required (--cert FILE)");
 	if (!c->key || !*c->key)
 		return fail(err, errlen, -EINVAL, "key: a private key is required (--key FILE)");
-	const char *files[][2] = { { "cert", c->cert }, { "key", c->key }, { "client-ca", c->client_ca } };
+	const char *files[][2] = { { "cert", c->cert },
+				   { "key", c->key },
+				   { "client-ca", c->client_ca },
+				   { "client-crl", c->client_crl } };
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		if (!file_value_ok(files[i][1]))
 			return fail(err, errlen, -EINVAL,
@@ -445,6 +450,10 @@ int config_finish(struct config *c, char *err, size_t errlen)
 			    "client-ca: a client CA does nothing with --verify none; add --verify require (or optional)");
 	if (strcmp(c->min_tls, "1.2") && strcmp(c->min_tls, "1.3"))
 		return fail(err, errlen, -EINVAL, "min-tls-version: '%s' must be 1.2 or 1.3", c->min_tls);
+	if (c->client_crl && *c->client_crl && c->verify == VERIFY_NONE)
+		return fail(err, errlen, -EINVAL,
+			    "client-crl: revocation lists need client certificates: add --verify require (or optional) "
+			    "and --client-ca");
 	if (c->verify != VERIFY_NONE && (!c->client_ca || !*c->client_ca))
 		return fail(err, errlen, -EINVAL, "verify: client certificates need --client-ca FILE");
 	if ((c->allow_cn.n || c->allow_dns.n || c->allow_uri.n) && c->verify == VERIFY_NONE)

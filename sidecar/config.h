@@ -25,6 +25,7 @@ struct config {
 	char *cert;
 	char *key;
 	char *client_ca;
+	char *client_crl;
 	int verify;               /* enum verify_mode */
 	struct strlist allow_cn;
 	struct strlist allow_dns;

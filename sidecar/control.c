@@ -75,7 +75,7 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 	/* the admin thread is the only caller: static buffers outlive the render */
 	static struct utsname u;
 	static char subject[256], sans[512], serial[100], not_after[64], reload_at[32], reload_result[256],
-		io_features[160];
+		io_features[160], crl_next[32];
 	struct sidecar *sc = ctx;
 	uname(&u);
 	memset(out, 0, sizeof(*out));
@@ -90,12 +90,20 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 	snprintf(serial, sizeof(serial), "%s", hs_ctx_serial(sc->hs));
 	snprintf(not_after, sizeof(not_after), "%s", hs_ctx_not_after(sc->hs));
 	out->cert_not_after_unix = hs_ctx_not_after_unix(sc->hs);
+	out->client_crls = hs_ctx_crls(sc->hs, &out->client_crls_stale, &out->client_crl_next_update_unix);
 	snprintf(reload_at, sizeof(reload_at), "%s", sc->reload_at);
 	snprintf(reload_result, sizeof(reload_result), "%s", sc->reload_result);
 	out->reloads_ok = sc->reloads_ok;
 	out->reloads_failed = sc->reloads_failed;
 	out->reloads_partial = sc->reloads_partial;
 	pthread_mutex_unlock(&sc->hs_lock);
+	crl_next[0] = 0;
+	if (out->client_crl_next_update_unix > 0) {
+		time_t t = (time_t)out->client_crl_next_update_unix;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(crl_next, sizeof(crl_next), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	}
 	out->nworkers = sc->nworkers;
 	out->version = KS_VERSION;
 	out->kernel = u.release;
@@ -104,6 +112,7 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 	out->cert_sans = sans;
 	out->cert_serial = serial;
 	out->cert_not_after = not_after;
+	out->client_crl_next_update = crl_next;
 	out->reload_at = reload_at;
 	out->reload_result = reload_result;
 	out->draining = atomic_load(&sc->draining);
@@ -146,7 +155,8 @@ static int conns(void *ctx, struct admin_conn **out, size_t *n)
 int control_load_tls(struct sidecar *sc, const struct config *c, struct hs_ctx **out, char *err, size_t errlen)
 {
 	struct hs_settings s = {
-		.cert = c->cert, .key = c->key, .client_ca = c->client_ca, .verify = c->verify,
+		.cert = c->cert, .key = c->key, .client_ca = c->client_ca, .client_crl = c->client_crl,
+		.verify = c->verify,
 		.allow_cn = c->allow_cn.v, .n_allow_cn = c->allow_cn.n,
 		.allow_dns = c->allow_dns.v, .n_allow_dns = c->allow_dns.n,
 		.allow_uri = c->allow_uri.v, .n_allow_uri = c->allow_uri.n,
@@ -169,7 +179,7 @@ static void note_reload(struct sidecar *sc, const char *result)
 
 /* What a reload applies; any other option changed in the file waits for a restart. */
 static const char *const reloadable[] = {
-	"cert", "key", "client-ca", "verify", "allow-cn", "allow-dns", "allow-uri",
+	"cert", "key", "client-ca", "client-crl", "verify", "allow-cn", "allow-dns", "allow-uri",
 	"min-tls-version", "ciphers", "ciphersuites", "log-level", NULL,
 };
 
@@ -231,6 +241,16 @@ static void warn_weaker(const struct config *was, const struct config *now)
 				    "is admitted", "%s", "");
 }
 
+void control_warn_stale_crls(const struct hs_ctx *hs, const char *who)
+{
+	int stale;
+	long long next;
+	int n = hs_ctx_crls(hs, &stale, &next);
+	if (stale)
+		log_warn(who, "a client CRL is past its next update: OpenSSL refuses every client certificate of its CA "
+			      "(\"CRL has expired\") until a newer CRL is loaded", "crls=%d stale=%d", n, stale);
+}
+
 int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 {
 	struct hs_ctx *next = NULL, *old;
@@ -250,6 +270,8 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 			 "options=\"%s\"", later);
 	if (!rc && cfg)
 		warn_weaker(sc->tls_cfg, cfg);
+	if (!rc)
+		control_warn_stale_crls(next, "control");
 	if (!rc && hs_ctx_not_before(next))
 		log_warn("control", "the reloaded certificate is not valid yet (clients will refuse it; is the clock right?)",
 			 "not_before=\"%s\"", hs_ctx_not_before(next));

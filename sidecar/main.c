@@ -94,6 +94,8 @@ static int load_tls(struct sidecar *sc)
 	else if (hs_ctx_not_before(sc->hs))
 		log_warn("main", "the server certificate is not valid yet (clients will refuse it; is the clock right?)",
 			 "not_before=\"%s\"", hs_ctx_not_before(sc->hs));
+	if (!rc)
+		control_warn_stale_crls(sc->hs, "main");
 	return rc;
 }
 
@@ -305,7 +307,7 @@ static int drop_privileges(const char *user, struct admin *adm)
 }
 
 /* The files a reload reads again: what the watch follows and the --user must reach. */
-#define RELOAD_FILES(c) { (c)->cert, (c)->key, (c)->client_ca, (c)->config_file }
+#define RELOAD_FILES(c) { (c)->cert, (c)->key, (c)->client_ca, (c)->client_crl, (c)->config_file }
 
 /* After dropping root: say now, not at the first certificate rotation, that a file
  * a reload reads again is out of the new user's reach. */

@@ -153,6 +153,8 @@ uint64_t now_monotonic_ms(void);
 extern const struct admin_ops control_ops;
 /* Build a TLS context from the configuration. 0 or -errno with err. */
 int control_load_tls(struct sidecar *sc, const struct config *c, struct hs_ctx **out, char *err, size_t errlen);
+/* Warn (as WHO) when a client CRL of hs is past its nextUpdate. */
+void control_warn_stale_crls(const struct hs_ctx *hs, const char *who);
 /* Read the configuration file again and swap in freshly loaded certificates and TLS
  * settings; a broken configuration or an unusable or expired certificate is refused
  * and the old ones stay. 0 or -errno. */

@@ -2,12 +2,20 @@
 # SPDX-License-Identifier: MIT
 # Client certificates: verify=require with URI/CN/DNS allow-lists, refusals
 # with a TLS alert and a logged reason (not allowed, expired, untrusted, none),
-# and verify=optional accepting clients without a certificate.
+# and verify=optional accepting clients without a certificate. --client-crl: a
+# revoked client refused, a renewed CRL picked up without a restart, a CRL past its
+# nextUpdate warned about, bad values refused at start.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 ks_setup
 C="$FX_CERTS"
 as() { echo "sslcert=$C/$1.crt sslkey=$C/$1.key"; }
+ca() { openssl ca -batch -config "$C/openssl.cnf" -cert "$C/ca.crt" -keyfile "$C/ca.key" "$@" >>"$C/openssl.log" 2>&1; }
+# carol: a client like alice, revoked; clients.crl lists her for 7 days, stale.crl was
+# due for renewal a second after it was made
+{ _fx_mk_leaf "$C" carol carol alice_ext ca >>"$C/openssl.log" 2>&1 && ca -revoke "$C/carol.crt" &&
+    mkdir -p "$C/crl" && ca -gencrl -crldays 7 -out "$C/crl/clients.crl" && ca -gencrl -crlsec 1 -out "$C/stale.crl"; } ||
+    BAIL_OUT "the CRLs could not be made: $(tail -5 "$C/openssl.log")"
 
 for io in $(ks_io_modes); do
     note "--- io=$io"
@@ -42,6 +50,49 @@ for io in $(ks_io_modes); do
         fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 1'
     like "$(cat "$(fx_sidecar_log "o-$io")")" 'level=warn .*clients without a certificate are admitted' \
         "$io: verify=optional with allow-lists: a startup warning says who gets in"
+    is "$(fx_psql "$(ks_dsn "$(as carol)")" -c 'select 3')" 3 "$io: carol is admitted where no CRL is given"
     fx_sidecar_stop "o-$io" || true
 done
+
+io="$(ks_io_modes | awk '{print $1}')"
+note "--- --client-crl, io=$io"
+mport="$(fx_free_port)"
+ks_start crl "$io" --client-ca "$C/ca.crt" --verify require --client-crl "$C/crl/clients.crl" \
+    --metrics-listen "127.0.0.1:$mport" || BAIL_OUT "sidecar did not start"
+log="$(fx_sidecar_log crl)"
+is "$(fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1')" 1 "--client-crl: alice, not revoked, is admitted"
+err="$(fx_psql "$(ks_dsn "$(as carol)")" -c 'select 1' 2>&1)" || true
+like "$err" 'alert' "--client-crl: carol, revoked, is refused with a TLS alert"
+like "$(cat "$log")" 'client certificate rejected at depth 0: certificate revoked' "... and the log says she is revoked"
+info="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json)"
+is "$(jq -r '"\(.client_crls) \(.client_crls_stale)"' <<<"$info")" "1 0" "show info: one client CRL, none past its next update"
+want="$(date -u -d "$(openssl crl -in "$C/crl/clients.crl" -noout -nextupdate | cut -d= -f2)" +%s)"
+is "$(jq -r .client_crl_next_update <<<"$info")" "$(date -u -d "@$want" +%Y-%m-%dT%H:%M:%SZ)" "... with its nextUpdate"
+metrics="$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$mport/metrics', timeout=5).read().decode())" 2>&1)" || true
+like "$metrics" "ktls_sidecar_client_crl_next_update_timestamp_seconds $want" "/metrics: the nextUpdate to alert on"
+# the CA revokes alice too: the renewed CRL replaces the file, as a Secret update does
+ca -revoke "$C/alice.crt" && ca -gencrl -crldays 7 -out "$C/crl/.new.crl" && mv "$C/crl/.new.crl" "$C/crl/clients.crl" ||
+    BAIL_OUT "the renewed CRL could not be made"
+alice_refused() { ! fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1' >/dev/null 2>&1; }
+ok "a renewed CRL is picked up without a restart: alice is refused within 10 s" _fx_wait_until 10 alice_refused
+fx_sidecar_stop crl || true
+ks_check_log crl
+
+stale_at="$(date -u -d "$(openssl crl -in "$C/stale.crl" -noout -nextupdate | cut -d= -f2)" +%s)"
+_fx_wait_until 5 test "$(date +%s)" -gt "$stale_at" || true
+ks_start crl-stale "$io" --client-ca "$C/ca.crt" --verify require --client-crl "$C/stale.crl" ||
+    BAIL_OUT "sidecar did not start"
+like "$(cat "$(fx_sidecar_log crl-stale)")" 'level=warn .*a client CRL is past its next update' \
+    "a CRL past its nextUpdate: a startup warning says its CA's clients are refused"
+is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .client_crls_stale)" 1 "... show info counts it"
+nok "... and they are: mallory, not revoked, is refused" fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 1'
+like "$(cat "$(fx_sidecar_log crl-stale)")" 'CRL has expired' "... the log says why"
+fx_sidecar_stop crl-stale || true
+
+out="$(ks_run_fg --client-crl "$C/crl/clients.crl")" && rc=0 || rc=$?
+ok "--client-crl without --verify: refused at start (status $rc)" test "$rc" -ne 0
+like "$out" 'client-crl: revocation lists need client certificates' "... saying what is missing"
+out="$(ks_run_fg --client-ca "$C/ca.crt" --verify require --client-crl "$C/ca.crt")" && rc=0 || rc=$?
+ok "a --client-crl that holds no CRL: refused at start (status $rc)" test "$rc" -ne 0
+like "$out" "cannot load client CRL \\(PEM\\).*$C/ca.crt" "... naming the file"
 done_testing

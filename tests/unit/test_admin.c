@@ -258,7 +258,8 @@ static void test_render_text(void)
 	free(t);
 
 	t = render(ADM_SHOW_INFO, 0, &s, &rc);
-	ok(rc == 0 && table_ok(t, 17), "show info: aligned table of 17 rows");
+	ok(rc == 0 && table_ok(t, 18), "show info: aligned table of 18 rows");
+	ok(row_is(t, "client_crls", "none"), "info row client_crls: none loaded");
 	ok(row_is(t, "io_features", "sqpoll,multishot-accept,fixed-files"), "info row io_features");
 	ok(row_is(t, "version", "1.2.3") && row_is(t, "pid", "4242"), "info rows version, pid");
 	ok(row_is(t, "cert_sans", "DNS:db.example, IP:10.0.0.5"), "info row cert_sans");
@@ -270,6 +271,12 @@ static void test_render_text(void)
 	ok(strstr(t, "epoll (io_uring_setup: \"Operation not permitted\")"), "io engine and why");
 	ok(strstr(t, "unavailable (tls module not loaded)"), "ktls and why");
 	ok(strstr(t, "CN=\"db\" \\ O=x??"), "control characters in values become '?'");
+	free(t);
+	struct admin_snapshot crl = s;
+	crl.client_crls = 2, crl.client_crls_stale = 1, crl.client_crl_next_update = "2026-12-01T00:00:00Z";
+	t = render(ADM_SHOW_INFO, 0, &crl, &rc);
+	ok(rc == 0 && row_is(t, "client_crls", "2 (next update 2026-12-01T00:00:00Z); PAST ITS NEXT UPDATE: clients of its CA are refused"),
+	   "info row client_crls: count, earliest nextUpdate, and a stale one called out");
 	free(t);
 
 	t = render(ADM_SHOW_STATS, 0, &s, &rc);
@@ -338,7 +345,8 @@ static void test_render_json(void)
 	j = render(ADM_SHOW_INFO, 1, &s, &rc);
 	ok(rc == 0 && one_line(j), "info json: one line");
 	json_is(j, "sorted(d)",
-		"['backend', 'cert', 'cert_not_after', 'cert_sans', 'cert_serial', 'drain_left_s', 'draining', 'io', 'io_features', 'io_why', "
+		"['backend', 'cert', 'cert_not_after', 'cert_sans', 'cert_serial', 'client_crl_next_update', "
+		"'client_crls', 'client_crls_stale', 'drain_left_s', 'draining', 'io', 'io_features', 'io_why', "
 		"'kernel', "
 		"'ktls', 'ktls_why', 'listen', 'openssl', 'pid', 'reload_at', 'reload_result', 'reloads_failed', 'reloads_ok', 'reloads_partial', 'uptime_s', "
 		"'version', 'workers']",

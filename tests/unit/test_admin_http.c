@@ -225,7 +225,7 @@ static struct admin_snapshot fake(struct admin_worker *w)
 	return (struct admin_snapshot){
 		.version = "1.2.3 \"q\" \\", .io = "uring", .ktls = "available\nx", .kernel = "6.1.0",
 		.pid = 42, .uptime_s = 93784.5, .nworkers = 2, .workers = w, .reason_names = reasons,
-		.nreasons = 3, .ktls_step_names = steps, .nsteps = 2, .draining = 1, .cert_not_after_unix = 1798761600, .reloads_ok = 3, .reloads_failed = 2, .reloads_partial = 1,
+		.nreasons = 3, .ktls_step_names = steps, .nsteps = 2, .draining = 1, .cert_not_after_unix = 1798761600, .client_crls = 2, .client_crl_next_update_unix = 1797000000, .reloads_ok = 3, .reloads_failed = 2, .reloads_partial = 1,
 	};
 }
 
@@ -287,6 +287,8 @@ static void test_metrics_render(void)
 	prom_is(t, "(m[\"ktls_sidecar_certificate_expiry_timestamp_seconds\"], "
 		   "[m[\"ktls_sidecar_reloads_total{result=\\\"%s\\\"}\" % r] for r in (\"ok\", \"partial\", \"failed\")])",
 		"(1798761600.0, [3.0, 1.0, 2.0])", "certificate expiry as Unix time, reloads by outcome");
+	prom_is(t, "m[\"ktls_sidecar_client_crl_next_update_timestamp_seconds\"]", "1797000000.0",
+		"the client CRLs' earliest nextUpdate as Unix time");
 	prom_is(t, "[k for k in m if k.startswith(\"ktls_sidecar_info\")]",
 		"['ktls_sidecar_info{io=\"uring\",ktls=\"available\\\\nx\",version=\"1.2.3 \\\\\"q\\\\\" \\\\\\\\\"}']",
 		"info labels escaped (quote, backslash, newline)");
@@ -302,6 +304,7 @@ static void test_metrics_render(void)
 		"(0.0, 0.0)", "empty snapshot: valid text, zeros");
 	prom_is(t, "\"ktls_sidecar_certificate_expiry_timestamp_seconds\" in m", "False",
 		"no certificate expiry when it is unknown");
+	prom_is(t, "\"ktls_sidecar_client_crl_next_update_timestamp_seconds\" in m", "False", "no CRL gauge without CRLs");
 	free(t);
 	s.workers = NULL;
 	t = metrics(&s, &rc);

@@ -203,6 +203,10 @@ int main(void)
 	is(config_finish(&k, err, sizeof(err)), -EINVAL, "client-ca with verify none refused");
 	ok(strstr(err, "client-ca") && strstr(err, "--verify"), "... saying it needs --verify (%s)", err);
 	config_set(&k, "client-ca", "", err, sizeof(err));
+	config_set(&k, "client-crl", "/crl", err, sizeof(err));
+	is(config_finish(&k, err, sizeof(err)), -EINVAL, "client-crl without --verify refused");
+	ok(strstr(err, "client-crl") && strstr(err, "--verify"), "... saying it needs --verify (%s)", err);
+	config_set(&k, "client-crl", "", err, sizeof(err));
 	is(config_finish(&k, err, sizeof(err)), 0, "valid without it");
 	is(k.tcp_keepalive_ms, 60000, "tcp-keepalive: 60 s by default");
 	is(k.tcp_keepalive_intvl_ms, 10000, "tcp-keepalive-interval: 10 s by default");
@@ -224,8 +228,8 @@ int main(void)
 	config_set(&c, "min-tls-version", "1.2", err, sizeof(err));
 	is(config_finish(&c, err, sizeof(err)), 0, "valid again");
 	const char *pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAsecret\n-----END PRIVATE KEY-----\n";
-	const char *file_opts[] = { "key", "cert", "client-ca" };
-	for (size_t i = 0; i < 3; i++) {
+	const char *file_opts[] = { "key", "cert", "client-ca", "client-crl" };
+	for (size_t i = 0; i < 4; i++) {
 		config_set(&c, file_opts[i], pem, err, sizeof(err));
 		is(config_finish(&c, err, sizeof(err)), -EINVAL, "%s: PEM text instead of a path refused", file_opts[i]);
 		ok(strstr(err, "secret") == NULL && strstr(err, "BEGIN") == NULL && strstr(err, file_opts[i]),
