@@ -402,7 +402,8 @@ static int render_info(const struct admin_snapshot *s, FILE *f)
 	tbl_add(&t, "cert_not_after"), tbl_add(&t, "%s", nz(s->cert_not_after));
 	tbl_add(&t, "client_crls");
 	if (s->client_crls)
-		tbl_add(&t, "%d (next update %s)%s", s->client_crls, nz(s->client_crl_next_update),
+		tbl_add(&t, "%d (next update %s)%s", s->client_crls,
+			s->client_crl_next_update && *s->client_crl_next_update ? s->client_crl_next_update : "none",
 			s->client_crls_stale ? "; PAST ITS NEXT UPDATE: clients of its CA are refused" : "");
 	else
 		tbl_add(&t, "none");

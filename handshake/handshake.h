@@ -42,9 +42,13 @@ const char *hs_ctx_serial(const struct hs_ctx *ctx);
 const char *hs_ctx_not_after(const struct hs_ctx *ctx);
 long long hs_ctx_not_after_unix(const struct hs_ctx *ctx);
 int hs_ctx_expired(const struct hs_ctx *ctx);
-/* Client CRLs loaded; *stale: how many are past their nextUpdate (OpenSSL then refuses
- * every certificate they cover); *next_update: the earliest nextUpdate (0 if none). */
+/* How many CAs have a client CRL (the newest of each counts); *stale: how many of
+ * those are past their nextUpdate now (OpenSSL then refuses every certificate of that
+ * CA); *next_update: the earliest nextUpdate (0 if none). */
 int hs_ctx_crls(const struct hs_ctx *ctx, int *stale, long long *next_update);
+/* With client CRLs: how many client CAs have none (their clients are all refused),
+ * and *first the subject of one of them. */
+int hs_ctx_cas_without_crl(const struct hs_ctx *ctx, const char **first);
 /* notBefore (ISO 8601 UTC) if the certificate is not valid yet, else NULL. */
 const char *hs_ctx_not_before(const struct hs_ctx *ctx);
 /* OpenSSL version string. */

@@ -272,9 +272,17 @@ static int usable_ciphers(SSL_CTX *sc)
 	return n;
 }
 
+/* Unix time of t; 0 if it cannot be read. */
+static long long unix_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+	return t && ASN1_TIME_to_tm(t, &tm) ? (long long)timegm(&tm) : 0;
+}
+
 /* Load the client CRLs in file into sc's store and check every client chain against
  * them, each certificate in it (as PostgreSQL does with ssl_crl_file): a chain whose
- * CA has no CRL in the file is refused. */
+ * CA has no CRL is refused. Note each issuer's newest nextUpdate, and the client CAs
+ * that have no CRL. */
 static int load_crls(struct hs_ctx *ctx, SSL_CTX *sc, const char *file, char *err, size_t errlen)
 {
 	X509_STORE *st = SSL_CTX_get_cert_store(sc);
@@ -283,19 +291,41 @@ static int load_crls(struct hs_ctx *ctx, SSL_CTX *sc, const char *file, char *er
 		return ctx_fail(err, errlen, "cannot load client CRL (PEM)", file);
 	X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
 	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(st);
-	for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+	int n = sk_X509_OBJECT_num(objs);
+	const X509_NAME **iss = calloc((size_t)n + 1, sizeof(*iss));
+	ctx->crl_next = calloc((size_t)n + 1, sizeof(*ctx->crl_next));
+	if (!iss || !ctx->crl_next) {
+		free(iss);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < n; i++) {
 		X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
-		const ASN1_TIME *next = crl ? X509_CRL_get0_nextUpdate(crl) : NULL;
-		struct tm tm;
 		if (!crl)
 			continue;
-		ctx->crls++;
-		if (next && X509_cmp_current_time(next) < 0)
-			ctx->crls_stale++;
-		if (next && ASN1_TIME_to_tm(next, &tm) &&
-		    (!ctx->crl_next_update || (long long)timegm(&tm) < ctx->crl_next_update))
-			ctx->crl_next_update = (long long)timegm(&tm);
+		const X509_NAME *name = X509_CRL_get_issuer(crl);
+		long long next = unix_time(X509_CRL_get0_nextUpdate(crl));
+		int j = 0;
+		while (j < ctx->crl_issuers && X509_NAME_cmp(iss[j], name))
+			j++;
+		if (j == ctx->crl_issuers) {
+			iss[ctx->crl_issuers++] = name;
+			ctx->crl_next[j] = next;
+		} else if (ctx->crl_next[j] && (!next || next > ctx->crl_next[j])) {
+			ctx->crl_next[j] = next; /* a newer CRL of the same CA, or one that never expires */
+		}
 	}
+	for (int i = 0; i < n; i++) {
+		X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+		if (!ca || X509_check_ca(ca) <= 0)
+			continue;
+		int j = 0;
+		while (j < ctx->crl_issuers && X509_NAME_cmp(iss[j], X509_get_subject_name(ca)))
+			j++;
+		if (j < ctx->crl_issuers || ctx->cas_without_crl++)
+			continue;
+		X509_NAME_oneline(X509_get_subject_name(ca), ctx->ca_without_crl, sizeof(ctx->ca_without_crl));
+	}
+	free(iss);
 	ERR_clear_error();
 	return 0;
 }
@@ -406,6 +436,7 @@ void hs_ctx_put(struct hs_ctx *ctx)
 	if (!ctx || atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	SSL_CTX_free(ctx->ssl);
+	free(ctx->crl_next);
 	free_list(ctx->cn, ctx->s.n_allow_cn);
 	free_list(ctx->dns, ctx->s.n_allow_dns);
 	free_list(ctx->uri, ctx->s.n_allow_uri);
@@ -420,9 +451,24 @@ int hs_ctx_expired(const struct hs_ctx *ctx) { return ctx->expired; }
 
 int hs_ctx_crls(const struct hs_ctx *ctx, int *stale, long long *next_update)
 {
-	*stale = ctx->crls_stale;
-	*next_update = ctx->crl_next_update;
-	return ctx->crls;
+	long long now = (long long)time(NULL);
+	*stale = 0;
+	*next_update = 0;
+	for (int i = 0; i < ctx->crl_issuers; i++) {
+		long long t = ctx->crl_next[i];
+		if (!t)
+			continue;
+		*stale += t < now;
+		if (!*next_update || t < *next_update)
+			*next_update = t;
+	}
+	return ctx->crl_issuers;
+}
+
+int hs_ctx_cas_without_crl(const struct hs_ctx *ctx, const char **first)
+{
+	*first = ctx->ca_without_crl;
+	return ctx->cas_without_crl;
 }
 const char *hs_ctx_not_before(const struct hs_ctx *ctx) { return ctx->not_yet_valid ? ctx->not_before : NULL; }
 const char *hs_ctx_serial(const struct hs_ctx *ctx) { return ctx->serial; }

@@ -17,8 +17,12 @@ struct hs_ctx {
 	char subject[256], sans[512], not_after[64], not_before[64], serial[100];
 	long long not_after_unix;   /* 0 if unknown */
 	int expired, not_yet_valid;
-	int crls, crls_stale;       /* client CRLs loaded; how many are past their nextUpdate */
-	long long crl_next_update;  /* the earliest nextUpdate of them, Unix time; 0 if none */
+	/* client CRLs: the newest nextUpdate (Unix time, 0 if it has none) of each issuer
+	 * that has one, as OpenSSL uses the newest; and the client CAs without a CRL */
+	long long *crl_next;
+	int crl_issuers;
+	int cas_without_crl;
+	char ca_without_crl[256];   /* the subject of the first of them */
 };
 
 struct hs_conn {

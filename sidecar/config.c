@@ -108,7 +108,8 @@ static const struct opt opts[] = {
 	  "while draining, close each session as soon as it waits between transactions (FATAL 57P01), "
 	  "not at the drain timeout" },
 	{ "watch-certs", T_BOOL, O(watch_certs), "true", NULL, 0, 0,
-	  "reload when the certificate, key, client CA or config file changes (Kubernetes Secret and ConfigMap updates)" },
+	  "reload when the certificate, key, client CA, client CRL or config file changes (Kubernetes Secret and "
+	  "ConfigMap updates)" },
 	{ "user", T_STR, O(user), "", NULL, 0, 0,
 	  "switch to this user after binding and reading the key (privileged ports)" },
 	{ "log-level", T_STR, O(log_level), "info", NULL, 0, 0, "error|warn|info|debug" },

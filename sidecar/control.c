@@ -239,16 +239,32 @@ static void warn_weaker(const struct config *was, const struct config *now)
 	    !(now->allow_cn.n || now->allow_dns.n || now->allow_uri.n))
 		log_warn("control", "the reloaded configuration has no allow-lists: any certificate from the CA "
 				    "is admitted", "%s", "");
+	if (was->client_crl && *was->client_crl && !(now->client_crl && *now->client_crl))
+		log_warn("control", "the reloaded configuration has no client CRL: revoked client certificates are "
+				    "admitted", "client_crl_was=\"%s\"", was->client_crl);
 }
 
-void control_warn_stale_crls(const struct hs_ctx *hs, const char *who)
+void control_warn_crls(const struct hs_ctx *hs, const char *who)
 {
-	int stale;
+	const char *ca;
+	int stale, n = hs_ctx_cas_without_crl(hs, &ca);
 	long long next;
-	int n = hs_ctx_crls(hs, &stale, &next);
-	if (stale)
-		log_warn(who, "a client CRL is past its next update: OpenSSL refuses every client certificate of its CA "
-			      "(\"CRL has expired\") until a newer CRL is loaded", "crls=%d stale=%d", n, stale);
+	if (hs_ctx_crls(hs, &stale, &next) && n)
+		log_warn(who, "a client CA has no CRL in --client-crl: OpenSSL refuses every client certificate it "
+			      "signed (\"unable to get certificate CRL\")", "cas_without_crl=%d first=\"%s\"", n, ca);
+}
+
+void control_check_crls(struct sidecar *sc)
+{
+	int stale, n;
+	long long next;
+	pthread_mutex_lock(&sc->hs_lock);
+	n = hs_ctx_crls(sc->hs, &stale, &next);
+	pthread_mutex_unlock(&sc->hs_lock);
+	if (stale > atomic_load(&sc->crl_stale_warned))
+		log_warn("main", "a client CRL is past its next update: OpenSSL refuses every client certificate of its "
+				 "CA (\"CRL has expired\") until a newer CRL is loaded", "crls=%d stale=%d", n, stale);
+	atomic_store(&sc->crl_stale_warned, stale);
 }
 
 int control_reload(struct sidecar *sc, char *msg, size_t msglen)
@@ -271,7 +287,7 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 	if (!rc && cfg)
 		warn_weaker(sc->tls_cfg, cfg);
 	if (!rc)
-		control_warn_stale_crls(next, "control");
+		control_warn_crls(next, "control");
 	if (!rc && hs_ctx_not_before(next))
 		log_warn("control", "the reloaded certificate is not valid yet (clients will refuse it; is the clock right?)",
 			 "not_before=\"%s\"", hs_ctx_not_before(next));
@@ -285,6 +301,7 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 	} else {
 		old = sc->hs;
 		sc->hs = next; /* new handshakes take it; live ones keep their reference */
+		atomic_store(&sc->crl_stale_warned, 0); /* a stale CRL still in service is warned about again */
 		if (cfg_rc) { /* the reason first: show info keeps the first 255 bytes */
 			snprintf(msg, msglen, "configuration not re-read, the settings in service stay: %s; "
 					      "certificates reloaded: subject=%s not_after=%s",

@@ -95,7 +95,7 @@ static int load_tls(struct sidecar *sc)
 		log_warn("main", "the server certificate is not valid yet (clients will refuse it; is the clock right?)",
 			 "not_before=\"%s\"", hs_ctx_not_before(sc->hs));
 	if (!rc)
-		control_warn_stale_crls(sc->hs, "main");
+		control_warn_crls(sc->hs, "main");
 	return rc;
 }
 
@@ -414,7 +414,7 @@ static void watch_path(int fd, const char *path, int quiet)
 	}
 }
 
-/* Watch what the TLS settings in service read: certificate, key, client CA and the
+/* Watch what the TLS settings in service read: certificate, key, client CA, CRL and the
  * configuration file. Kubernetes swaps the ..data symlink of a mounted Secret or
  * ConfigMap atomically, which shows up as IN_MOVED_TO. Set up before dropping root
  * (inotify needs read access to a directory such as /etc/ssl/private), and again
@@ -462,7 +462,7 @@ static int wait_for_signals(struct sidecar *sc, int wfd)
 {
 	sigset_t set;
 	char msg[512];
-	uint64_t reload_at = 0;
+	uint64_t reload_at = 0, crl_check_at = 0;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
@@ -485,6 +485,10 @@ static int wait_for_signals(struct sidecar *sc, int wfd)
 		}
 		if (wfd >= 0 && atomic_exchange(&sc->watch_dirty, 0))
 			watch_certs(sc, wfd, 1); /* quiet: a root-made watch outlives an EACCES here */
+		if (now_monotonic_ms() >= crl_check_at) {
+			crl_check_at = now_monotonic_ms() + 1000;
+			control_check_crls(sc);
+		}
 	}
 	if (wfd >= 0)
 		close(wfd);

@@ -111,6 +111,7 @@ struct sidecar {
 	int nbackends;
 	_Atomic int backend_pref;          /* the address tried first: the last that took a connection */
 	int ready_probe, ready_tried;      /* the address /readyz is probing, how many it tried (admin thread) */
+	_Atomic int crl_stale_warned;      /* stale client CRLs last warned about; 0 after a reload */
 	char backend_desc[160];
 	struct sockaddr_storage listen;
 	socklen_t listen_len;
@@ -153,8 +154,11 @@ uint64_t now_monotonic_ms(void);
 extern const struct admin_ops control_ops;
 /* Build a TLS context from the configuration. 0 or -errno with err. */
 int control_load_tls(struct sidecar *sc, const struct config *c, struct hs_ctx **out, char *err, size_t errlen);
-/* Warn (as WHO) when a client CRL of hs is past its nextUpdate. */
-void control_warn_stale_crls(const struct hs_ctx *hs, const char *who);
+/* Warn (as WHO) when a client CA of hs has no CRL in --client-crl. */
+void control_warn_crls(const struct hs_ctx *hs, const char *who);
+/* Warn when a client CRL in service has gone past its nextUpdate (main thread, each
+ * second): once each time more of them are. */
+void control_check_crls(struct sidecar *sc);
 /* Read the configuration file again and swap in freshly loaded certificates and TLS
  * settings; a broken configuration or an unusable or expired certificate is refused
  * and the old ones stay. 0 or -errno. */

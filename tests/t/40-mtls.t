@@ -11,10 +11,9 @@ ks_setup
 C="$FX_CERTS"
 as() { echo "sslcert=$C/$1.crt sslkey=$C/$1.key"; }
 ca() { openssl ca -batch -config "$C/openssl.cnf" -cert "$C/ca.crt" -keyfile "$C/ca.key" "$@" >>"$C/openssl.log" 2>&1; }
-# carol: a client like alice, revoked; clients.crl lists her for 7 days, stale.crl was
-# due for renewal a second after it was made
+# carol: a client like alice, revoked; clients.crl lists her for 7 days
 { _fx_mk_leaf "$C" carol carol alice_ext ca >>"$C/openssl.log" 2>&1 && ca -revoke "$C/carol.crt" &&
-    mkdir -p "$C/crl" && ca -gencrl -crldays 7 -out "$C/crl/clients.crl" && ca -gencrl -crlsec 1 -out "$C/stale.crl"; } ||
+    mkdir -p "$C/crl" && ca -gencrl -crldays 7 -out "$C/crl/clients.crl"; } ||
     BAIL_OUT "the CRLs could not be made: $(tail -5 "$C/openssl.log")"
 
 for io in $(ks_io_modes); do
@@ -75,19 +74,44 @@ ca -revoke "$C/alice.crt" && ca -gencrl -crldays 7 -out "$C/crl/.new.crl" && mv 
     BAIL_OUT "the renewed CRL could not be made"
 alice_refused() { ! fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1' >/dev/null 2>&1; }
 ok "a renewed CRL is picked up without a restart: alice is refused within 10 s" _fx_wait_until 10 alice_refused
+is "$(grep -c 'client certificate rejected at depth 0: certificate revoked' "$log")" 2 "... as revoked, says the log"
+is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reload_result)" ok "... the reload went well"
+is "$(fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 4')" 4 "... and mallory, from the same CA and not revoked, is admitted"
 fx_sidecar_stop crl || true
 ks_check_log crl
 
-stale_at="$(date -u -d "$(openssl crl -in "$C/stale.crl" -noout -nextupdate | cut -d= -f2)" +%s)"
-_fx_wait_until 5 test "$(date +%s)" -gt "$stale_at" || true
+# a CRL that falls due while in service: stale.crl is due 4 s after it is made
+ca -gencrl -crlsec 4 -out "$C/stale.crl" || BAIL_OUT "openssl ca -gencrl failed"
 ks_start crl-stale "$io" --client-ca "$C/ca.crt" --verify require --client-crl "$C/stale.crl" ||
     BAIL_OUT "sidecar did not start"
-like "$(cat "$(fx_sidecar_log crl-stale)")" 'level=warn .*a client CRL is past its next update' \
-    "a CRL past its nextUpdate: a startup warning says its CA's clients are refused"
-is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .client_crls_stale)" 1 "... show info counts it"
-nok "... and they are: mallory, not revoked, is refused" fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 1'
+stale() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .client_crls_stale; }
+is "$(stale)" 0 "a CRL due in 4 s: not stale yet"
+is "$(fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 5')" 5 "... mallory admitted"
+stale_now() { [[ "$(stale)" == 1 ]]; }
+ok "... once past its nextUpdate, show info counts it stale" _fx_wait_until 10 stale_now
+warned() { grep -q 'level=warn .*a client CRL is past its next update' "$(fx_sidecar_log crl-stale)"; }
+ok "... a warning says its CA's clients are refused" _fx_wait_until 3 warned
+nok "... and they are: mallory is refused" fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 1'
 like "$(cat "$(fx_sidecar_log crl-stale)")" 'CRL has expired' "... the log says why"
 fx_sidecar_stop crl-stale || true
+# the stale CRL and a fresh one from the same CA: OpenSSL takes the fresh one
+cat "$C/stale.crl" "$C/crl/clients.crl" >"$C/both.crl"
+ks_start crl-both "$io" --client-ca "$C/ca.crt" --verify require --client-crl "$C/both.crl" ||
+    BAIL_OUT "sidecar did not start"
+is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r '"\(.client_crls) \(.client_crls_stale)"')" "1 0" \
+    "an old and a new CRL of one CA: one CA covered, not stale"
+is "$(fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 6')" 6 "... mallory admitted"
+unlike "$(cat "$(fx_sidecar_log crl-both)")" 'past its next update' "... and no stale warning"
+fx_sidecar_stop crl-both || true
+# two client CAs, a CRL from one: every client of the other is refused; say so at start
+cat "$C/ca.crt" "$C/untrusted-ca.crt" >"$C/two-cas.crt"
+ks_start crl-ca "$io" --client-ca "$C/two-cas.crt" --verify require --client-crl "$C/crl/clients.crl" ||
+    BAIL_OUT "sidecar did not start"
+like "$(cat "$(fx_sidecar_log crl-ca)")" 'level=warn .*a client CA has no CRL in --client-crl.* first="/CN=untrusted test CA"' \
+    "a client CA without a CRL: a startup warning names it"
+nok "... and its clients are refused" fx_psql "$(ks_dsn "$(as untrusted)")" -c 'select 1'
+like "$(cat "$(fx_sidecar_log crl-ca)")" 'unable to get certificate CRL' "... the log says why"
+fx_sidecar_stop crl-ca || true
 
 out="$(ks_run_fg --client-crl "$C/crl/clients.crl")" && rc=0 || rc=$?
 ok "--client-crl without --verify: refused at start (status $rc)" test "$rc" -ne 0

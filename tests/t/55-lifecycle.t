@@ -183,8 +183,12 @@ m="$(python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlo
 like "$m" 'ktls_sidecar_reloads_total\{result="partial"\} [1-9]' "/metrics counts the partial reloads"
 like "$m" 'ktls_sidecar_reloads_total\{result="ok"\} [1-9]' "... and the good ones"
 ok "... alice admitted" admits alice
-# the client CA is watched too: a bundle that no longer holds the test CA
-printf 'verify = require\nclient-ca = %s\nallow-cn = alice\n' "$M/ca/bundle.crt" >"$M/..c4/ks.conf"
+# the client CA is watched too: a bundle that no longer holds the test CA (and a
+# CRL, revoking nobody, that the next configuration drops)
+openssl ca -batch -config "$C/openssl.cnf" -cert "$C/ca.crt" -keyfile "$C/ca.key" -gencrl -crldays 7 \
+    -out "$C/none-revoked.crl" >>"$C/openssl.log" 2>&1 || BAIL_OUT "openssl ca -gencrl failed"
+printf 'verify = require\nclient-ca = %s\nallow-cn = alice\nclient-crl = %s\n' "$M/ca/bundle.crt" \
+    "$C/none-revoked.crl" >"$M/..c4/ks.conf"
 mkdir -p "$M/..c4/ca"
 cp "$C/ca.crt" "$M/..c4/ca/bundle.crt"
 mswap ..c4
@@ -202,6 +206,8 @@ wait_reload "$n" || true
 like "$(cat "$(fx_sidecar_log cfg)")" 'relaxes client certificate checks" verify_was=require verify=optional' \
     "a reload that relaxes verify is logged as a warning"
 like "$(cat "$(fx_sidecar_log cfg)")" 'level=warn .*no allow-lists' "... and one that drops the allow-lists"
+like "$(cat "$(fx_sidecar_log cfg)")" 'level=warn .*no client CRL: revoked client certificates are admitted' \
+    "... and one that drops the client CRL"
 ok "... and applied: mallory admitted" admits mallory
 fx_sidecar_stop cfg || true
 ks_check_log cfg
