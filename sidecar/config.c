@@ -68,6 +68,8 @@ static const struct opt opts[] = {
 	{ "connect-timeout", T_DUR, O(connect_timeout_ms), "5s", NULL, 1, 3600000, "backend connect limit" },
 	{ "idle-timeout", T_DUR, O(idle_timeout_ms), "0", NULL, 0, INT_MAX,
 	  "close sessions idle this long with no query running (0 = never)" },
+	{ "idle-in-transaction-timeout", T_DUR, O(idle_tx_timeout_ms), "0", NULL, 0, INT_MAX,
+	  "close sessions idle this long inside a transaction (FATAL 25P03; 0 = never)" },
 	{ "max-conns", T_INT, O(max_conns), "10000", NULL, 1, 1000000,
 	  "client connections per process; more are refused at once (FATAL 53300)" },
 	{ "tcp-keepalive", T_DUR, O(tcp_keepalive_ms), "60s", NULL, 0, 32767000,

@@ -38,6 +38,7 @@ struct config {
 	int handshake_timeout_ms;
 	int connect_timeout_ms;
 	int idle_timeout_ms;      /* 0 = none */
+	int idle_tx_timeout_ms;   /* idle inside a transaction; 0 = none */
 	int max_conns;
 	int tcp_keepalive_ms;     /* client sockets: idle time before probes; 0 = off */
 	int tcp_keepalive_intvl_ms;

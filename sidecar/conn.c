@@ -38,6 +38,7 @@ const char *const close_reason_names[CR__COUNT] = {
 	[CR_KEYUPDATE] = "keyupdate_unsupported",
 	[CR_INTERNAL] = "internal_error",
 	[CR_DRAIN_IDLE] = "drain_idle",
+	[CR_IDLE_TX_TIMEOUT] = "idle_in_transaction_timeout",
 };
 
 static void cli_read_exact(struct conn *c);
@@ -231,7 +232,7 @@ void conn_close(struct conn *c, enum close_reason why)
 	/* PostgreSQL's own words for an idle timeout (inside a transaction or not) and
 	 * for a shutdown */
 	int told = 0;
-	if (why == CR_IDLE_TIMEOUT && (c->tx_status == 'T' || c->tx_status == 'E'))
+	if ((why == CR_IDLE_TIMEOUT || why == CR_IDLE_TX_TIMEOUT) && (c->tx_status == 'T' || c->tx_status == 'E'))
 		told = relay_send_fatal(c, "25P03", "terminating connection due to idle-in-transaction timeout");
 	else if (why == CR_IDLE_TIMEOUT)
 		told = relay_send_fatal(c, "57P05", "terminating connection due to idle-session timeout");
@@ -1065,8 +1066,9 @@ void conn_complete(struct worker *w, struct io_op *op, int res)
 	}
 	c->active_ms = w->now_ms;
 	c->bufs_released = 0;
-	if (c->phase == PH_RELAY && CFG(c)->idle_timeout_ms)
-		c->deadline_ms = w->now_ms + (uint64_t)CFG(c)->idle_timeout_ms;
+	uint64_t idle = relay_idle_first_ms(CFG(c));
+	if (c->phase == PH_RELAY && idle)
+		c->deadline_ms = w->now_ms + idle;
 	switch ((enum op_kind)op->kind) {
 	case K_CLI_RD:
 		conn_on_cli_read(c, res);
@@ -1125,14 +1127,21 @@ void conn_scan(struct worker *w)
 			c->deadline_ms = 0;
 			engine_cancel(w->eng, &c->be_wr); /* completes with -ECANCELED */
 			break;
-		case PH_RELAY:
+		case PH_RELAY: {
+			int in_tx;
+			uint64_t limit = relay_idle_limit(c, &in_tx);
 			if (relay_owed(c)) { /* a query is running: not idle */
-				c->deadline_ms = w->now_ms + (uint64_t)CFG(c)->idle_timeout_ms;
-				break;
+				c->deadline_ms = w->now_ms + relay_idle_first_ms(CFG(c));
+			} else if (!limit) { /* idle between transactions, and only the in-transaction limit set */
+				c->deadline_ms = 0;
+			} else if (c->active_ms + limit > w->now_ms) { /* the longer limit applies now */
+				c->deadline_ms = c->active_ms + limit;
+			} else {
+				conn_log(c, LOG_INFO, in_tx ? "idle in transaction timeout" : "idle timeout", NULL);
+				conn_close(c, in_tx ? CR_IDLE_TX_TIMEOUT : CR_IDLE_TIMEOUT);
 			}
-			conn_log(c, LOG_INFO, "idle timeout", NULL);
-			conn_close(c, CR_IDLE_TIMEOUT);
 			break;
+		}
 		case PH_CANCEL_WAIT:
 			conn_close(c, CR_CANCEL);
 			break;

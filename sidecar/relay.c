@@ -165,10 +165,27 @@ int relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg)
 	return 1; /* sent with the close_notify behind it */
 }
 
+uint64_t relay_idle_first_ms(const struct config *cfg)
+{
+	uint64_t a = (uint64_t)cfg->idle_timeout_ms, b = (uint64_t)cfg->idle_tx_timeout_ms;
+	return a && b ? (a < b ? a : b) : a ? a : b;
+}
+
+uint64_t relay_idle_limit(const struct conn *c, int *in_tx_limit)
+{
+	const struct config *cfg = c->w->sc->cfg;
+	uint64_t idle = (uint64_t)cfg->idle_timeout_ms, tx = (uint64_t)cfg->idle_tx_timeout_ms;
+	*in_tx_limit = 0;
+	if (!c->track_owed || (c->tx_status != 'T' && c->tx_status != 'E') || !tx)
+		return idle;
+	*in_tx_limit = !idle || tx <= idle;
+	return *in_tx_limit ? tx : idle;
+}
+
 void relay_start(struct conn *c)
 {
 	c->phase = PH_RELAY;
-	uint64_t idle = (uint64_t)CFG(c)->idle_timeout_ms;
+	uint64_t idle = relay_idle_first_ms(CFG(c));
 	c->deadline_ms = idle ? c->w->now_ms + idle : 0;
 	int rc = -1;
 	if (CFG(c)->relay == RELAY_SPLICE && c->ktls_tx && c->ktls_rx && (rc = start_splice(c)))

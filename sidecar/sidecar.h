@@ -44,6 +44,7 @@ enum close_reason {
 	CR_KEYUPDATE,        /* client rekeyed; this kernel cannot follow in kTLS RX */
 	CR_INTERNAL,
 	CR_DRAIN_IDLE,       /* --drain-close-idle: draining, and between transactions */
+	CR_IDLE_TX_TIMEOUT,  /* --idle-in-transaction-timeout */
 	CR__COUNT
 };
 extern const char *const close_reason_names[CR__COUNT];

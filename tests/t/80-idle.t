@@ -8,7 +8,8 @@
 # message and stopped, one after an extended-protocol COPY FROM STDIN (two Syncs, one
 # ReadyForQuery), one after a Sync and a Flush and a Close, one idle inside a transaction (FATAL
 # 25P03 there, as PostgreSQL's idle_in_transaction_session_timeout), one that stops
-# reading its answer, and one whose pooler hung up.
+# reading its answer, and one whose pooler hung up. --idle-in-transaction-timeout
+# beside it: the shorter limit inside a transaction (FATAL 25P03), the longer outside.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 ks_setup
@@ -76,6 +77,37 @@ for io in $(ks_io_modes); do
     is "$(idle_closed)" 8 "$io: both counted as idle_timeout"
     like "$(cat "$(fx_sidecar_log "i-$io")")" 'msg="idle timeout"' "$io: the idle close is logged"
     fx_sidecar_stop "i-$io" || true
+
+    # --idle-in-transaction-timeout 2s beside --idle-timeout 6s: inside a transaction
+    # the shorter one applies, between transactions the longer
+    ks_start "itx-$io" "$io" --idle-timeout 6s --idle-in-transaction-timeout 2s || BAIL_OUT "sidecar did not start"
+    closed() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show stats json | jq -r ".closed.$1"; }
+    out="$(fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" idle 4)"
+    like "$out" '^open' "$io: idle 4 s between transactions: open (the 6 s --idle-timeout applies): $out"
+    out="$({ echo 'select 46;'; sleep 4; echo 'select 47;'; } | fx_with_timeout 30 fx_psql "$(ks_dsn)" 2>&1)" || true
+    is "$out" $'46\n47' "$io: ... psql's next statement after 4 s runs"
+    out="$(fx_with_timeout 30 fx_psql "$(ks_dsn)" -c 'begin' -c 'select pg_sleep(3)' -c 'select 45' -c 'commit' 2>&1)" || true
+    like "$out" '45' "$io: a query running 3 s inside a transaction is not cut"
+    out="$({ echo 'begin;'; sleep 4; echo 'select 44;'; } | fx_with_timeout 30 fx_psql "$(ks_dsn)" 2>&1)" || true
+    like "$out" 'FATAL:  terminating connection due to idle-in-transaction timeout' \
+        "$io: idle 4 s inside a transaction: FATAL 25P03 at the 2 s limit: $out"
+    unlike "$out" $'(^|\n)44($|\n)' "$io: ... its next statement did not run"
+    is "$(closed idle_in_transaction_timeout) $(closed idle_timeout)" "1 0" \
+        "$io: counted as idle_in_transaction_timeout, not idle_timeout"
+    like "$(cat "$(fx_sidecar_log "itx-$io")")" 'msg="idle in transaction timeout".*reason=idle_in_transaction_timeout' \
+        "$io: ... and logged so"
+    fx_sidecar_stop "itx-$io" || true
 done
+
+# --idle-in-transaction-timeout alone: no limit between transactions (the timer
+# stops), and it starts again with the next transaction
+io="$(ks_io_modes | awk '{print $1}')"
+ks_start "itx-only" "$io" --idle-in-transaction-timeout 2s || BAIL_OUT "sidecar did not start"
+out="$({ echo 'select 48;'; sleep 3; echo 'begin;'; sleep 4; echo 'select 49;'; } |
+    fx_with_timeout 30 fx_psql "$(ks_dsn)" 2>&1)" || true
+like "$out" $'^48\n' "--idle-in-transaction-timeout alone: idle 3 s between transactions, not closed"
+like "$out" 'FATAL:  terminating connection due to idle-in-transaction timeout' "... then idle 4 s in one: FATAL 25P03: $out"
+unlike "$out" $'(^|\n)49($|\n)' "... and the next statement did not run"
+fx_sidecar_stop "itx-only" || true
 
 done_testing
