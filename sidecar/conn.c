@@ -1066,8 +1066,8 @@ void conn_complete(struct worker *w, struct io_op *op, int res)
 	}
 	c->active_ms = w->now_ms;
 	c->bufs_released = 0;
-	uint64_t idle = relay_idle_first_ms(CFG(c));
-	if (c->phase == PH_RELAY && idle)
+	uint64_t idle;
+	if (c->phase == PH_RELAY && (idle = relay_idle_first_ms(c)))
 		c->deadline_ms = w->now_ms + idle;
 	switch ((enum op_kind)op->kind) {
 	case K_CLI_RD:
@@ -1131,7 +1131,7 @@ void conn_scan(struct worker *w)
 			int in_tx;
 			uint64_t limit = relay_idle_limit(c, &in_tx);
 			if (relay_owed(c)) { /* a query is running: not idle */
-				c->deadline_ms = w->now_ms + relay_idle_first_ms(CFG(c));
+				c->deadline_ms = w->now_ms + relay_idle_first_ms(c);
 			} else if (!limit) { /* idle between transactions, and only the in-transaction limit set */
 				c->deadline_ms = 0;
 			} else if (c->active_ms + limit > w->now_ms) { /* the longer limit applies now */

@@ -165,9 +165,10 @@ void relay_release_idle(struct conn *c, int pool_too);
  * connection is not idle. 0 where the relay does not see the plaintext (splice), once
  * the pooler hung up, or while a send is stuck. */
 int relay_owed(const struct conn *c);
-/* The shorter of --idle-timeout and --idle-in-transaction-timeout, of those set; 0 if
- * neither is: the idle timer's first check. */
-uint64_t relay_idle_first_ms(const struct config *cfg);
+/* The shorter of --idle-timeout and --idle-in-transaction-timeout (not in splice: no
+ * transaction status there), of those set; 0 if neither is: the idle timer's first
+ * check. */
+uint64_t relay_idle_first_ms(const struct conn *c);
 /* The idle limit for c now (0: none): inside a transaction the shorter of the two set,
  * else --idle-timeout; *in_tx_limit: 1 where --idle-in-transaction-timeout is it. */
 uint64_t relay_idle_limit(const struct conn *c, int *in_tx_limit);

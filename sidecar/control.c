@@ -64,6 +64,7 @@ static void snapshot_worker(struct worker *w, struct admin_worker *aw)
 	for (int r = 0; r < CR__COUNT && r < ADMIN_MAX_REASONS; r++)
 		c->closed[r] = STAT_GET(w, closed[r]);
 	_Static_assert(KS_NSTEPS <= ADMIN_MAX_STEPS, "every kTLS step has a slot in the snapshot");
+	_Static_assert(CR__COUNT <= ADMIN_MAX_REASONS, "every close reason has a slot in the snapshot");
 	for (int k = 0; k < KS_NSTEPS; k++)
 		c->ktls_fallback[k] = STAT_GET(w, ktls_fallback[k]);
 	for (int b = 0; b < HS_HIST_BUCKETS && b < ADMIN_HIST_BUCKETS; b++)

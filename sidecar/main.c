@@ -590,6 +590,9 @@ static int cmd_run(int argc, char **argv)
 	if (cfg.allow_plaintext && !cfg.plain_cancel)
 		log_warn("main", "--allow-plaintext with --no-plain-cancel: plaintext sessions cannot be cancelled", "%s",
 			 "");
+	if (cfg.idle_tx_timeout_ms && cfg.relay == RELAY_SPLICE)
+		log_warn("main", "--idle-in-transaction-timeout does not apply to sessions relayed by splice (kTLS): "
+				 "the sidecar does not see their transaction status", "%s", "");
 	signal(SIGPIPE, SIG_IGN);
 
 	sc.cfg = sc.tls_cfg = &cfg;

@@ -165,9 +165,10 @@ int relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg)
 	return 1; /* sent with the close_notify behind it */
 }
 
-uint64_t relay_idle_first_ms(const struct config *cfg)
+uint64_t relay_idle_first_ms(const struct conn *c)
 {
-	uint64_t a = (uint64_t)cfg->idle_timeout_ms, b = (uint64_t)cfg->idle_tx_timeout_ms;
+	const struct config *cfg = c->w->sc->cfg;
+	uint64_t a = (uint64_t)cfg->idle_timeout_ms, b = c->track_owed ? (uint64_t)cfg->idle_tx_timeout_ms : 0;
 	return a && b ? (a < b ? a : b) : a ? a : b;
 }
 
@@ -176,7 +177,11 @@ uint64_t relay_idle_limit(const struct conn *c, int *in_tx_limit)
 	const struct config *cfg = c->w->sc->cfg;
 	uint64_t idle = (uint64_t)cfg->idle_timeout_ms, tx = (uint64_t)cfg->idle_tx_timeout_ms;
 	*in_tx_limit = 0;
-	if (!c->track_owed || (c->tx_status != 'T' && c->tx_status != 'E') || !tx)
+	/* a send that makes no progress is a stall, not a client idle in its transaction
+	 * (a COPY whose server stopped reading on a lock, a result read slowly): only
+	 * --idle-timeout applies to it */
+	if (!c->track_owed || (c->tx_status != 'T' && c->tx_status != 'E') || !tx || c->cli_wr.pending ||
+	    c->be_wr.pending)
 		return idle;
 	*in_tx_limit = !idle || tx <= idle;
 	return *in_tx_limit ? tx : idle;
@@ -185,8 +190,6 @@ uint64_t relay_idle_limit(const struct conn *c, int *in_tx_limit)
 void relay_start(struct conn *c)
 {
 	c->phase = PH_RELAY;
-	uint64_t idle = relay_idle_first_ms(CFG(c));
-	c->deadline_ms = idle ? c->w->now_ms + idle : 0;
 	int rc = -1;
 	if (CFG(c)->relay == RELAY_SPLICE && c->ktls_tx && c->ktls_rx && (rc = start_splice(c)))
 		conn_ktls_fallback(c, KS_PIPES, rc);
@@ -194,6 +197,8 @@ void relay_start(struct conn *c)
 	 * count answers owed from the first Query on (the login exchange counts as idle),
 	 * and a close of the sidecar's own sends its FATAL only between two messages */
 	c->track_owed = !c->splice;
+	uint64_t idle = relay_idle_first_ms(c);
+	c->deadline_ms = idle ? c->w->now_ms + idle : 0;
 	if (c->splice) {
 		b2c_splice_in(c);
 	} else {

@@ -838,7 +838,8 @@ def cmd_idle_wait(port, how, max_s):
     """A TLS session past ReadyForQuery, then quiet: "idle" sends nothing more, "half"
     half a Query message, "copy-ext" a COPY FROM STDIN over the extended protocol
     first, "sync-flush" a select over the extended protocol, its Sync and then a
-    Flush (as some drivers send), then a Close of the statement and a Flush. Prints "closed [N ms]" when the server ends it within max_s seconds (N
+    Flush (as some drivers send), then a Close of the statement and a Flush;
+    "begin" a BEGIN. Prints "closed [N ms]" when the server ends it within max_s seconds (N
     counted from the last byte sent), with " fatal SQLSTATE: message" where it sent a
     FATAL first, else "open". "noread" and "kill": see below;
     they print "sent", hold the session max_s seconds without reading, and "done"."""
@@ -860,6 +861,10 @@ def cmd_idle_wait(port, how, max_s):
         time.sleep(float(max_s))
         print("done")
         return
+    elif how == "begin":  # then idle inside the transaction
+        send_query(t, "begin")
+        while read_msg(t)[0] != b"Z":
+            pass
     elif how == "sync-flush":
         t.sendall(frame(b"P", b"\0select 1\0\0\0") + frame(b"B", b"\0\0" + b"\0\0" * 3)
                   + frame(b"E", b"\0" + b"\0\0\0\0") + frame(b"S") + frame(b"H"))

@@ -14,8 +14,13 @@ set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 ks_setup
 
-fx_psql "host=$FX_PG_SOCKDIR port=$FX_PG_PORT user=app dbname=app" -c 'create table idle_in(line text)' >/dev/null ||
-    BAIL_OUT "create table failed"
+direct="host=$FX_PG_SOCKDIR port=$FX_PG_PORT user=app dbname=app"
+fx_psql "$direct" -c 'create table idle_in(line text)' -c 'create table itx_copy(id int primary key, pad text)' \
+    >/dev/null || BAIL_OUT "create table failed"
+# 30 MB of rows for a COPY; its first row waits on another session's lock
+python3 -c 'import sys
+with open(sys.argv[1], "w") as f:
+    for i in range(1, 300001): f.write("%d\t%s\n" % (i, "x" * 90))' "$FX_DIR/itx_copy.tsv"
 
 idle_closed() {
     "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show stats json 2>/dev/null | jq -r '.closed.idle_timeout'
@@ -88,14 +93,34 @@ for io in $(ks_io_modes); do
     is "$out" $'46\n47' "$io: ... psql's next statement after 4 s runs"
     out="$(fx_with_timeout 30 fx_psql "$(ks_dsn)" -c 'begin' -c 'select pg_sleep(3)' -c 'select 45' -c 'commit' 2>&1)" || true
     like "$out" '45' "$io: a query running 3 s inside a transaction is not cut"
+    out="$(fx_with_timeout 30 python3 "$PGWIRE" idle-wait "$KS_PORT" begin 10)"
+    like "$out" '^closed.*fatal 25P03: terminating connection due to idle-in-transaction timeout$' \
+        "$io: a session idle after BEGIN is closed with FATAL 25P03: $out"
+    ms="$(ks_ms "$out")"
+    ok "$io: ... at the 2 s limit, not the 6 s one (${ms} ms)" test "$ms" -ge 1500 -a "$ms" -lt 4000
+    out="$({ echo 'begin;'; sleep 1; echo 'select 43;'; echo 'commit;'; } | fx_with_timeout 30 fx_psql "$(ks_dsn)" 2>&1)" || true
+    like "$out" $'(^|\n)43($|\n)' "$io: idle 1 s inside a transaction: its next statement runs"
+    # a COPY inside a transaction stalls 5 s on a row lock: the pooler stops reading,
+    # the sidecar's send waits; stalled, not idle in the transaction
+    fx_psql "$direct" -c "delete from itx_copy" >/dev/null
+    fx_psql "$direct" -c 'begin' -c 'insert into itx_copy values (1)' -c 'select pg_sleep(5)' -c 'rollback' \
+        >/dev/null 2>&1 &
+    locker=$!
+    sleep 1
+    rc=0
+    out="$(fx_with_timeout 60 fx_psql "$(ks_dsn)" -c 'begin' -c "\\copy itx_copy from '$FX_DIR/itx_copy.tsv'" \
+        -c 'commit' 2>&1)" || rc=$?
+    wait "$locker" || true
+    is "$rc $(fx_psql "$direct" -c 'select count(*) from itx_copy')" "0 300000" \
+        "$io: a COPY in a transaction stalled 5 s on a lock is not cut, and commits: $out"
     out="$({ echo 'begin;'; sleep 4; echo 'select 44;'; } | fx_with_timeout 30 fx_psql "$(ks_dsn)" 2>&1)" || true
     like "$out" 'FATAL:  terminating connection due to idle-in-transaction timeout' \
         "$io: idle 4 s inside a transaction: FATAL 25P03 at the 2 s limit: $out"
     unlike "$out" $'(^|\n)44($|\n)' "$io: ... its next statement did not run"
-    is "$(closed idle_in_transaction_timeout) $(closed idle_timeout)" "1 0" \
+    is "$(closed idle_in_transaction_timeout) $(closed idle_timeout)" "2 0" \
         "$io: counted as idle_in_transaction_timeout, not idle_timeout"
-    like "$(cat "$(fx_sidecar_log "itx-$io")")" 'msg="idle in transaction timeout".*reason=idle_in_transaction_timeout' \
-        "$io: ... and logged so"
+    is "$(grep -c 'msg="idle in transaction timeout"' "$(fx_sidecar_log "itx-$io")") $(grep -c 'msg="closed".*reason=idle_in_transaction_timeout' "$(fx_sidecar_log "itx-$io")")" \
+        "2 2" "$io: ... and logged so"
     fx_sidecar_stop "itx-$io" || true
 done
 
