@@ -163,7 +163,7 @@ int relay_tx_rekey(struct conn *c);
 void relay_release_idle(struct conn *c, int pool_too);
 /* Whether the pooler still owes the client an answer (a query is running): such a
  * connection is not idle. 0 where the relay does not see the plaintext (splice), once
- * the pooler hung up, or while a send is stuck. */
+ * the pooler hung up, or while a send to the client is stuck. */
 int relay_owed(const struct conn *c);
 /* The shorter of --idle-timeout and --idle-in-transaction-timeout (not in splice: no
  * transaction status there), of those set; 0 if neither is: the idle timer's first

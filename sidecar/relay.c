@@ -95,12 +95,13 @@ static void track_owed(struct conn *c, int c2b, const uint8_t *p, size_t n)
 /* An answer is owed, or may be: extended-protocol messages with no Sync behind them
  * yet (pipeline mode's Execute and Flush) count as a query running: only a Sync's
  * ReadyForQuery is followed here, so a client that stops inside such a batch is kept.
- * Not while the pooler has hung up, nor while a send has made no progress for a
- * whole idle period: a client that stops reading its answer is not running a query. */
+ * Not while the pooler has hung up, nor while a send to the client has made no
+ * progress for a whole idle period: a client that stops reading its answer is not
+ * running a query. A send to the pooler that waits is a busy server (a COPY whose
+ * rows wait on a lock): still running. */
 int relay_owed(const struct conn *c)
 {
-	return c->track_owed && (c->owed || c->unsynced) && !c->b2c.eof_pending && !c->b2c.done && !c->cli_wr.pending &&
-	       !c->be_wr.pending;
+	return c->track_owed && (c->owed || c->unsynced) && !c->b2c.eof_pending && !c->b2c.done && !c->cli_wr.pending;
 }
 
 /* Nothing of the pooler's answer is cut short or still going out to the client. */

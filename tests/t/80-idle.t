@@ -22,6 +22,21 @@ python3 -c 'import sys
 with open(sys.argv[1], "w") as f:
     for i in range(1, 300001): f.write("%d\t%s\n" % (i, "x" * 90))' "$FX_DIR/itx_copy.tsv"
 
+# A COPY inside a transaction whose first row waits 5 s on another session's row
+# lock: the server stops reading, then the pooler, and the sidecar's send waits. The
+# session is busy, not idle: the COPY must finish and commit.
+copy_stall() {
+    fx_psql "$direct" -c "delete from itx_copy" >/dev/null
+    fx_psql "$direct" -c 'begin' -c 'insert into itx_copy values (1)' -c 'select pg_sleep(5)' -c 'rollback' \
+        >/dev/null 2>&1 &
+    local locker=$! rc=0 out
+    sleep 1
+    out="$(fx_with_timeout 60 fx_psql "$(ks_dsn)" -c 'begin' -c "\\copy itx_copy from '$FX_DIR/itx_copy.tsv'" \
+        -c 'commit' 2>&1)" || rc=$?
+    wait "$locker" || true
+    is "$rc $(fx_psql "$direct" -c 'select count(*) from itx_copy')" "0 300000" "$1, and commits: $out"
+}
+
 idle_closed() {
     "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show stats json 2>/dev/null | jq -r '.closed.idle_timeout'
 }
@@ -41,6 +56,7 @@ for io in $(ks_io_modes); do
     # libpq's pipeline mode: Execute and Flush, the Sync only once the answer came
     out="$(fx_with_timeout 30 python3 "$PGWIRE" flush-query "$KS_PORT" 4 15)"
     is "$out" "1 2 D C Z" "$io: nor is one sent as Execute and Flush with no Sync"
+    copy_stall "$io: a COPY stalled 5 s on a lock (the pooler reads nothing) is not cut"
     is "$(idle_closed)" 0 "$io: no session was closed as idle so far"
 
     fatal='fatal 57P05: terminating connection due to idle-session timeout$'
@@ -100,19 +116,7 @@ for io in $(ks_io_modes); do
     ok "$io: ... at the 2 s limit, not the 6 s one (${ms} ms)" test "$ms" -ge 1500 -a "$ms" -lt 4000
     out="$({ echo 'begin;'; sleep 1; echo 'select 43;'; echo 'commit;'; } | fx_with_timeout 30 fx_psql "$(ks_dsn)" 2>&1)" || true
     like "$out" $'(^|\n)43($|\n)' "$io: idle 1 s inside a transaction: its next statement runs"
-    # a COPY inside a transaction stalls 5 s on a row lock: the pooler stops reading,
-    # the sidecar's send waits; stalled, not idle in the transaction
-    fx_psql "$direct" -c "delete from itx_copy" >/dev/null
-    fx_psql "$direct" -c 'begin' -c 'insert into itx_copy values (1)' -c 'select pg_sleep(5)' -c 'rollback' \
-        >/dev/null 2>&1 &
-    locker=$!
-    sleep 1
-    rc=0
-    out="$(fx_with_timeout 60 fx_psql "$(ks_dsn)" -c 'begin' -c "\\copy itx_copy from '$FX_DIR/itx_copy.tsv'" \
-        -c 'commit' 2>&1)" || rc=$?
-    wait "$locker" || true
-    is "$rc $(fx_psql "$direct" -c 'select count(*) from itx_copy')" "0 300000" \
-        "$io: a COPY in a transaction stalled 5 s on a lock is not cut, and commits: $out"
+    copy_stall "$io: ... nor by the in-transaction limit"
     out="$({ echo 'begin;'; sleep 4; echo 'select 44;'; } | fx_with_timeout 30 fx_psql "$(ks_dsn)" 2>&1)" || true
     like "$out" 'FATAL:  terminating connection due to idle-in-transaction timeout' \
         "$io: idle 4 s inside a transaction: FATAL 25P03 at the 2 s limit: $out"
