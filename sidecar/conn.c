@@ -837,12 +837,16 @@ static void backend_connect_failed(struct conn *c, int err)
 	char msg[256], extra[768], addr[64];
 	STAT_INC(c->w, backend_connect_failed);
 	int n = snprintf(extra, sizeof(extra), "backend=%s error=\"%s\"", sc->backend_desc, strerror(err));
+	const char *sep = " address_errors=\"";
 	for (int i = 0; i < sc->nbackends && sc->nbackends > 1 && n > 0 && (size_t)n < sizeof(extra); i++) {
 		if (!c->be_errs[i])
 			continue;
 		net_addr_str(&sc->backends[i].ss, addr, sizeof(addr));
-		n += snprintf(extra + n, sizeof(extra) - (size_t)n, " error_%s=\"%s\"", addr, strerror(c->be_errs[i]));
+		n += snprintf(extra + n, sizeof(extra) - (size_t)n, "%s%s %s", sep, addr, strerror(c->be_errs[i]));
+		sep = "; ";
 	}
+	if (n > 0 && (size_t)n < sizeof(extra) - 1 && sep[0] == ';')
+		extra[n++] = '"', extra[n] = 0;
 	conn_log(c, LOG_WARN, "backend connect failed", extra);
 	if (c->cancel) {
 		conn_close(c, CR_BACKEND_CONNECT);

@@ -278,6 +278,7 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 	 * certificates still rotate: a root-only file under --user, a pipe, a typo */
 	int cfg_rc = reread_config(sc, &cfg, cfgerr, sizeof(cfgerr));
 	int rc = control_load_tls(sc, cfg ? cfg : sc->tls_cfg, &next, err, sizeof(err));
+	char crls[64] = "";
 	if (!rc && hs_ctx_expired(next)) {
 		snprintf(err, sizeof(err), "certificate %s expired on %s", hs_ctx_subject(next), hs_ctx_not_after(next));
 		rc = -EKEYEXPIRED;
@@ -303,15 +304,20 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 		old = sc->hs;
 		sc->hs = next; /* new handshakes take it; live ones keep their reference */
 		atomic_store(&sc->crl_stale_warned, 0); /* a stale CRL still in service is warned about again */
+		int stale;
+		long long next_update;
+		int ncrl = hs_ctx_crls(next, &stale, &next_update);
+		if (ncrl)
+			snprintf(crls, sizeof(crls), " client_crls=%d stale=%d", ncrl, stale);
 		if (cfg_rc) { /* the reason first: show info keeps the first 255 bytes */
 			snprintf(msg, msglen, "configuration not re-read, the settings in service stay: %s; "
-					      "certificates reloaded: subject=%s not_after=%s",
-				 cfgerr, hs_ctx_subject(next), hs_ctx_not_after(next));
+					      "certificates reloaded: subject=%s not_after=%s%s",
+				 cfgerr, hs_ctx_subject(next), hs_ctx_not_after(next), crls);
 			note_reload(sc, msg);
 			sc->reloads_partial++;
 		} else {
-			snprintf(msg, msglen, "reloaded: subject=%s not_after=%s%s%s", hs_ctx_subject(next),
-				 hs_ctx_not_after(next), later[0] ? "; not applied until restart: " : "", later);
+			snprintf(msg, msglen, "reloaded: subject=%s not_after=%s%s%s%s", hs_ctx_subject(next),
+				 hs_ctx_not_after(next), crls, later[0] ? "; not applied until restart: " : "", later);
 			note_reload(sc, "ok");
 			sc->reloads_ok++;
 		}
@@ -335,7 +341,7 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 	if (rc)
 		log_error("control", "certificate reload failed", "error=\"%s\"", err);
 	else
-		log_info("control", "certificates reloaded", "%s", hs_ctx_describe(next));
+		log_info("control", "certificates reloaded", "%s%s", hs_ctx_describe(next), crls);
 	pthread_mutex_unlock(&sc->reload_lock); /* until here no other reload can drop next */
 	return rc ? rc : cfg_rc;
 }

@@ -154,7 +154,7 @@ time.sleep(60)' "$FX_PGB_PORT" "$FX_DIR/hole-$io.ready" &
         like "$(wire tls-startup "$KS_PORT")" "^E 08006 ktls-sidecar: could not connect to backend ks-pool:$dead" \
             "$io: both addresses down: FATAL 08006, naming the backend"
         like "$(cat "$(fx_sidecar_log "two-down-$io")")" \
-            "msg=\"backend connect failed\".*error_\\[::1\\]:$dead=\"Connection refused\" error_127.0.0.1:$dead=\"Connection refused\"" \
+            "msg=\"backend connect failed\".* address_errors=\"\\[::1\\]:$dead Connection refused; 127.0.0.1:$dead Connection refused\"" \
             "$io: ... the log gives each address's error"
         fx_sidecar_stop "two-down-$io" || true
         ks_check_log "two-down-$io"

@@ -76,6 +76,7 @@ alice_refused() { ! fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1' >/dev/null 2
 ok "a renewed CRL is picked up without a restart: alice is refused within 10 s" _fx_wait_until 10 alice_refused
 is "$(grep -c 'client certificate rejected at depth 0: certificate revoked' "$log")" 2 "... as revoked, says the log"
 is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reload_result)" ok "... the reload went well"
+like "$(cat "$log")" 'msg="certificates reloaded".* client_crls=1 stale=0' "... and its log line counts the CRL"
 is "$(fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 4')" 4 "... and mallory, from the same CA and not revoked, is admitted"
 fx_sidecar_stop crl || true
 ks_check_log crl
