@@ -1071,7 +1071,7 @@ void conn_complete(struct worker *w, struct io_op *op, int res)
 	c->active_ms = w->now_ms;
 	c->bufs_released = 0;
 	uint64_t idle;
-	if (c->phase == PH_RELAY && (idle = relay_idle_first_ms(c)))
+	if (c->phase == PH_RELAY && (CFG(c)->idle_timeout_ms | CFG(c)->idle_tx_timeout_ms) && (idle = relay_idle_first_ms(c)))
 		c->deadline_ms = w->now_ms + idle;
 	switch ((enum op_kind)op->kind) {
 	case K_CLI_RD:
