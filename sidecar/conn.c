@@ -55,7 +55,8 @@ void conn_log(struct conn *c, enum log_level lvl, const char *msg, const char *e
 {
 	char addr[64];
 	net_addr_str(&c->peer, addr, sizeof(addr));
-	log_msg(lvl, "conn", msg, "conn=%llu client=%s %s", (unsigned long long)c->id, addr, extra ? extra : "");
+	log_msg(lvl, "conn", msg, "conn=%llu client=%s%s%s", (unsigned long long)c->id, addr, extra && *extra ? " " : "",
+		extra ? extra : "");
 }
 
 /* Over --max-conns: refuse at once, with no buffers and no handshake work, the way
