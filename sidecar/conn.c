@@ -233,7 +233,7 @@ void conn_close(struct conn *c, enum close_reason why)
 	/* PostgreSQL's own words for an idle timeout (inside a transaction or not) and
 	 * for a shutdown */
 	int told = 0;
-	if ((why == CR_IDLE_TIMEOUT || why == CR_IDLE_TX_TIMEOUT) && (c->tx_status == 'T' || c->tx_status == 'E'))
+	if ((why == CR_IDLE_TIMEOUT || why == CR_IDLE_TX_TIMEOUT) && conn_in_transaction(c))
 		told = relay_send_fatal(c, "25P03", "terminating connection due to idle-in-transaction timeout");
 	else if (why == CR_IDLE_TIMEOUT)
 		told = relay_send_fatal(c, "57P05", "terminating connection due to idle-session timeout");
@@ -1072,7 +1072,7 @@ void conn_complete(struct worker *w, struct io_op *op, int res)
 	c->active_ms = w->now_ms;
 	c->bufs_released = 0;
 	uint64_t idle;
-	if (c->phase == PH_RELAY && (CFG(c)->idle_timeout_ms | CFG(c)->idle_tx_timeout_ms) && (idle = relay_idle_first_ms(c)))
+	if (c->phase == PH_RELAY && (idle = relay_idle_first_ms(c)))
 		c->deadline_ms = w->now_ms + idle;
 	switch ((enum op_kind)op->kind) {
 	case K_CLI_RD:

@@ -94,6 +94,19 @@ struct conn {
 static inline struct engine *E(struct conn *c) { return c->w->eng; }
 static inline struct config *CFG(struct conn *c) { return c->w->sc->cfg; }
 
+/* The last ReadyForQuery said the session is inside a transaction, or a failed one. */
+static inline int conn_in_transaction(const struct conn *c) { return c->tx_status == 'T' || c->tx_status == 'E'; }
+
+/* The shorter of --idle-timeout and --idle-in-transaction-timeout (not in splice: no
+ * transaction status there), of those set; 0 if neither is: the idle timer's first
+ * check. Inline: every completion of a relayed connection asks. */
+static inline uint64_t relay_idle_first_ms(const struct conn *c)
+{
+	const struct config *cfg = c->w->sc->cfg;
+	uint64_t a = (uint64_t)cfg->idle_timeout_ms, b = c->track_owed ? (uint64_t)cfg->idle_tx_timeout_ms : 0;
+	return a && b ? (a < b ? a : b) : a ? a : b;
+}
+
 /* *slot (c->cbuf or c->bbuf), taken from the worker's pool on first use; NULL if out of memory. */
 static inline uint8_t *conn_buf(struct conn *c, uint8_t **slot)
 {
@@ -165,10 +178,6 @@ void relay_release_idle(struct conn *c, int pool_too);
  * connection is not idle. 0 where the relay does not see the plaintext (splice), once
  * the pooler hung up, or while a send to the client is stuck. */
 int relay_owed(const struct conn *c);
-/* The shorter of --idle-timeout and --idle-in-transaction-timeout (not in splice: no
- * transaction status there), of those set; 0 if neither is: the idle timer's first
- * check. */
-uint64_t relay_idle_first_ms(const struct conn *c);
 /* The idle limit for c now (0: none): inside a transaction the shorter of the two set,
  * else --idle-timeout; *in_tx_limit: 1 where --idle-in-transaction-timeout is it. */
 uint64_t relay_idle_limit(const struct conn *c, int *in_tx_limit);

@@ -248,9 +248,8 @@ static void warn_weaker(const struct config *was, const struct config *now)
 void control_warn_crls(const struct hs_ctx *hs, const char *who)
 {
 	const char *ca;
-	int stale, n = hs_ctx_cas_without_crl(hs, &ca);
-	long long next;
-	if (hs_ctx_crls(hs, &stale, &next) && n)
+	int n = hs_ctx_cas_without_crl(hs, &ca); /* counted only where CRLs were loaded */
+	if (n)
 		log_warn(who, "a client CA has no CRL in --client-crl: OpenSSL refuses every client certificate it "
 			      "signed (\"unable to get certificate CRL\")", "cas_without_crl=%d first=\"%s\"", n, ca);
 }

@@ -166,13 +166,6 @@ int relay_send_fatal(struct conn *c, const char *sqlstate, const char *msg)
 	return 1; /* sent with the close_notify behind it */
 }
 
-uint64_t relay_idle_first_ms(const struct conn *c)
-{
-	const struct config *cfg = c->w->sc->cfg;
-	uint64_t a = (uint64_t)cfg->idle_timeout_ms, b = c->track_owed ? (uint64_t)cfg->idle_tx_timeout_ms : 0;
-	return a && b ? (a < b ? a : b) : a ? a : b;
-}
-
 uint64_t relay_idle_limit(const struct conn *c, int *in_tx_limit)
 {
 	const struct config *cfg = c->w->sc->cfg;
@@ -181,7 +174,7 @@ uint64_t relay_idle_limit(const struct conn *c, int *in_tx_limit)
 	/* a send that makes no progress is a stall, not a client idle in its transaction
 	 * (a COPY whose server stopped reading on a lock, a result read slowly): only
 	 * --idle-timeout applies to it */
-	if (!c->track_owed || (c->tx_status != 'T' && c->tx_status != 'E') || !tx || c->cli_wr.pending ||
+	if (!c->track_owed || !conn_in_transaction(c) || !tx || c->cli_wr.pending ||
 	    c->be_wr.pending)
 		return idle;
 	*in_tx_limit = !idle || tx <= idle;
