@@ -338,6 +338,15 @@ static const char *nz(const char *s)
 	return s ? s : "";
 }
 
+/* While draining, the seconds until the sessions still open are closed (0 once
+ * due); -1 when not draining or the figure is not a number. */
+static double drain_left(const struct admin_snapshot *s)
+{
+	if (!s->draining || !isfinite(s->drain_left_s))
+		return -1;
+	return s->drain_left_s > 0 ? s->drain_left_s : 0.0;
+}
+
 static int render_info_json(const struct admin_snapshot *s, FILE *f)
 {
 	double up = isfinite(s->uptime_s) && s->uptime_s > 0 ? s->uptime_s : 0;
@@ -364,8 +373,9 @@ static int render_info_json(const struct admin_snapshot *s, FILE *f)
 	fprintf(f, ",\"reloads_ok\":%" PRIu64 ",\"reloads_partial\":%" PRIu64 ",\"reloads_failed\":%" PRIu64,
 		s->reloads_ok, s->reloads_partial, s->reloads_failed);
 	fprintf(f, ",\"draining\":%s", s->draining ? "true" : "false");
-	if (s->draining && isfinite(s->drain_left_s))
-		fprintf(f, ",\"drain_left_s\":%.1f}\n", s->drain_left_s > 0 ? s->drain_left_s : 0.0);
+	double left = drain_left(s);
+	if (left >= 0)
+		fprintf(f, ",\"drain_left_s\":%.1f}\n", left);
 	else
 		fputs(",\"drain_left_s\":null}\n", f);
 	return 0;
@@ -416,8 +426,9 @@ static int render_info(const struct admin_snapshot *s, FILE *f)
 	else
 		tbl_add(&t, "never");
 	tbl_add(&t, "draining");
-	if (s->draining && isfinite(s->drain_left_s))
-		tbl_add(&t, "yes, the rest closed in %.1f s", s->drain_left_s > 0 ? s->drain_left_s : 0.0);
+	double left = drain_left(s);
+	if (left >= 0)
+		tbl_add(&t, "yes, the rest closed in %.1f s", left);
 	else
 		tbl_add(&t, "%s", s->draining ? "yes" : "no");
 	return tbl_print(&t, f);
