@@ -12,7 +12,7 @@
 
 struct admin;
 
-#define ADMIN_MAX_REASONS 16
+#define ADMIN_MAX_REASONS 20
 #define ADMIN_MAX_STEPS 8              /* kTLS fallback steps */
 #define ADMIN_LINE_MAX 1024            /* longest command line, without its '\n' */
 

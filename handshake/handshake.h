@@ -17,6 +17,7 @@ struct hs_settings {
 	const char *cert, *key, *client_ca;
 	const char *client_crl;     /* PEM CRLs checked against client chains; NULL or "" for none */
 	int verify;                 /* 0 none, 1 optional, 2 require */
+	int user_match_cn;          /* the startup user must equal the certificate's subject CN */
 	char *const *allow_cn;
 	size_t n_allow_cn;
 	char *const *allow_dns;
@@ -109,6 +110,10 @@ const char *hs_conn_cipher(const struct hs_conn *c);
 const char *hs_conn_sni(const struct hs_conn *c);
 const char *hs_conn_alpn(const struct hs_conn *c);
 const char *hs_conn_peer(const struct hs_conn *c);
+/* --client-user-match cn: 1 when c's context binds the PostgreSQL user to the client
+ * certificate, with the certificate's subject CN in cn ("" when there is no certificate,
+ * no CN, or a CN that cannot be compared safely); 0 when it does not bind them. */
+int hs_conn_user_cn(const struct hs_conn *c, char *cn, size_t cnlen);
 
 /* Allow-list matching (pure, in allow.c). */
 /* DNS name against "name" or "*.suffix" (one label), case-insensitive. 1 match, 0 not. */

@@ -213,3 +213,14 @@ const char *hs_conn_alpn(const struct hs_conn *c)
 }
 
 const char *hs_conn_peer(const struct hs_conn *c) { return c->peer; }
+
+int hs_conn_user_cn(const struct hs_conn *c, char *cn, size_t cnlen)
+{
+	cn[0] = 0;
+	if (!c->ctx->s.user_match_cn)
+		return 0;
+	X509 *cert = SSL_get0_peer_certificate(c->ssl);
+	if (cert && hs_subject_cn(cert, cn, cnlen) < 0)
+		cn[0] = 0;
+	return 1;
+}

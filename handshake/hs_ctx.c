@@ -106,10 +106,8 @@ static int client_hello(SSL *ssl, int *al, void *arg)
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
 
-/* The subject's first CN as UTF-8 in out. 0 when there is none; -1 when it
- * cannot be compared safely: an embedded NUL (CVE-2009-4034's trick:
- * "bob\0.evil" read as "bob") or longer than out. */
-static int subject_cn(X509 *cert, char *out, size_t outlen)
+/* An embedded NUL in a CN is CVE-2009-4034's trick: "bob\0.evil" read as "bob". */
+int hs_subject_cn(X509 *cert, char *out, size_t outlen)
 {
 	out[0] = 0;
 	X509_NAME *name = X509_get_subject_name(cert);
@@ -134,7 +132,7 @@ int hs_identity_check(const struct hs_settings *st, X509 *cert, char *peer, size
 	char cn[256];
 	*why = "client certificate not in allow-list";
 	snprintf(peer, peerlen, "(unusable CN)");
-	if (subject_cn(cert, cn, sizeof(cn)) < 0) {
+	if (hs_subject_cn(cert, cn, sizeof(cn)) < 0) {
 		if (st->n_allow_cn) {
 			*why = "client certificate CN holds a NUL byte or is over 255 bytes";
 			return 0;

@@ -42,6 +42,9 @@ struct hs_conn {
 extern int hs_ssl_index;
 void hs_err_drain(char *buf, size_t len);
 void hs_conn_set_reason(struct hs_conn *c, const char *r);
+/* The subject's first CN as UTF-8 in out: 0, also when there is none (out ""); -1 when
+ * it cannot be compared safely (an embedded NUL, or longer than out). */
+int hs_subject_cn(X509 *cert, char *out, size_t outlen);
 void hs_ctx_get(struct hs_ctx *ctx);
 void hs_keys_setup_ctx(SSL_CTX *ctx);
 

@@ -37,6 +37,7 @@ static const char *const io_choices[] = { "auto", "uring", "epoll", NULL };
 static const char *const verify_choices[] = { "none", "optional", "require", NULL };
 static const char *const ktls_choices[] = { "auto", "on", "off", NULL };
 static const char *const relay_choices[] = { "auto", "splice", "copy", NULL };
+static const char *const user_match_choices[] = { "none", "cn", NULL };
 
 #define O(f) offsetof(struct config, f)
 static const struct opt opts[] = {
@@ -56,6 +57,9 @@ static const struct opt opts[] = {
 	  "allowed client DNS SAN, '*.example.com' wildcards (repeatable)" },
 	{ "allow-uri", T_LIST, O(allow_uri), NULL, NULL, 0, 0,
 	  "allowed client URI SAN, e.g. spiffe://td/ns/app/* (repeatable)" },
+	{ "client-user-match", T_ENUM, O(client_user_match), "none", user_match_choices, 0, 0,
+	  "none | cn: the PostgreSQL user must be the client certificate's subject CN, else FATAL 28000 "
+	  "(PostgreSQL's clientcert=verify-full, PgBouncer's auth_type=cert; needs --verify require)" },
 	{ "min-tls-version", T_STR, O(min_tls), "1.2", NULL, 0, 0, "minimum TLS version: 1.2 or 1.3" },
 	{ "ciphers", T_STR, O(ciphers), DEFAULT_CIPHERS, NULL, 0, 0,
 	  "TLS 1.2 cipher list (OpenSSL syntax); default: the kTLS-offloadable ECDHE AEADs" },
@@ -461,6 +465,13 @@ int config_finish(struct config *c, char *err, size_t errlen)
 		return fail(err, errlen, -EINVAL, "verify: client certificates need --client-ca FILE");
 	if ((c->allow_cn.n || c->allow_dns.n || c->allow_uri.n) && c->verify == VERIFY_NONE)
 		return fail(err, errlen, -EINVAL, "allow-*: allow-lists need --verify optional|require");
+	if (c->client_user_match != USER_MATCH_NONE && c->verify != VERIFY_REQUIRE)
+		return fail(err, errlen, -EINVAL,
+			    "client-user-match: users are matched to client certificates, which only --verify require "
+			    "demands of every client");
+	if (c->client_user_match != USER_MATCH_NONE && c->allow_plaintext)
+		return fail(err, errlen, -EINVAL,
+			    "client-user-match: a plaintext client has no certificate to match; drop --allow-plaintext");
 	enum log_level lvl;
 	if (log_level_parse(c->log_level, &lvl))
 		return fail(err, errlen, -EINVAL, "log-level: '%s' must be error|warn|info|debug", c->log_level);

@@ -39,6 +39,7 @@ const char *const close_reason_names[CR__COUNT] = {
 	[CR_INTERNAL] = "internal_error",
 	[CR_DRAIN_IDLE] = "drain_idle",
 	[CR_IDLE_TX_TIMEOUT] = "idle_in_transaction_timeout",
+	[CR_USER_MISMATCH] = "cert_user_mismatch",
 };
 
 static void cli_read_exact(struct conn *c);
@@ -157,6 +158,7 @@ static void conn_free(struct conn *c)
 	bufpool_put(&c->w->bufs, c->cbuf);
 	bufpool_put(&c->w->bufs, c->bbuf);
 	free(c->pkt);
+	free(c->cert_user);
 	pthread_mutex_lock(&w->conns_lock);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -694,6 +696,11 @@ static void handshake_done(struct conn *c)
 	snprintf(c->tls_peer, sizeof(c->tls_peer), "%s", hs_conn_peer(c->tls));
 	snprintf(c->tls_sni, sizeof(c->tls_sni), "%s", hs_conn_sni(c->tls));
 	pthread_mutex_unlock(&w->conns_lock);
+	char cn[256];
+	if (hs_conn_user_cn(c->tls, cn, sizeof(cn)) && !(c->cert_user = strdup(cn))) {
+		conn_close(c, CR_INTERNAL);
+		return;
+	}
 	if (strcmp(c->tls_version, "TLSv1.3") == 0)
 		STAT_INC(w, tls13);
 	else
@@ -730,6 +737,19 @@ static void handshake_done(struct conn *c)
 	conn_startup_pump(c);
 }
 
+/* --client-user-match cn: the startup packet names a user other than the certificate's
+ * CN. PostgreSQL's words for a failed certificate authentication; the CN goes to the
+ * log only. */
+static void refuse_user(struct conn *c, const char *user)
+{
+	char msg[160], extra[600], esc_cn[300], esc_user[300];
+	snprintf(extra, sizeof(extra), "cert_cn=\"%s\" user=\"%s\"", log_esc(esc_cn, sizeof(esc_cn), c->cert_user),
+		 log_esc(esc_user, sizeof(esc_user), user));
+	conn_log(c, LOG_WARN, "refused: the user is not the client certificate's CN", extra);
+	snprintf(msg, sizeof(msg), "certificate authentication failed for user \"%.63s\"", user);
+	fail_with_error(c, CR_USER_MISMATCH, "28000", msg);
+}
+
 /* The first packet inside TLS: StartupMessage or CancelRequest. */
 static void startup_packet(struct conn *c)
 {
@@ -741,10 +761,15 @@ static void startup_packet(struct conn *c)
 		return;
 	}
 	c->pkt_len = c->need;
-	if (st.kind == PG_CANCEL_REQUEST)
+	if (st.kind == PG_CANCEL_REQUEST) {
 		c->cancel = 1;
-	else
+	} else {
 		note_startup(c, &st);
+		if (c->cert_user && strcmp(st.user, c->cert_user)) {
+			refuse_user(c, st.user);
+			return;
+		}
+	}
 	connect_backend(c);
 }
 

@@ -157,7 +157,7 @@ int control_load_tls(struct sidecar *sc, const struct config *c, struct hs_ctx *
 {
 	struct hs_settings s = {
 		.cert = c->cert, .key = c->key, .client_ca = c->client_ca, .client_crl = c->client_crl,
-		.verify = c->verify,
+		.verify = c->verify, .user_match_cn = c->client_user_match == USER_MATCH_CN,
 		.allow_cn = c->allow_cn.v, .n_allow_cn = c->allow_cn.n,
 		.allow_dns = c->allow_dns.v, .n_allow_dns = c->allow_dns.n,
 		.allow_uri = c->allow_uri.v, .n_allow_uri = c->allow_uri.n,
@@ -181,7 +181,7 @@ static void note_reload(struct sidecar *sc, const char *result)
 /* What a reload applies; any other option changed in the file waits for a restart. */
 static const char *const reloadable[] = {
 	"cert", "key", "client-ca", "client-crl", "verify", "allow-cn", "allow-dns", "allow-uri",
-	"min-tls-version", "ciphers", "ciphersuites", "log-level", NULL,
+	"client-user-match", "min-tls-version", "ciphers", "ciphersuites", "log-level", NULL,
 };
 
 /* Read the configuration again (the file may have changed; flags and environment
@@ -240,6 +240,9 @@ static void warn_weaker(const struct config *was, const struct config *now)
 	    !(now->allow_cn.n || now->allow_dns.n || now->allow_uri.n))
 		log_warn("control", "the reloaded configuration has no allow-lists: any certificate from the CA "
 				    "is admitted", "%s", "");
+	if (was->client_user_match != USER_MATCH_NONE && now->client_user_match == USER_MATCH_NONE)
+		log_warn("control", "the reloaded configuration has no client-user-match: a client may log in as any "
+				    "user, whatever its certificate's CN", "%s", "");
 	if (was->client_crl && *was->client_crl && !(now->client_crl && *now->client_crl))
 		log_warn("control", "the reloaded configuration has no client CRL: revoked client certificates are "
 				    "admitted", "client_crl_was=\"%s\"", was->client_crl);

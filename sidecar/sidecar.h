@@ -45,6 +45,7 @@ enum close_reason {
 	CR_INTERNAL,
 	CR_DRAIN_IDLE,       /* --drain-close-idle: draining, and between transactions */
 	CR_IDLE_TX_TIMEOUT,  /* --idle-in-transaction-timeout */
+	CR_USER_MISMATCH,    /* --client-user-match: the startup user is not the certificate's */
 	CR__COUNT
 };
 extern const char *const close_reason_names[CR__COUNT];

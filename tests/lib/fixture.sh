@@ -461,6 +461,7 @@ _fx_mk_leaf() {
 #   wronghost.crt/key     CN=wrong.example.com, SAN DNS:wrong.example.com
 #   alice.crt/key         client, CN=alice, SAN URI:spiffe://example.org/ns/app/sa/alice, DNS:alice.app.example.org
 #   mallory.crt/key       client, CN=mallory, SAN URI:spiffe://evil.org/x
+#   appuser.crt/key       client, CN=app (the tests' PostgreSQL user), SANs as alice's
 #   expired.crt/key       like alice, but valid from 2 days ago to 1 day ago
 #   untrusted-ca.crt/key  a second CA nobody trusts
 #   untrusted.crt/key     like alice, but signed by untrusted-ca
@@ -483,6 +484,7 @@ fx_certs() {
         _fx_mk_leaf "$dir" wronghost wrong.example.com wronghost_ext ca &&
         _fx_mk_leaf "$dir" alice alice alice_ext ca &&
         _fx_mk_leaf "$dir" mallory mallory mallory_ext ca &&
+        _fx_mk_leaf "$dir" appuser app alice_ext ca &&
         _fx_mk_leaf "$dir" untrusted alice alice_ext untrusted-ca &&
         openssl req -config "$dir/openssl.cnf" -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
             -keyout "$dir/expired.key" -out "$dir/.ca/expired.csr" -subj "/CN=alice" &&

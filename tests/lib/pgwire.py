@@ -334,8 +334,11 @@ def cmd_tls_startup(port):
         print("ok %s [%d ms]" % (typ.decode(), ms))
 
 
-def cmd_tls_cancel(port):
-    a = session(port)
+def cmd_tls_cancel(port, cert=None, keyfile=None):
+    """A query cancelled by a CancelRequest inside TLS; every connection presents the
+    client certificate cert (with keyfile) when given."""
+    kw = {"cert": cert, "key": keyfile} if cert else {}
+    a = session(port, **kw)
     st, key = until_ready(a)
     if st or not key:
         print("no session %s" % st)
@@ -343,7 +346,7 @@ def cmd_tls_cancel(port):
     t0 = time.monotonic()
     send_query(a, "select pg_sleep(20) -- tls-cancel")
     # cancel once the query runs: a cancel that arrives first is lost
-    c = session(port)
+    c = session(port, **kw)
     until_ready(c)
     for _ in range(100):
         if query_value(c, "select count(*) from pg_stat_activity where state = 'active' "
@@ -355,7 +358,7 @@ def cmd_tls_cancel(port):
     if ssl_request(b) != b"S":
         print("no S for cancel")
         return
-    bt = tls(b)
+    bt = tls(b, **kw)
     bt.sendall(struct.pack("!II", 8 + len(key), CANCEL_CODE) + key)
     bt.recv(1)  # the sidecar closes once the pooler has the cancel
     st, _ = until_ready(a)

@@ -4,7 +4,8 @@
 # with a TLS alert and a logged reason (not allowed, expired, untrusted, none),
 # and verify=optional accepting clients without a certificate. --client-crl: a
 # revoked client refused, a renewed CRL picked up without a restart, a CRL past its
-# nextUpdate warned about, bad values refused at start.
+# nextUpdate warned about, bad values refused at start. --client-user-match cn: the
+# PostgreSQL user must be the certificate's CN.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 ks_setup
@@ -113,6 +114,45 @@ like "$(cat "$(fx_sidecar_log crl-ca)")" 'level=warn .*a client CA has no CRL in
 nok "... and its clients are refused" fx_psql "$(ks_dsn "$(as untrusted)")" -c 'select 1'
 like "$(cat "$(fx_sidecar_log crl-ca)")" 'unable to get certificate CRL' "... the log says why"
 fx_sidecar_stop crl-ca || true
+
+note "--- --client-user-match cn, io=$io"
+# nocn: a SPIFFE ID and no CN (appuser: CN=app, the PostgreSQL user of the tests)
+{ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$C/nocn.key" -subj / \
+    -out "$C/nocn.csr" && openssl x509 -req -in "$C/nocn.csr" -CA "$C/ca.crt" -CAkey "$C/ca.key" \
+    -CAcreateserial -days 2 -extfile "$C/openssl.cnf" -extensions alice_ext -out "$C/nocn.crt"; } \
+    >>"$C/openssl.log" 2>&1 || BAIL_OUT "a certificate without a CN could not be made: $(tail -5 "$C/openssl.log")"
+printf 'client-ca = %s\nverify = require\nclient-user-match = cn\n' "$C/ca.crt" >"$C/um.conf"
+ks_start um "$io" --config "$C/um.conf" || BAIL_OUT "sidecar did not start"
+log="$(fx_sidecar_log um)"
+is "$(fx_psql "$(ks_dsn "$(as appuser)")" -c 'select 1')" 1 "--client-user-match cn: CN=app logs in as app"
+err="$(fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1' 2>&1)" || true
+like "$err" 'FATAL:  certificate authentication failed for user "app"' \
+    "... alice (CN=alice) as app: refused with PostgreSQL's words for it"
+unlike "$err" 'alice' "... which do not tell the client the certificate's CN"
+like "$(cat "$log")" 'level=warn .*msg="refused: the user is not the client certificate.s CN".* cert_cn="alice" user="app"' \
+    "... the log names both"
+err="$(fx_psql "$(ks_dsn "$(as alice)" user=alice)" -c 'select 1' 2>&1)" || true
+unlike "$err" 'certificate authentication failed' "... alice as alice passes the sidecar"
+like "$err" 'FATAL: +"trust" authentication failed' "... to PgBouncer, which refuses alice: not in its auth_file"
+err="$(fx_psql "$(ks_dsn "$(as nocn)")" -c 'select 1' 2>&1)" || true
+like "$err" 'certificate authentication failed for user "app"' "... a certificate without a CN matches no user"
+like "$(cat "$log")" 'cert_cn="" user="app"' "... its log line shows the empty CN"
+read -r st secs <<<"$(fx_with_timeout 30 python3 "$PGWIRE" tls-cancel "$KS_PORT" "$C/appuser.crt" "$C/appuser.key")"
+is "$st" 57014 "... a CancelRequest inside TLS names no user and still cancels"
+is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show stats json | jq .closed.cert_user_mismatch)" 2 \
+    "show stats: 2 sessions closed as cert_user_mismatch"
+printf 'client-ca = %s\nverify = require\n' "$C/ca.crt" >"$C/um.conf.new" && mv "$C/um.conf.new" "$C/um.conf"
+alice_as_app() { fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1' >/dev/null 2>&1; }
+ok "a reloaded configuration without it: alice logs in as app" _fx_wait_until 10 alice_as_app
+like "$(cat "$log")" 'level=warn .*no client-user-match: a client may log in as any user' "... and a warning says so"
+fx_sidecar_stop um || true
+ks_check_log um
+out="$(ks_run_fg --client-ca "$C/ca.crt" --verify optional --client-user-match cn)" && rc=0 || rc=$?
+ok "--client-user-match with --verify optional: refused at start (status $rc)" test "$rc" -ne 0
+like "$out" 'client-user-match: .*only --verify require' "... saying why"
+out="$(ks_run_fg --client-ca "$C/ca.crt" --verify require --client-user-match cn --allow-plaintext)" && rc=0 || rc=$?
+ok "--client-user-match with --allow-plaintext: refused at start (status $rc)" test "$rc" -ne 0
+like "$out" 'client-user-match: a plaintext client has no certificate' "... saying why"
 
 out="$(ks_run_fg --client-crl "$C/crl/clients.crl")" && rc=0 || rc=$?
 ok "--client-crl without --verify: refused at start (status $rc)" test "$rc" -ne 0

@@ -3,7 +3,7 @@
 # The kTLS suite, run INSIDE the VM by tests/vm/ktls.t: psql and pgbench for TLS
 # 1.2 and 1.3 x three AEADs, COPY both ways byte-exact with splice and copy
 # relays on both engines, proof in /proc/net/tls_stat and the admin stats,
-# close_notify, a fatal alert and a KeyUpdate from the client.
+# close_notify, a fatal alert and a KeyUpdate from the client, --client-user-match.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 wire() { fx_with_timeout 60 python3 "$PGWIRE" "$@"; }
@@ -130,6 +130,18 @@ for io in $MODES; do
         fx_sidecar_stop "it-$io-$relay" || true
     done
 done
+
+# --- --client-user-match cn with the keys in the kernel: the startup packet is read
+# through kTLS RX and the refusal leaves through kTLS TX, after the SSL is freed
+note "t=${SECONDS}s: client-user-match"
+ks_start um "$first" --ktls on --client-ca "$FX_CERTS/ca.crt" --verify require --client-user-match cn ||
+    BAIL_OUT "sidecar did not start"
+as() { echo "sslcert=$FX_CERTS/$1.crt sslkey=$FX_CERTS/$1.key"; }
+is "$(fx_psql "$(ks_dsn "$(as appuser)")" -c 'select 44')" 44 "kTLS, --client-user-match cn: CN=app logs in as app"
+err="$(fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1' 2>&1)" || true
+like "$err" 'FATAL:  certificate authentication failed for user "app"' "... alice as app: refused, the FATAL sent by kTLS"
+is "$(stat_json '[.ktls_tx, .ktls_rx, .closed.cert_user_mismatch] | join(" ")')" "2 2 1" "... both sessions in kTLS"
+fx_sidecar_stop um || true
 
 # --- the pooler's unix socket as the backend (in a pod: a shared emptyDir), splice
 # relay: kTLS socket -> pipe -> unix socket and back, both engines
