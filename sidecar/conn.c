@@ -765,7 +765,9 @@ static void startup_packet(struct conn *c)
 		c->cancel = 1;
 	} else {
 		note_startup(c, &st);
-		if (c->cert_user && strcmp(st.user, c->cert_user)) {
+		/* PostgreSQL cuts a user name to NAMEDATALEN - 1 bytes: a longer one would log
+		 * in as its prefix, which a CN of that length never equals there */
+		if (c->cert_user && (strlen(st.user) > PG_NAME_MAX || strcmp(st.user, c->cert_user))) {
 			refuse_user(c, st.user);
 			return;
 		}

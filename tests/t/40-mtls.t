@@ -137,10 +137,15 @@ like "$err" 'FATAL: +"trust" authentication failed' "... to PgBouncer, which ref
 err="$(fx_psql "$(ks_dsn "$(as nocn)")" -c 'select 1' 2>&1)" || true
 like "$err" 'certificate authentication failed for user "app"' "... a certificate without a CN matches no user"
 like "$(cat "$log")" 'cert_cn="" user="app"' "... its log line shows the empty CN"
+long="$(printf 'u%.0s' {1..64})"
+_fx_mk_leaf "$C" longcn "$long" alice_ext ca >>"$C/openssl.log" 2>&1 || BAIL_OUT "the long-CN certificate could not be made"
+err="$(fx_psql "$(ks_dsn "$(as longcn)" "user=$long")" -c 'select 1' 2>&1)" || true
+like "$err" 'certificate authentication failed' \
+    "... a 64-byte user equal to its 64-byte CN (the longest X.509 allows): refused (PostgreSQL would cut it to 63 bytes)"
 read -r st secs <<<"$(fx_with_timeout 30 python3 "$PGWIRE" tls-cancel "$KS_PORT" "$C/appuser.crt" "$C/appuser.key")"
 is "$st" 57014 "... a CancelRequest inside TLS names no user and still cancels"
-is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show stats json | jq .closed.cert_user_mismatch)" 2 \
-    "show stats: 2 sessions closed as cert_user_mismatch"
+is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show stats json | jq .closed.cert_user_mismatch)" 3 \
+    "show stats: 3 sessions closed as cert_user_mismatch"
 printf 'client-ca = %s\nverify = require\n' "$C/ca.crt" >"$C/um.conf.new" && mv "$C/um.conf.new" "$C/um.conf"
 alice_as_app() { fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1' >/dev/null 2>&1; }
 ok "a reloaded configuration without it: alice logs in as app" _fx_wait_until 10 alice_as_app
