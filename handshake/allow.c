@@ -19,26 +19,38 @@ int allow_match_dns(const char *pattern, const char *name)
 	return strcasecmp(pattern + 1, dot) == 0;
 }
 
+/* One pass with a single backtrack point, not a recursion per '*': a pattern with many
+ * stars against a long URI from a certificate would otherwise take exponential time.
+ * A '*' never matches '/', so the pattern's '/' meet the URI's in order, and a star
+ * before a matched '/' has nothing left to try. */
 int allow_match_uri(const char *p, const char *u)
 {
-	while (*p) {
+	const char *star_p = NULL, *star_u = NULL;
+	for (;;) {
 		if (*p == '*') {
-			if (p[1] == 0)
+			while (*p == '*')
+				p++;
+			if (*p == 0)
 				return 1; /* trailing '*': prefix match */
-			/* '*' inside: try each split within the current segment */
-			for (const char *s = u;; s++) {
-				if (allow_match_uri(p + 1, s))
-					return 1;
-				if (*s == 0 || *s == '/')
-					return 0;
-			}
+			star_p = p;
+			star_u = u;
+			continue;
 		}
-		if (*p != *u)
+		if (*p == 0 && *u == 0)
+			return 1;
+		if (*u && *p == *u) {
+			if (*p == '/')
+				star_p = NULL;
+			p++;
+			u++;
+			continue;
+		}
+		/* mismatch: the last '*' takes one more character, if it may */
+		if (!star_p || *star_u == 0 || *star_u == '/')
 			return 0;
-		p++;
-		u++;
+		p = star_p;
+		u = ++star_u;
 	}
-	return *u == 0;
 }
 
 int allow_check(const struct hs_settings *s, const char *cn, const char *const *dns, size_t ndns,

@@ -94,6 +94,18 @@ int main(void)
 	   "prefix mismatch");
 	ok(!allow_match_uri("spiffe://evil.org/*", id), "other trust domain refused");
 	ok(allow_match_uri("spiffe://example.org/ns/app/sa/a*", id), "* at segment end");
+	ok(allow_match_uri("spiffe://example.org/ns/**/sa/alice", id), "** is * (within a segment)");
+	ok(allow_match_uri("spiffe://example.org/ns/a**", id), "trailing ** is a prefix");
+	ok(!allow_match_uri("spiffe://example.org/*/app", "spiffe://example.org/ns/x/app"), "* does not cross '/' to match");
+	ok(allow_match_uri("*a*b", "xxaxxb") && !allow_match_uri("*a*b", "xxaxxbx"), "two stars in a segment");
+	char stars[80] = "", aaa[3001];
+	for (int i = 0; i < 30; i++)
+		strcat(stars, "*a");
+	strcat(stars, "b");
+	memset(aaa, 'a', 3000);
+	aaa[3000] = 0;
+	/* a recursion per star takes longer than the test's life here */
+	ok(!allow_match_uri(stars, aaa), "30 stars against a 3000-byte URI: no match, answered at once");
 
 	char *cns[] = { "alice" }, *dns[] = { "*.app.example.org" }, *uris[] = { "spiffe://example.org/ns/app/*" };
 	struct hs_settings s = { 0 };
