@@ -13,11 +13,17 @@
 struct hs_ctx;
 struct hs_conn;
 
+#define PG_USER_MAX 63 /* PostgreSQL's NAMEDATALEN - 1: it cuts longer user names */
+
+/* --client-user-match: none; the subject CN is the one user; the users of --client-user-map. */
+enum hs_user_match { HS_USER_ANY, HS_USER_CN, HS_USER_MAP };
+
 struct hs_settings {
 	const char *cert, *key, *client_ca;
 	const char *client_crl;     /* PEM CRLs checked against client chains; NULL or "" for none */
 	int verify;                 /* 0 none, 1 optional, 2 require */
-	int user_match_cn;          /* the startup user must equal the certificate's subject CN */
+	int user_match;             /* enum hs_user_match: which users a certificate may log in as */
+	const char *user_map;       /* HS_USER_MAP: the map file */
 	char *const *allow_cn;
 	size_t n_allow_cn;
 	char *const *allow_dns;
@@ -110,10 +116,24 @@ const char *hs_conn_cipher(const struct hs_conn *c);
 const char *hs_conn_sni(const struct hs_conn *c);
 const char *hs_conn_alpn(const struct hs_conn *c);
 const char *hs_conn_peer(const struct hs_conn *c);
-/* --client-user-match cn: 1 when c's context binds the PostgreSQL user to the client
- * certificate, with the certificate's subject CN in cn ("" when there is no certificate,
- * no CN, or a CN that cannot be compared safely); 0 when it does not bind them. */
-int hs_conn_user_cn(const struct hs_conn *c, char *cn, size_t cnlen);
+/* --client-user-match: 0 when c's context lets a client log in as any user. Else 1,
+ * and *users gets the users its certificate may log in as, "a\0b\0\0" ("\0" for
+ * none), for the caller to free; NULL when out of memory. */
+int hs_conn_take_users(struct hs_conn *c, char **users);
+/* Client user maps (pure, in usermap.c): one rule a line, an identity (CN=name exact,
+ * DNS:name or DNS:*.suffix, URI:glob as in --allow-uri) then the users it may log in
+ * as; '#' starts a comment. */
+struct user_map;
+/* Parse len bytes of text. 0, -ENOMEM, or -EINVAL with "line N: why" in err. */
+int user_map_parse(const char *text, size_t len, struct user_map **out, char *err, size_t errlen);
+void user_map_free(struct user_map *m);
+size_t user_map_rules(const struct user_map *m);
+/* The users of every rule the certificate names match, "a\0b\0\0" in a new buffer
+ * (*out; "\0" when none). 0 or -ENOMEM. */
+int user_map_users(const struct user_map *m, const char *cn, const char *const *dns, size_t ndns,
+		   const char *const *uris, size_t nuris, char **out);
+/* 1 if user is in such a list, and no longer than PostgreSQL keeps it whole. */
+int user_list_has(const char *list, const char *user);
 
 /* Allow-list matching (pure, in allow.c). */
 /* DNS name against "name" or "*.suffix" (one label), case-insensitive. 1 match, 0 not. */

@@ -52,6 +52,7 @@ void hs_conn_free(struct hs_conn *c)
 		return;
 	SSL_free(c->ssl); /* frees both BIOs */
 	hs_ctx_put(c->ctx);
+	free(c->users);
 	OPENSSL_cleanse(c, sizeof(*c)); /* traffic secrets, if never exported */
 	free(c);
 }
@@ -214,13 +215,13 @@ const char *hs_conn_alpn(const struct hs_conn *c)
 
 const char *hs_conn_peer(const struct hs_conn *c) { return c->peer; }
 
-int hs_conn_user_cn(const struct hs_conn *c, char *cn, size_t cnlen)
+int hs_conn_take_users(struct hs_conn *c, char **users)
 {
-	cn[0] = 0;
-	if (!c->ctx->s.user_match_cn)
+	*users = NULL;
+	if (c->ctx->s.user_match == HS_USER_ANY)
 		return 0;
-	X509 *cert = SSL_get0_peer_certificate(c->ssl);
-	if (cert && hs_subject_cn(cert, cn, cnlen) < 0)
-		cn[0] = 0;
+	/* no verify callback ran (no certificate): no user */
+	*users = c->users ? c->users : calloc(2, 1);
+	c->users = NULL;
 	return 1;
 }

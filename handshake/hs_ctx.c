@@ -6,11 +6,14 @@
 #include "hs_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include <openssl/bn.h>
 #include <openssl/err.h>
@@ -106,16 +109,21 @@ static int client_hello(SSL *ssl, int *al, void *arg)
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
 
-/* An embedded NUL in a CN is CVE-2009-4034's trick: "bob\0.evil" read as "bob". */
-int hs_subject_cn(X509 *cert, char *out, size_t outlen)
+/* The subject's first CN as UTF-8 in out. 0 when there is none; -1 when it
+ * cannot be compared safely: an embedded NUL (CVE-2009-4034's trick:
+ * "bob\0.evil" read as "bob") or longer than out. */
+static int subject_cn(X509 *cert, char *out, size_t outlen, int *type)
 {
 	out[0] = 0;
+	*type = -1;
 	X509_NAME *name = X509_get_subject_name(cert);
 	int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
 	if (idx < 0)
 		return 0;
 	unsigned char *utf8 = NULL;
-	int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
+	const ASN1_STRING *data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+	*type = ASN1_STRING_type(data);
+	int n = ASN1_STRING_to_UTF8(&utf8, data);
 	int rc = -1;
 	if (n >= 0 && (size_t)n < outlen && memchr(utf8, 0, (size_t)n) == NULL) {
 		memcpy(out, utf8, (size_t)n);
@@ -126,26 +134,37 @@ int hs_subject_cn(X509 *cert, char *out, size_t outlen)
 	return rc;
 }
 
-/* Collect CN, DNS and URI SANs of cert and apply the allow-lists. */
-int hs_identity_check(const struct hs_settings *st, X509 *cert, char *peer, size_t peerlen, const char **why)
+/* The names of a client certificate that allow-lists and user maps look at. */
+struct cert_names {
+	char cn[256];              /* "" when none, or when it cannot be compared safely */
+	int cn_bad;                /* it cannot: a NUL byte, or over 255 bytes */
+	int cn_type;               /* its ASN.1 string type; -1 when none */
+	GENERAL_NAMES *gens;
+	const char **names;        /* dns[] then uris[]; point into gens */
+	const char **dns, **uris;
+	size_t ndns, nuris;
+	int nomem;
+};
+
+static void names_get(X509 *cert, struct cert_names *n)
 {
-	char cn[256];
-	*why = "client certificate not in allow-list";
-	snprintf(peer, peerlen, "(unusable CN)");
-	if (hs_subject_cn(cert, cn, sizeof(cn)) < 0) {
-		if (st->n_allow_cn) {
-			*why = "client certificate CN holds a NUL byte or is over 255 bytes";
-			return 0;
-		}
-		cn[0] = 0; /* not compared: the certificate may still match by SAN, or need no match */
+	memset(n, 0, sizeof(*n));
+	if (subject_cn(cert, n->cn, sizeof(n->cn), &n->cn_type) < 0) {
+		n->cn_bad = 1;
+		n->cn[0] = 0;
 	}
-	GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-	int ngens = gens ? sk_GENERAL_NAME_num(gens) : 0;
-	const char **names = ngens > 0 ? calloc(2 * (size_t)ngens, sizeof(*names)) : NULL;
-	const char **dns = names, **uris = names ? names + ngens : NULL;
-	size_t ndns = 0, nuris = 0;
-	for (int i = 0; names && i < ngens; i++) {
-		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+	n->gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	int ngens = n->gens ? sk_GENERAL_NAME_num(n->gens) : 0;
+	if (ngens <= 0)
+		return;
+	if (!(n->names = calloc(2 * (size_t)ngens, sizeof(*n->names)))) {
+		n->nomem = 1;
+		return;
+	}
+	n->dns = n->names;
+	n->uris = n->names + ngens;
+	for (int i = 0; i < ngens; i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(n->gens, i);
 		const ASN1_IA5STRING *s = NULL;
 		if (g->type == GEN_DNS)
 			s = g->d.dNSName;
@@ -155,26 +174,82 @@ int hs_identity_check(const struct hs_settings *st, X509 *cert, char *peer, size
 		if (!s || (size_t)s->length != strlen((const char *)s->data))
 			continue;
 		if (g->type == GEN_DNS)
-			dns[ndns++] = (const char *)s->data;
+			n->dns[n->ndns++] = (const char *)s->data;
 		else
-			uris[nuris++] = (const char *)s->data;
+			n->uris[n->nuris++] = (const char *)s->data;
 	}
-	if (nuris)
-		snprintf(peer, peerlen, "%s", uris[0]);
+}
+
+static void names_put(struct cert_names *n)
+{
+	free(n->names);
+	GENERAL_NAMES_free(n->gens);
+}
+
+static int names_allowed(const struct hs_settings *st, const struct cert_names *n, char *peer, size_t peerlen,
+			 const char **why)
+{
+	*why = "client certificate not in allow-list";
+	if (n->cn_bad && st->n_allow_cn) {
+		snprintf(peer, peerlen, "(unusable CN)");
+		*why = "client certificate CN holds a NUL byte or is over 255 bytes";
+		return 0;
+	}
+	/* an unusable CN is not compared: the certificate may still match by SAN */
+	if (n->nuris)
+		snprintf(peer, peerlen, "%s", n->uris[0]);
 	else
-		snprintf(peer, peerlen, "CN=%s", cn);
-	int ok = ngens > 0 && !names ? 0 : allow_check(st, cn, dns, ndns, uris, nuris); /* no memory: refuse */
-	free(names);
-	GENERAL_NAMES_free(gens);
+		snprintf(peer, peerlen, "CN=%s", n->cn);
+	if (n->nomem)
+		return 0;
+	return allow_check(st, n->cn, n->dns, n->ndns, n->uris, n->nuris);
+}
+
+/* Collect CN, DNS and URI SANs of cert and apply the allow-lists. */
+int hs_identity_check(const struct hs_settings *st, X509 *cert, char *peer, size_t peerlen, const char **why)
+{
+	struct cert_names n;
+	names_get(cert, &n);
+	int ok = names_allowed(st, &n, peer, peerlen, why);
+	names_put(&n);
 	return ok;
+}
+
+/* --client-user-match: the users this certificate may log in as, "a\0b\0\0". */
+static char *cert_users(const struct hs_ctx *ctx, const struct cert_names *n)
+{
+	char *users = NULL;
+	if (ctx->s.user_match == HS_USER_MAP) {
+		if (user_map_users(ctx->user_map, n->cn, n->dns, n->ndns, n->uris, n->nuris, &users))
+			return NULL;
+		return users;
+	}
+	/* PostgreSQL compares the CN's bytes as they are: only where those are already
+	 * UTF-8 does the converted CN name the same user */
+	int same = n->cn_type == V_ASN1_UTF8STRING || n->cn_type == V_ASN1_PRINTABLESTRING ||
+		   n->cn_type == V_ASN1_IA5STRING || n->cn_type == V_ASN1_VISIBLESTRING;
+	size_t len = same ? strlen(n->cn) : 0;
+	if ((users = calloc(len + 2, 1)))
+		memcpy(users, n->cn, len); /* "" for no usable CN: the empty list */
+	return users;
 }
 
 static int check_identity(struct hs_ctx *ctx, struct hs_conn *c, X509 *cert)
 {
 	char peer[sizeof(c->peer)];
 	const char *why;
-	int ok = hs_identity_check(&ctx->s, cert, peer, sizeof(peer), &why);
+	struct cert_names n;
+	names_get(cert, &n);
+	int ok = names_allowed(&ctx->s, &n, peer, sizeof(peer), &why);
 	memcpy(c->peer, peer, sizeof(peer));
+	if (ok && ctx->s.user_match != HS_USER_ANY && !n.nomem) {
+		free(c->users);
+		if (!(c->users = cert_users(ctx, &n))) {
+			why = "out of memory";
+			ok = 0;
+		}
+	}
+	names_put(&n);
 	if (!ok)
 		hs_conn_set_reason(c, why);
 	return ok;
@@ -328,6 +403,38 @@ static int load_crls(struct hs_ctx *ctx, SSL_CTX *sc, const char *file, char *er
 	return 0;
 }
 
+/* --client-user-map FILE, at most USER_MAP_MAX bytes. */
+#define USER_MAP_MAX (1u << 20)
+static int load_user_map(struct hs_ctx *ctx, const char *file, char *err, size_t errlen)
+{
+	int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
+	int rc = 0;
+	char *buf = NULL;
+	if (fd < 0 || fstat(fd, &st)) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot load client user map %s: %s", file, strerror(errno));
+	} else if (!S_ISREG(st.st_mode) || st.st_size > (off_t)USER_MAP_MAX) {
+		rc = -EINVAL;
+		snprintf(err, errlen, "cannot load client user map %s: %s", file,
+			 S_ISREG(st.st_mode) ? "over 1 MiB" : "not a regular file");
+	} else if (!(buf = malloc((size_t)st.st_size + 1))) {
+		rc = -ENOMEM;
+	} else {
+		size_t got = 0;
+		ssize_t n;
+		while (got < (size_t)st.st_size && (n = read(fd, buf + got, (size_t)st.st_size - got)) > 0)
+			got += (size_t)n;
+		char why[200];
+		if ((rc = user_map_parse(buf, got, &ctx->user_map, why, sizeof(why))))
+			snprintf(err, errlen, "client user map %s: %s", file, why);
+	}
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 static int ctx_configure(struct hs_ctx *ctx, const struct hs_settings *s, char *err, size_t errlen)
 {
 	SSL_CTX *sc = ctx->ssl;
@@ -385,6 +492,9 @@ static int ctx_configure(struct hs_ctx *ctx, const struct hs_settings *s, char *
 		SSL_CTX_set_verify(sc, mode, verify_cb);
 		SSL_CTX_set_verify_depth(sc, 8);
 	}
+	int rc;
+	if (s->user_match == HS_USER_MAP && (rc = load_user_map(ctx, s->user_map, err, errlen)))
+		return rc;
 	describe_cert(ctx);
 	return 0;
 }
@@ -417,6 +527,7 @@ int hs_ctx_load(const struct hs_settings *s, struct hs_ctx **out, char *err, siz
 	/* the paths and cipher strings belong to the caller's configuration, which a
 	 * reload frees while this context lives on: keep no pointer to them */
 	ctx->s.cert = ctx->s.key = ctx->s.client_ca = ctx->s.client_crl = ctx->s.ciphers = ctx->s.ciphersuites = NULL;
+	ctx->s.user_map = NULL;
 	*out = ctx;
 	return 0;
 err_ctx:
@@ -435,6 +546,7 @@ void hs_ctx_put(struct hs_ctx *ctx)
 		return;
 	SSL_CTX_free(ctx->ssl);
 	free(ctx->crl_next);
+	user_map_free(ctx->user_map);
 	free_list(ctx->cn, ctx->s.n_allow_cn);
 	free_list(ctx->dns, ctx->s.n_allow_dns);
 	free_list(ctx->uri, ctx->s.n_allow_uri);

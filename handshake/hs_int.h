@@ -13,6 +13,7 @@ struct hs_ctx {
 	atomic_int refs;
 	struct hs_settings s;      /* allow-lists point at the copies below */
 	char **cn, **dns, **uri;
+	struct user_map *user_map;  /* --client-user-map, parsed */
 	char desc[512];
 	char subject[256], sans[512], not_after[64], not_before[64], serial[100];
 	long long not_after_unix;   /* 0 if unknown */
@@ -32,6 +33,7 @@ struct hs_conn {
 	int direct;
 	char reason[192];
 	char peer[192];
+	char *users;               /* --client-user-match: set by the verify callback */
 	uint8_t sec_c[64], sec_s[64];   /* TLS 1.3 application traffic secrets, until exported */
 	uint8_t sec_c_len, sec_s_len;
 	uint32_t tx_app_records;        /* records sent under application keys */
@@ -42,9 +44,6 @@ struct hs_conn {
 extern int hs_ssl_index;
 void hs_err_drain(char *buf, size_t len);
 void hs_conn_set_reason(struct hs_conn *c, const char *r);
-/* The subject's first CN as UTF-8 in out: 0, also when there is none (out ""); -1 when
- * it cannot be compared safely (an embedded NUL, or longer than out). */
-int hs_subject_cn(X509 *cert, char *out, size_t outlen);
 void hs_ctx_get(struct hs_ctx *ctx);
 void hs_keys_setup_ctx(SSL_CTX *ctx);
 

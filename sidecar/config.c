@@ -37,7 +37,7 @@ static const char *const io_choices[] = { "auto", "uring", "epoll", NULL };
 static const char *const verify_choices[] = { "none", "optional", "require", NULL };
 static const char *const ktls_choices[] = { "auto", "on", "off", NULL };
 static const char *const relay_choices[] = { "auto", "splice", "copy", NULL };
-static const char *const user_match_choices[] = { "none", "cn", NULL };
+static const char *const user_match_choices[] = { "none", "cn", "map", NULL };
 
 #define O(f) offsetof(struct config, f)
 static const struct opt opts[] = {
@@ -58,8 +58,12 @@ static const struct opt opts[] = {
 	{ "allow-uri", T_LIST, O(allow_uri), NULL, NULL, 0, 0,
 	  "allowed client URI SAN, e.g. spiffe://td/ns/app/* (repeatable)" },
 	{ "client-user-match", T_ENUM, O(client_user_match), "none", user_match_choices, 0, 0,
-	  "none | cn: the PostgreSQL user must be the client certificate's subject CN, else FATAL 28000 "
-	  "(PostgreSQL's clientcert=verify-full, PgBouncer's auth_type=cert; needs --verify require)" },
+	  "none | cn: the PostgreSQL user must be the client certificate's subject CN (PostgreSQL's "
+	  "clientcert=verify-full, PgBouncer's auth_type=cert) | map: one of the users --client-user-map gives "
+	  "the certificate; else FATAL 28000. Needs --verify require" },
+	{ "client-user-map", T_STR, O(client_user_map), NULL, NULL, 0, 0,
+	  "for --client-user-match map: lines of a certificate identity (CN=name, DNS:name, URI:pattern as "
+	  "--allow-uri) and the PostgreSQL users it may log in as, like pg_ident.conf" },
 	{ "min-tls-version", T_STR, O(min_tls), "1.2", NULL, 0, 0, "minimum TLS version: 1.2 or 1.3" },
 	{ "ciphers", T_STR, O(ciphers), DEFAULT_CIPHERS, NULL, 0, 0,
 	  "TLS 1.2 cipher list (OpenSSL syntax); default: the kTLS-offloadable ECDHE AEADs" },
@@ -438,7 +442,8 @@ int config_finish(struct config *c, char *err, size_t errlen)
 	const char *files[][2] = { { "cert", c->cert },
 				   { "key", c->key },
 				   { "client-ca", c->client_ca },
-				   { "client-crl", c->client_crl } };
+				   { "client-crl", c->client_crl },
+				   { "client-user-map", c->client_user_map } };
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		if (!file_value_ok(files[i][1]))
 			return fail(err, errlen, -EINVAL,
@@ -469,6 +474,11 @@ int config_finish(struct config *c, char *err, size_t errlen)
 		return fail(err, errlen, -EINVAL,
 			    "client-user-match: users are matched to client certificates, which only --verify require "
 			    "demands of every client");
+	if (c->client_user_match == USER_MATCH_MAP && (!c->client_user_map || !*c->client_user_map))
+		return fail(err, errlen, -EINVAL, "client-user-match: map needs --client-user-map FILE");
+	if (c->client_user_match != USER_MATCH_MAP && c->client_user_map && *c->client_user_map)
+		return fail(err, errlen, -EINVAL,
+			    "client-user-map: a user map does nothing without --client-user-match map");
 	if (c->client_user_match != USER_MATCH_NONE && c->allow_plaintext)
 		return fail(err, errlen, -EINVAL,
 			    "client-user-match: a plaintext client has no certificate to match; drop --allow-plaintext");

@@ -12,7 +12,7 @@ enum io_mode { IO_AUTO, IO_URING, IO_EPOLL };
 enum verify_mode { VERIFY_NONE, VERIFY_OPTIONAL, VERIFY_REQUIRE };
 enum ktls_mode { KTLS_AUTO, KTLS_ON, KTLS_OFF };
 enum relay_mode { RELAY_AUTO, RELAY_SPLICE, RELAY_COPY };
-enum user_match { USER_MATCH_NONE, USER_MATCH_CN };
+enum user_match { USER_MATCH_NONE, USER_MATCH_CN, USER_MATCH_MAP };
 
 struct strlist {
 	char **v;
@@ -32,6 +32,7 @@ struct config {
 	struct strlist allow_dns;
 	struct strlist allow_uri;
 	int client_user_match;    /* enum user_match */
+	char *client_user_map;    /* USER_MATCH_MAP: the map file */
 	char *min_tls;            /* "1.2" or "1.3" */
 	char *ciphers;            /* TLS 1.2 cipher list */
 	char *ciphersuites;       /* TLS 1.3 suites */

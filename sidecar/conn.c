@@ -158,7 +158,7 @@ static void conn_free(struct conn *c)
 	bufpool_put(&c->w->bufs, c->cbuf);
 	bufpool_put(&c->w->bufs, c->bbuf);
 	free(c->pkt);
-	free(c->cert_user);
+	free(c->cert_users);
 	pthread_mutex_lock(&w->conns_lock);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -440,6 +440,24 @@ static void refuse_startup(struct conn *c, int rc, const struct pg_startup *st)
 	fail_with_error(c, CR_PROTOCOL, state, why);
 }
 
+/* --client-user-match: the startup packet names a user the certificate does not give
+ * (none: no certificate, or a handshake made before a reload turned the option on).
+ * PostgreSQL's words for a failed certificate authentication; the users the certificate
+ * may log in as go to the log only. */
+static void refuse_user(struct conn *c, const char *user)
+{
+	char msg[160], extra[700], list[300], esc_list[400], esc_user[300];
+	size_t n = 0;
+	for (const char *u = c->cert_users ? c->cert_users : ""; *u && n + 1 < sizeof(list); u += strlen(u) + 1)
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", n ? "," : "", u);
+	list[n < sizeof(list) ? n : sizeof(list) - 1] = 0;
+	snprintf(extra, sizeof(extra), "cert_users=\"%s\" user=\"%s\"", log_esc(esc_list, sizeof(esc_list), list),
+		 log_esc(esc_user, sizeof(esc_user), user));
+	conn_log(c, LOG_WARN, "refused: this client certificate may not log in as the user", extra);
+	snprintf(msg, sizeof(msg), "certificate authentication failed for user \"%.63s\"", user);
+	fail_with_error(c, CR_USER_MISMATCH, "28000", msg);
+}
+
 /* A complete plaintext startup packet sits in cbuf[0..need). */
 static void negotiate_packet(struct conn *c)
 {
@@ -496,6 +514,10 @@ static void negotiate_packet(struct conn *c)
 			return;
 		}
 		note_startup(c, &st);
+		if (atomic_load_explicit(&c->w->sc->users_bound, memory_order_relaxed)) {
+			refuse_user(c, st.user);
+			return;
+		}
 		c->plain = 1;
 		STAT_INC(c->w, plaintext);
 		break;
@@ -696,8 +718,7 @@ static void handshake_done(struct conn *c)
 	snprintf(c->tls_peer, sizeof(c->tls_peer), "%s", hs_conn_peer(c->tls));
 	snprintf(c->tls_sni, sizeof(c->tls_sni), "%s", hs_conn_sni(c->tls));
 	pthread_mutex_unlock(&w->conns_lock);
-	char cn[256];
-	if (hs_conn_user_cn(c->tls, cn, sizeof(cn)) && !(c->cert_user = strdup(cn))) {
+	if (hs_conn_take_users(c->tls, &c->cert_users) && !c->cert_users) {
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
@@ -737,19 +758,6 @@ static void handshake_done(struct conn *c)
 	conn_startup_pump(c);
 }
 
-/* --client-user-match cn: the startup packet names a user other than the certificate's
- * CN. PostgreSQL's words for a failed certificate authentication; the CN goes to the
- * log only. */
-static void refuse_user(struct conn *c, const char *user)
-{
-	char msg[160], extra[600], esc_cn[300], esc_user[300];
-	snprintf(extra, sizeof(extra), "cert_cn=\"%s\" user=\"%s\"", log_esc(esc_cn, sizeof(esc_cn), c->cert_user),
-		 log_esc(esc_user, sizeof(esc_user), user));
-	conn_log(c, LOG_WARN, "refused: the user is not the client certificate's CN", extra);
-	snprintf(msg, sizeof(msg), "certificate authentication failed for user \"%.63s\"", user);
-	fail_with_error(c, CR_USER_MISMATCH, "28000", msg);
-}
-
 /* The first packet inside TLS: StartupMessage or CancelRequest. */
 static void startup_packet(struct conn *c)
 {
@@ -765,12 +773,13 @@ static void startup_packet(struct conn *c)
 		c->cancel = 1;
 	} else {
 		note_startup(c, &st);
-		/* PostgreSQL cuts a user name to NAMEDATALEN - 1 bytes: a longer one would log
-		 * in as its prefix, which a CN of that length never equals there */
-		if (c->cert_user && (strlen(st.user) > PG_NAME_MAX || strcmp(st.user, c->cert_user))) {
+		if ((c->cert_users || atomic_load_explicit(&c->w->sc->users_bound, memory_order_relaxed)) &&
+		    !user_list_has(c->cert_users ? c->cert_users : "", st.user)) {
 			refuse_user(c, st.user);
 			return;
 		}
+		free(c->cert_users); /* checked: an idle session keeps nothing of it */
+		c->cert_users = NULL;
 	}
 	connect_backend(c);
 }

@@ -64,8 +64,8 @@ struct conn {
 	uint8_t *cbuf;            /* client reads: startup packets, TLS records, c2b relay */
 	uint8_t *bbuf;            /* client writes: TLS output, b2c relay */
 	uint8_t *pkt;             /* the first packet to forward (StartupMessage/CancelRequest) */
-	char *cert_user;          /* --client-user-match cn: the certificate's CN the startup user
-	                             must equal ("" matches no user); NULL: no match asked */
+	char *cert_users;         /* --client-user-match: the users the client's certificate may log
+	                             in as, "a\0b\0\0"; NULL: any user */
 	unsigned have, need;      /* exact-read progress into cbuf or pkt */
 	unsigned pkt_len;
 	struct dir c2b, b2c;

@@ -155,9 +155,12 @@ static int conns(void *ctx, struct admin_conn **out, size_t *n)
 
 int control_load_tls(struct sidecar *sc, const struct config *c, struct hs_ctx **out, char *err, size_t errlen)
 {
+	_Static_assert((int)USER_MATCH_NONE == (int)HS_USER_ANY && (int)USER_MATCH_CN == (int)HS_USER_CN &&
+			       (int)USER_MATCH_MAP == (int)HS_USER_MAP,
+		       "--client-user-match passes through as is");
 	struct hs_settings s = {
 		.cert = c->cert, .key = c->key, .client_ca = c->client_ca, .client_crl = c->client_crl,
-		.verify = c->verify, .user_match_cn = c->client_user_match == USER_MATCH_CN,
+		.verify = c->verify, .user_match = c->client_user_match, .user_map = c->client_user_map,
 		.allow_cn = c->allow_cn.v, .n_allow_cn = c->allow_cn.n,
 		.allow_dns = c->allow_dns.v, .n_allow_dns = c->allow_dns.n,
 		.allow_uri = c->allow_uri.v, .n_allow_uri = c->allow_uri.n,
@@ -181,7 +184,7 @@ static void note_reload(struct sidecar *sc, const char *result)
 /* What a reload applies; any other option changed in the file waits for a restart. */
 static const char *const reloadable[] = {
 	"cert", "key", "client-ca", "client-crl", "verify", "allow-cn", "allow-dns", "allow-uri",
-	"client-user-match", "min-tls-version", "ciphers", "ciphersuites", "log-level", NULL,
+	"client-user-match", "client-user-map", "min-tls-version", "ciphers", "ciphersuites", "log-level", NULL,
 };
 
 /* Read the configuration again (the file may have changed; flags and environment
@@ -279,6 +282,14 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 	/* a configuration that cannot be read again keeps the settings in service, but the
 	 * certificates still rotate: a root-only file under --user, a pipe, a typo */
 	int cfg_rc = reread_config(sc, &cfg, cfgerr, sizeof(cfgerr));
+	if (!cfg_rc && cfg->client_user_match != USER_MATCH_NONE && sc->cfg->allow_plaintext) {
+		/* config_finish saw the file's allow-plaintext, not the one in service */
+		snprintf(cfgerr, sizeof(cfgerr), "client-user-match: --allow-plaintext is in service until a restart, "
+						 "and a plaintext client has no certificate to match");
+		config_put(sc, cfg);
+		cfg = NULL;
+		cfg_rc = -EINVAL;
+	}
 	int rc = control_load_tls(sc, cfg ? cfg : sc->tls_cfg, &next, err, sizeof(err));
 	char crls[64] = "";
 	if (!rc && hs_ctx_expired(next)) {
@@ -305,6 +316,7 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 	} else {
 		old = sc->hs;
 		sc->hs = next; /* new handshakes take it; live ones keep their reference */
+		atomic_store(&sc->users_bound, (cfg ? cfg : sc->tls_cfg)->client_user_match != USER_MATCH_NONE);
 		atomic_store(&sc->crl_stale_warned, 0); /* a stale CRL still in service is warned about again */
 		int stale;
 		long long next_update;

@@ -94,8 +94,10 @@ static int load_tls(struct sidecar *sc)
 	else if (hs_ctx_not_before(sc->hs))
 		log_warn("main", "the server certificate is not valid yet (clients will refuse it; is the clock right?)",
 			 "not_before=\"%s\"", hs_ctx_not_before(sc->hs));
-	if (!rc)
+	if (!rc) {
 		control_warn_crls(sc->hs, "main");
+		atomic_store(&sc->users_bound, sc->cfg->client_user_match != USER_MATCH_NONE);
+	}
 	return rc;
 }
 
@@ -307,7 +309,7 @@ static int drop_privileges(const char *user, struct admin *adm)
 }
 
 /* The files a reload reads again: what the watch follows and the --user must reach. */
-#define RELOAD_FILES(c) { (c)->cert, (c)->key, (c)->client_ca, (c)->client_crl, (c)->config_file }
+#define RELOAD_FILES(c) { (c)->cert, (c)->key, (c)->client_ca, (c)->client_crl, (c)->client_user_map, (c)->config_file }
 
 /* After dropping root: say now, not at the first certificate rotation, that a file
  * a reload reads again is out of the new user's reach. */

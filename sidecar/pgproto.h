@@ -16,7 +16,6 @@
 #define PG_CODE_CANCEL 80877102u
 #define PG_TLS_HANDSHAKE 0x16     /* first byte of a direct-TLS ClientHello record */
 #define PG_LEN_HDR 4u             /* a startup packet's length word */
-#define PG_NAME_MAX 63u           /* PostgreSQL's NAMEDATALEN - 1: longer names are cut */
 
 enum pg_kind { PG_SSL_REQUEST, PG_GSSENC_REQUEST, PG_CANCEL_REQUEST, PG_STARTUP };
 

@@ -153,16 +153,29 @@ def cmd_raw_length(port, length):
         print("closed %s" % e)
 
 
-def cmd_direct(port, alpn):
+def cmd_direct(port, alpn, cert=None, keyfile=None, user="app"):
     s = connect(port)
     try:
-        t = tls(s, alpn=[alpn] if alpn != "none" else None)
+        t = tls(s, alpn=[alpn] if alpn != "none" else None, cert=cert, key=keyfile)
     except ssl.SSLError as e:
         print("refused %s" % (e.reason or e))
         return
-    t.sendall(startup_packet())
+    t.sendall(startup_packet(user))
     st, _ = until_ready(t)
     print("%s alpn=%s" % (st or "ready", t.selected_alpn_protocol()))
+
+
+def cmd_late_startup(port, cert, keyfile, go_file, max_s):
+    """TLS handshake with a client certificate, then the startup packet only once
+    go_file exists: prints "tls" when the handshake is done, then the answer."""
+    t = tls_up(port, cert=cert, key=keyfile)
+    print("tls", flush=True)
+    end = time.monotonic() + float(max_s)
+    while not os.path.exists(go_file) and time.monotonic() < end:
+        time.sleep(0.05)
+    t.sendall(startup_packet())
+    st, _ = until_ready(t)
+    print(st or "ready")
 
 
 def cmd_direct_frag(port, sizes):
@@ -938,6 +951,7 @@ def main():
         "idle-hold": cmd_idle_hold,
         "idle-wait": cmd_idle_wait,
         "direct-frag": cmd_direct_frag,
+        "late-startup": cmd_late_startup,
     }[cmd]
     try:
         fn(*args)

@@ -4,13 +4,15 @@
 # with a TLS alert and a logged reason (not allowed, expired, untrusted, none),
 # and verify=optional accepting clients without a certificate. --client-crl: a
 # revoked client refused, a renewed CRL picked up without a restart, a CRL past its
-# nextUpdate warned about, bad values refused at start. --client-user-match cn: the
-# PostgreSQL user must be the certificate's CN.
+# nextUpdate warned about, bad values refused at start. --client-user-match: the
+# PostgreSQL user must be the certificate's CN (cn), or one its --client-user-map
+# gives it (map); reloads that turn it on or off, or change the map.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 ks_setup
 C="$FX_CERTS"
 as() { echo "sslcert=$C/$1.crt sslkey=$C/$1.key"; }
+wire() { fx_with_timeout 30 python3 "$PGWIRE" "$@"; }
 ca() { openssl ca -batch -config "$C/openssl.cnf" -cert "$C/ca.crt" -keyfile "$C/ca.key" "$@" >>"$C/openssl.log" 2>&1; }
 # carol: a client like alice, revoked; clients.crl lists her for 7 days
 { _fx_mk_leaf "$C" carol carol alice_ext ca >>"$C/openssl.log" 2>&1 && ca -revoke "$C/carol.crt" &&
@@ -115,50 +117,124 @@ nok "... and its clients are refused" fx_psql "$(ks_dsn "$(as untrusted)")" -c '
 like "$(cat "$(fx_sidecar_log crl-ca)")" 'unable to get certificate CRL' "... the log says why"
 fx_sidecar_stop crl-ca || true
 
-note "--- --client-user-match cn, io=$io"
-# nocn: a SPIFFE ID and no CN (appuser: CN=app, the PostgreSQL user of the tests)
-{ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$C/nocn.key" -subj / \
-    -out "$C/nocn.csr" && openssl x509 -req -in "$C/nocn.csr" -CA "$C/ca.crt" -CAkey "$C/ca.key" \
-    -CAcreateserial -days 2 -extfile "$C/openssl.cnf" -extensions alice_ext -out "$C/nocn.crt"; } \
-    >>"$C/openssl.log" 2>&1 || BAIL_OUT "a certificate without a CN could not be made: $(tail -5 "$C/openssl.log")"
-printf 'client-ca = %s\nverify = require\nclient-user-match = cn\n' "$C/ca.crt" >"$C/um.conf"
-ks_start um "$io" --config "$C/um.conf" || BAIL_OUT "sidecar did not start"
-log="$(fx_sidecar_log um)"
-is "$(fx_psql "$(ks_dsn "$(as appuser)")" -c 'select 1')" 1 "--client-user-match cn: CN=app logs in as app"
-err="$(fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1' 2>&1)" || true
-like "$err" 'FATAL:  certificate authentication failed for user "app"' \
-    "... alice (CN=alice) as app: refused with PostgreSQL's words for it"
-unlike "$err" 'alice' "... which do not tell the client the certificate's CN"
-like "$(cat "$log")" 'level=warn .*msg="refused: the user is not the client certificate.s CN".* cert_cn="alice" user="app"' \
-    "... the log names both"
-err="$(fx_psql "$(ks_dsn "$(as alice)" user=alice)" -c 'select 1' 2>&1)" || true
-unlike "$err" 'certificate authentication failed' "... alice as alice passes the sidecar"
-like "$err" 'FATAL: +"trust" authentication failed' "... to PgBouncer, which refuses alice: not in its auth_file"
-err="$(fx_psql "$(ks_dsn "$(as nocn)")" -c 'select 1' 2>&1)" || true
-like "$err" 'certificate authentication failed for user "app"' "... a certificate without a CN matches no user"
-like "$(cat "$log")" 'cert_cn="" user="app"' "... its log line shows the empty CN"
+# --client-user-match: certificates whose CN is a user name, or is not one
+mk() { # mk NAME SUBJECT: a client certificate with alice's SANs and this subject
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$C/$1.key" -subj "$2" \
+        -out "$C/$1.csr" && openssl x509 -req -in "$C/$1.csr" -CA "$C/ca.crt" -CAkey "$C/ca.key" \
+        -CAcreateserial -days 2 -extfile "$C/openssl.cnf" -extensions alice_ext -out "$C/$1.crt"
+}
 long="$(printf 'u%.0s' {1..64})"
-_fx_mk_leaf "$C" longcn "$long" alice_ext ca >>"$C/openssl.log" 2>&1 || BAIL_OUT "the long-CN certificate could not be made"
-err="$(fx_psql "$(ks_dsn "$(as longcn)" "user=$long")" -c 'select 1' 2>&1)" || true
-like "$err" 'certificate authentication failed' \
-    "... a 64-byte user equal to its 64-byte CN (the longest X.509 allows): refused (PostgreSQL would cut it to 63 bytes)"
-read -r st secs <<<"$(fx_with_timeout 30 python3 "$PGWIRE" tls-cancel "$KS_PORT" "$C/appuser.crt" "$C/appuser.key")"
-is "$st" 57014 "... a CancelRequest inside TLS names no user and still cancels"
-is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show stats json | jq .closed.cert_user_mismatch)" 3 \
-    "show stats: 3 sessions closed as cert_user_mismatch"
+# bmpcn: CN "app" as a BMPString (UTF-16), whose bytes PostgreSQL compares as they are
+printf '[req]\ndistinguished_name = dn\nprompt = no\nstring_mask = MASK:0x800\n[dn]\nCN = app\n' >"$C/bmp.cnf"
+{ mk nocn / && mk apps /CN=apps && mk twocn /CN=app/CN=mallory && mk longcn "/CN=$long" &&
+    OPENSSL_CONF="$C/bmp.cnf" mk bmpcn /CN=app; } >>"$C/openssl.log" 2>&1 ||
+    BAIL_OUT "the client certificates could not be made: $(tail -5 "$C/openssl.log")"
+refused_as() { # refused_as CERT USER: the sidecar's own refusal, in PostgreSQL's words
+    local err
+    err="$(fx_psql "$(ks_dsn "$(as "$1")" "user=$2")" -c 'select 1' 2>&1)" || true
+    [[ "$err" == *"FATAL:  certificate authentication failed for user \"${2:0:63}\""* ]] || { diag "$err"; return 1; }
+}
+for io in $(ks_io_modes); do
+    note "--- --client-user-match cn, io=$io"
+    ks_start "um-$io" "$io" --client-ca "$C/ca.crt" --verify require --client-user-match cn || BAIL_OUT "sidecar did not start"
+    log="$(fx_sidecar_log "um-$io")"
+    is "$(fx_psql "$(ks_dsn "$(as appuser)")" -c 'select 1')" 1 "$io: --client-user-match cn: CN=app logs in as app"
+    err="$(fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1' 2>&1)" || true
+    like "$err" 'FATAL:  certificate authentication failed for user "app"' \
+        "$io: alice (CN=alice) as app: refused with PostgreSQL's words for it"
+    unlike "$err" 'alice' "... which do not tell the client the certificate's CN"
+    like "$(cat "$log")" 'level=warn .*msg="refused: this client certificate may not log in as the user".* cert_users="alice" user="app"' \
+        "... the log names both"
+    err="$(fx_psql "$(ks_dsn "$(as alice)" user=alice)" -c 'select 1' 2>&1)" || true
+    unlike "$err" 'certificate authentication failed' "$io: alice as alice passes the sidecar"
+    like "$err" 'FATAL: +"trust" authentication failed' "... to PgBouncer, which refuses alice: not in its auth_file"
+    ok "$io: CN=app as App: refused (exact, as PostgreSQL)" refused_as appuser App
+    ok "$io: CN=apps as app: refused (not a prefix match)" refused_as apps app
+    is "$(fx_psql "$(ks_dsn "$(as twocn)")" -c 'select 2')" 2 "$io: CN=app then CN=mallory: the first CN counts, as in PostgreSQL"
+    ok "... and it is not mallory" refused_as twocn mallory
+    ok "$io: a certificate without a CN matches no user" refused_as nocn app
+    ok "$io: CN=app as a BMPString: refused (not UTF-8 as it is, where PostgreSQL compares bytes)" refused_as bmpcn app
+    like "$(cat "$log")" 'cert_users="" user="app"' "... its log line shows no user"
+    ok "$io: a 64-byte user equal to its 64-character CN: refused (PostgreSQL would cut it to 63 bytes)" \
+        refused_as longcn "$long"
+    is "$(wire direct "$KS_PORT" postgresql "$C/appuser.crt" "$C/appuser.key")" "ready alpn=postgresql" \
+        "$io: PostgreSQL 17 direct TLS: CN=app logs in as app"
+    like "$(wire direct "$KS_PORT" postgresql "$C/alice.crt" "$C/alice.key")" '^28000 ' "... alice as app refused"
+    read -r st secs <<<"$(wire tls-cancel "$KS_PORT" "$C/appuser.crt" "$C/appuser.key")"
+    is "$st" 57014 "$io: a CancelRequest inside TLS names no user and still cancels"
+    is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show stats json | jq .closed.cert_user_mismatch)" 8 \
+        "$io: show stats: the 8 refusals counted as cert_user_mismatch"
+    fx_sidecar_stop "um-$io" || true
+    ks_check_log "um-$io"
+done
+
+note "--- --client-user-match map, io=$io"
+printf '# identity  users\nCN=alice app\nURI:spiffe://example.org/ns/app/sa/*  app_ro\n' >"$C/users.map"
+printf 'client-ca = %s\nverify = require\nclient-user-match = map\nclient-user-map = %s\n' "$C/ca.crt" "$C/users.map" \
+    >"$C/um.conf"
+ks_start map "$io" --config "$C/um.conf" || BAIL_OUT "sidecar did not start"
+log="$(fx_sidecar_log map)"
+is "$(fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1')" 1 "map: alice (CN=alice app) logs in as app"
+ok "... mallory (not in the map) as app: refused" refused_as mallory app
+ok "... CN=app, whose SPIFFE ID gives only app_ro: refused as app" refused_as appuser app
+like "$(cat "$log")" 'cert_users="app_ro" user="app"' "... the log lists the users its certificate gives"
+printf 'CN=alice app\nCN=mallory app\n' >"$C/users.map.new" && mv "$C/users.map.new" "$C/users.map"
+mallory_in() { fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 1' >/dev/null 2>&1; }
+ok "a changed map is picked up without a restart: mallory admitted" _fx_wait_until 10 mallory_in
+reloads_failed() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reloads_failed; }
+printf 'CN=alice app\nmallory app\n' >"$C/users.map.new" && mv "$C/users.map.new" "$C/users.map"
+refused_reload() { [[ "$(reloads_failed)" -ge 1 ]]; }
+ok "a map with a bad line: the reload is refused" _fx_wait_until 10 refused_reload
+like "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reload_result)" \
+    "client user map $C/users.map: line 2: 'mallory' is not CN=name" "... naming the file and line"
+ok "... and the map in service stays: mallory admitted" mallory_in
+# turning the option off: a warning; a handshake made before it was turned on back
 printf 'client-ca = %s\nverify = require\n' "$C/ca.crt" >"$C/um.conf.new" && mv "$C/um.conf.new" "$C/um.conf"
-alice_as_app() { fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1' >/dev/null 2>&1; }
-ok "a reloaded configuration without it: alice logs in as app" _fx_wait_until 10 alice_as_app
+alice_as_alice() {
+    local err
+    err="$(fx_psql "$(ks_dsn "$(as alice)" user=alice)" -c 'select 1' 2>&1)" || true
+    [[ "$err" == *'"trust" authentication failed'* ]]
+}
+ok "a reloaded configuration without it: alice may ask for any user" _fx_wait_until 10 alice_as_alice
 like "$(cat "$log")" 'level=warn .*no client-user-match: a client may log in as any user' "... and a warning says so"
-fx_sidecar_stop um || true
-ks_check_log um
+rm -f "$C/go"
+coproc LATE { wire late-startup "$KS_PORT" "$C/alice.crt" "$C/alice.key" "$C/go" 20; }
+read -r -t 20 first <&"${LATE[0]}" || first=
+is "$first" tls "a client finishes its handshake while the option is off..."
+printf 'client-ca = %s\nverify = require\nclient-user-match = cn\n' "$C/ca.crt" >"$C/um.conf.new" &&
+    mv "$C/um.conf.new" "$C/um.conf"
+alice_refused() { refused_as alice app 2>/dev/null; }
+ok "... a reload turns it on" _fx_wait_until 10 alice_refused
+touch "$C/go"
+read -r -t 20 late <&"${LATE[0]}" || late=
+is "$late" 28000 "... and its startup packet, sent after, is refused: no user is taken unchecked"
+wait "$LATE_PID" 2>/dev/null || true
+fx_sidecar_stop map || true
+ks_check_log map
+
+# a reload cannot turn it on while --allow-plaintext (restart only) is in service
+printf 'client-ca = %s\nverify = require\nallow-plaintext = true\n' "$C/ca.crt" >"$C/pt.conf"
+ks_start pt "$io" --config "$C/pt.conf" || BAIL_OUT "sidecar did not start"
+printf 'client-ca = %s\nverify = require\nclient-user-match = cn\n' "$C/ca.crt" >"$C/pt.conf.new" && mv "$C/pt.conf.new" "$C/pt.conf"
+partial() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reload_result | grep -q 'not re-read'; }
+ok "--allow-plaintext in service, client-user-match in the reloaded file: the file is not taken" _fx_wait_until 10 partial
+like "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reload_result)" \
+    'client-user-match: --allow-plaintext is in service until a restart' "... saying why"
+is "$(fx_psql "host=127.0.0.1 port=$KS_PORT user=app dbname=app sslmode=disable" -c 'select 7')" 7 \
+    "... the settings in service stay: plaintext relayed, as configured at start"
+fx_sidecar_stop pt || true
+
 out="$(ks_run_fg --client-ca "$C/ca.crt" --verify optional --client-user-match cn)" && rc=0 || rc=$?
 ok "--client-user-match with --verify optional: refused at start (status $rc)" test "$rc" -ne 0
 like "$out" 'client-user-match: .*only --verify require' "... saying why"
 out="$(ks_run_fg --client-ca "$C/ca.crt" --verify require --client-user-match cn --allow-plaintext)" && rc=0 || rc=$?
 ok "--client-user-match with --allow-plaintext: refused at start (status $rc)" test "$rc" -ne 0
 like "$out" 'client-user-match: a plaintext client has no certificate' "... saying why"
-
+printf 'CN=alice app\n\nCN=bob\n' >"$C/bad.map"
+out="$(ks_run_fg --client-ca "$C/ca.crt" --verify require --client-user-match map --client-user-map "$C/bad.map")" &&
+    rc=0 || rc=$?
+ok "a user map with a bad line: refused at start (status $rc)" test "$rc" -ne 0
+like "$out" "client user map $C/bad.map: line 3: 'CN=bob' names no user" "... naming the file and line"
 out="$(ks_run_fg --client-crl "$C/crl/clients.crl")" && rc=0 || rc=$?
 ok "--client-crl without --verify: refused at start (status $rc)" test "$rc" -ne 0
 like "$out" 'client-crl: revocation lists need client certificates' "... saying what is missing"

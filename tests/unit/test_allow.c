@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Unit tests for client-certificate allow-list matching.
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/x509v3.h>
@@ -73,6 +75,80 @@ static void test_certificates(void)
 	X509_free(x);
 }
 
+/* The users list as "a,b" for comparisons. */
+static const char *joined(const char *list)
+{
+	static char out[512];
+	size_t n = 0;
+	out[0] = 0;
+	for (const char *u = list; *u; u += strlen(u) + 1)
+		n += (size_t)snprintf(out + n, sizeof(out) - n, "%s%s", n ? "," : "", u);
+	return out;
+}
+
+static void test_user_map(void)
+{
+	const char *text = "# identity                          users\n"
+			   "CN=alice                            app alice   # both\n"
+			   "\t\n"
+			   "URI:spiffe://example.org/ns/app/*   app_ro\r\n"
+			   "DNS:*.reports.example.org           reports\n"
+			   "CN=bob app";
+	struct user_map *m = NULL;
+	char err[256] = "", *users = NULL;
+	is(user_map_parse(text, strlen(text), &m, err, sizeof(err)), 0, "a user map parses (%s)", err);
+	is((int)user_map_rules(m), 4, "... four rules: comments, blank lines and CRLF skipped, no final newline needed");
+	const char *u1[] = { "spiffe://example.org/ns/app/sa/web" }, *d1[] = { "x.reports.example.org" };
+	user_map_users(m, "alice", NULL, 0, u1, 1, &users);
+	is_str(joined(users), "app,alice,app_ro", "CN and URI rules both give their users");
+	ok(user_list_has(users, "alice") && user_list_has(users, "app_ro"), "user_list_has finds them");
+	ok(!user_list_has(users, "Alice") && !user_list_has(users, "ap") && !user_list_has(users, ""),
+	   "... exactly: no case folding, no prefix, not the empty name");
+	free(users);
+	user_map_users(m, "Alice", d1, 1, NULL, 0, &users);
+	is_str(joined(users), "reports", "CN is exact (Alice is not alice); a DNS wildcard rule matches");
+	free(users);
+	user_map_users(m, "", NULL, 0, NULL, 0, &users);
+	ok(users && !*users && !user_list_has(users, "app"), "no name matches: the empty list, no user");
+	free(users);
+	user_map_users(m, "carol", NULL, 0, (const char *[]){ "spiffe://example.org/ns/other/sa/x" }, 1, &users);
+	is_str(joined(users), "", "a foreign URI gets nothing");
+	free(users);
+	user_map_free(m);
+	char long_user[80];
+	memset(long_user, 'u', 64);
+	long_user[64] = 0;
+	ok(!user_list_has("\0", long_user), "a 64-byte name is in no list");
+	char list[70] = { 0 };
+	memcpy(list, long_user, 64);
+	ok(!user_list_has(list, long_user), "... not even one that holds it: PostgreSQL would cut it to 63 bytes");
+
+	const struct {
+		const char *text, *why;
+	} bad[] = {
+		{ "alice app\n", "line 1: 'alice' is not CN=name, DNS:name or URI:pattern" },
+		{ "\n# x\nCN=alice\n", "line 3: 'CN=alice' names no user" },
+		{ "CN= app\n", "line 1: 'CN=' is not CN=name" },
+		{ "CN=a app\nCN=b a\001b\n", "line 2: a control character (byte 1)" },
+		{ "CN=a uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu\n", "line 1: user 'uuuuuuuuuuuuuuuu...' is over 63 bytes" },
+		{ "# nothing\n\n", "no rule in the file" },
+		{ "", "no rule in the file" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		m = NULL;
+		err[0] = 0;
+		is(user_map_parse(bad[i].text, strlen(bad[i].text), &m, err, sizeof(err)), -EINVAL, "bad map %zu refused", i);
+		ok(strstr(err, bad[i].why) != NULL && m == NULL, "... saying %s (%s)", bad[i].why, err);
+	}
+	const char nul[] = "CN=a app\0CN=b b\n";
+	is(user_map_parse(nul, sizeof(nul) - 1, &m, err, sizeof(err)), -EINVAL, "a NUL byte refused");
+	char many[2048] = "CN=a";
+	for (int i = 0; i < 65; i++)
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), " u%d", i);
+	is(user_map_parse(many, strlen(many), &m, err, sizeof(err)), -EINVAL, "65 users on a line refused");
+	ok(strstr(err, "more than 64 users") != NULL, "... saying so (%s)", err);
+}
+
 int main(void)
 {
 	ok(allow_match_dns("db.example.com", "db.example.com"), "exact DNS");
@@ -125,5 +201,6 @@ int main(void)
 	ok(allow_check(&s, "carol", NULL, 0, u1, 1), "URI SAN allowed");
 	ok(!allow_check(&s, "mallory", NULL, 0, u2, 1), "foreign URI SAN refused");
 	test_certificates();
+	test_user_map();
 	return done_testing();
 }

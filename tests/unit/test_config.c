@@ -206,6 +206,16 @@ int main(void)
 	config_set(&c, "allow-plaintext", "true", err, sizeof(err));
 	is(config_finish(&c, err, sizeof(err)), -EINVAL, "client-user-match with allow-plaintext refused");
 	config_set(&c, "allow-plaintext", "false", err, sizeof(err));
+	config_set(&c, "client-user-match", "map", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), -EINVAL, "client-user-match map without a map refused");
+	ok(strstr(err, "--client-user-map FILE") != NULL, "... saying it needs one (%s)", err);
+	config_set(&c, "client-user-map", "/users.map", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), 0, "client-user-match map with a map valid");
+	config_set(&c, "client-user-match", "cn", err, sizeof(err));
+	is(config_finish(&c, err, sizeof(err)), -EINVAL, "a map with client-user-match cn refused");
+	ok(strstr(err, "client-user-map") && strstr(err, "--client-user-match map"), "... saying it does nothing (%s)",
+	   err);
+	config_set(&c, "client-user-map", "", err, sizeof(err));
 	config_set(&c, "client-user-match", "none", err, sizeof(err));
 	is(config_finish(&c, err, sizeof(err)), 0, "valid again");
 	struct config k;
