@@ -219,18 +219,19 @@ int hs_identity_check(const struct hs_settings *st, X509 *cert, char *peer, size
 static char *cert_users(const struct hs_ctx *ctx, const struct cert_names *n)
 {
 	char *users = NULL;
+	/* PostgreSQL compares the CN's bytes as they are (to the user, or in pg_ident):
+	 * only where those are already UTF-8 is the converted CN the same name */
+	int same = n->cn_type == V_ASN1_UTF8STRING || n->cn_type == V_ASN1_PRINTABLESTRING ||
+		   n->cn_type == V_ASN1_IA5STRING || n->cn_type == V_ASN1_VISIBLESTRING;
+	const char *cn = same ? n->cn : "";
 	if (ctx->s.user_match == HS_USER_MAP) {
-		if (user_map_users(ctx->user_map, n->cn, n->dns, n->ndns, n->uris, n->nuris, &users))
+		if (user_map_users(ctx->user_map, cn, n->dns, n->ndns, n->uris, n->nuris, &users))
 			return NULL;
 		return users;
 	}
-	/* PostgreSQL compares the CN's bytes as they are: only where those are already
-	 * UTF-8 does the converted CN name the same user */
-	int same = n->cn_type == V_ASN1_UTF8STRING || n->cn_type == V_ASN1_PRINTABLESTRING ||
-		   n->cn_type == V_ASN1_IA5STRING || n->cn_type == V_ASN1_VISIBLESTRING;
-	size_t len = same ? strlen(n->cn) : 0;
+	size_t len = strlen(cn);
 	if ((users = calloc(len + 2, 1)))
-		memcpy(users, n->cn, len); /* "" for no usable CN: the empty list */
+		memcpy(users, cn, len); /* "" for no usable CN: the empty list */
 	return users;
 }
 
@@ -421,13 +422,25 @@ static int load_user_map(struct hs_ctx *ctx, const char *file, char *err, size_t
 	} else if (!(buf = malloc((size_t)st.st_size + 1))) {
 		rc = -ENOMEM;
 	} else {
+		/* all of it, and nothing more: a map cut short by a write in progress could
+		 * end in a shorter user name, another role */
 		size_t got = 0;
-		ssize_t n;
+		ssize_t n = 0;
+		char extra;
+		struct stat after;
 		while (got < (size_t)st.st_size && (n = read(fd, buf + got, (size_t)st.st_size - got)) > 0)
 			got += (size_t)n;
-		char why[200];
-		if ((rc = user_map_parse(buf, got, &ctx->user_map, why, sizeof(why))))
-			snprintf(err, errlen, "client user map %s: %s", file, why);
+		if (n < 0 || got != (size_t)st.st_size || read(fd, &extra, 1) != 0 || fstat(fd, &after) ||
+		    after.st_size != st.st_size || after.st_mtim.tv_sec != st.st_mtim.tv_sec ||
+		    after.st_mtim.tv_nsec != st.st_mtim.tv_nsec) {
+			rc = -EAGAIN;
+			snprintf(err, errlen, "cannot load client user map %s: %s", file,
+				 n < 0 ? strerror(errno) : "it changed while read (try again once it is written)");
+		} else {
+			char why[200];
+			if ((rc = user_map_parse(buf, got, &ctx->user_map, why, sizeof(why))))
+				snprintf(err, errlen, "client user map %s: %s", file, why);
+		}
 	}
 	free(buf);
 	if (fd >= 0)

@@ -52,62 +52,102 @@ void user_map_free(struct user_map *m)
 
 size_t user_map_rules(const struct user_map *m) { return m ? m->n : 0; }
 
-static int is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\r'; }
+/* One field of a line: its decoded bytes, and whether it was quoted. */
+struct field {
+	const char *s;
+	size_t len;
+	int quoted;
+};
 
-/* The next whitespace-separated field of [*p, end): its start and length, 0 at the end. */
-static size_t next_field(const char **p, const char *end, const char **field)
+/* Split one line [p, end) into at most nmax fields, decoded into buf (as long as the
+ * line): runs of bytes other than blanks, or double-quoted strings in which "" is one
+ * quote (as pg_ident.conf's); '#' outside quotes starts a comment. Control characters
+ * are refused, as is a lone '\r' (a CRLF's was removed by the caller). */
+static int split_line(const char *p, const char *end, char *buf, struct field *f, size_t nmax, size_t *nf,
+		      unsigned line, char *err, size_t errlen)
 {
-	const char *s = *p;
-	while (s < end && is_space(*s))
-		s++;
-	const char *e = s;
-	while (e < end && !is_space(*e))
-		e++;
-	*field = s;
-	*p = e;
-	return (size_t)(e - s);
+	*nf = 0;
+	while (p < end) {
+		if (*p == ' ' || *p == '\t') {
+			p++;
+			continue;
+		}
+		if (*p == '#')
+			return 0;
+		if (*nf == nmax)
+			return map_fail(err, errlen, line, "more than %zu users", nmax - 1);
+		struct field *x = &f[(*nf)++];
+		x->s = buf;
+		x->quoted = *p == '"';
+		if (x->quoted) {
+			for (p++;; p++) {
+				if (p == end)
+					return map_fail(err, errlen, line, "a quote is not closed");
+				if (*p == '"' && p + 1 < end && p[1] == '"')
+					p++; /* "" inside quotes: one quote */
+				else if (*p == '"')
+					break;
+				if ((unsigned char)*p < 0x20 || *p == 0x7f)
+					return map_fail(err, errlen, line, "a control character (byte %d)", (unsigned char)*p);
+				*buf++ = *p;
+			}
+			p++;
+			if (p < end && *p != ' ' && *p != '\t' && *p != '#')
+				return map_fail(err, errlen, line, "text right after a closing quote");
+		} else {
+			for (; p < end && *p != ' ' && *p != '\t' && *p != '#'; p++) {
+				if ((unsigned char)*p < 0x20 || *p == 0x7f)
+					return map_fail(err, errlen, line, "a control character (byte %d)", (unsigned char)*p);
+				*buf++ = *p;
+			}
+		}
+		x->len = (size_t)(buf - x->s);
+	}
+	return 0;
 }
 
-/* One rule from a line without its comment, [s, end), that holds a field. */
-static int parse_rule(struct user_map *m, const char *s, const char *end, unsigned line, char *err, size_t errlen)
+/* One rule from a line's fields (at least one). */
+static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsigned line, char *err, size_t errlen)
 {
 	static const struct {
 		const char *prefix;
 		char kind;
 	} kinds[] = { { "CN=", 'C' }, { "DNS:", 'D' }, { "URI:", 'U' } };
-	const char *f;
-	size_t flen = next_field(&s, end, &f);
+	int shown = (int)(f[0].len > 64 ? 64 : f[0].len);
 	char kind = 0;
 	size_t plen = 0;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		plen = strlen(kinds[i].prefix);
-		if (flen > plen && strncmp(f, kinds[i].prefix, plen) == 0) {
+		if (f[0].len > plen && strncmp(f[0].s, kinds[i].prefix, plen) == 0) {
 			kind = kinds[i].kind;
 			break;
 		}
 	}
+	if (!kind && !f[0].quoted && f[0].s[0] == '/')
+		return map_fail(err, errlen, line, "'%.*s': regular expressions (pg_ident's /regex) are not supported",
+				shown, f[0].s);
 	if (!kind)
-		return map_fail(err, errlen, line, "'%.*s' is not CN=name, DNS:name or URI:pattern",
-				(int)(flen > 64 ? 64 : flen), f);
-	if (flen > MAP_IDENT_MAX)
+		return map_fail(err, errlen, line, "'%.*s' is not CN=name, DNS:name or URI:pattern", shown, f[0].s);
+	if (f[0].len > MAP_IDENT_MAX)
 		return map_fail(err, errlen, line, "an identity over %d bytes", MAP_IDENT_MAX);
-	char users[MAP_USERS_MAX * (PG_USER_MAX + 1) + 1];
-	size_t ulen = 0, nusers = 0;
-	const char *u;
-	size_t n;
-	while ((n = next_field(&s, end, &u))) {
-		if (n > PG_USER_MAX)
-			return map_fail(err, errlen, line, "user '%.16s...' is over %d bytes, which PostgreSQL cuts", u,
+	if (nf < 2)
+		return map_fail(err, errlen, line, "'%.*s' names no user", shown, f[0].s);
+	size_t ulen = 0;
+	for (size_t i = 1; i < nf; i++) {
+		const struct field *u = &f[i];
+		if (u->len > PG_USER_MAX)
+			return map_fail(err, errlen, line, "user '%.16s...' is over %d bytes, which PostgreSQL cuts", u->s,
 					PG_USER_MAX);
-		if (++nusers > MAP_USERS_MAX)
-			return map_fail(err, errlen, line, "more than %d users", MAP_USERS_MAX);
-		memcpy(users + ulen, u, n);
-		users[ulen + n] = 0;
-		ulen += n + 1;
+		if (!u->len)
+			return map_fail(err, errlen, line, "an empty user name");
+		if (!u->quoted && u->s[0] == '+')
+			return map_fail(err, errlen, line, "'%.*s': role membership (pg_ident's +role) is not supported",
+					(int)u->len, u->s);
+		if (!u->quoted && memchr(u->s, '\\', u->len))
+			return map_fail(err, errlen, line, "'%.*s': \\1 substitutions are not supported", (int)u->len,
+					u->s);
+		ulen += u->len + 1;
 	}
-	if (!nusers)
-		return map_fail(err, errlen, line, "'%.*s' names no user", (int)(flen > 64 ? 64 : flen), f);
-	users[ulen] = 0;
 	if (m->n == m->cap) {
 		size_t cap = m->cap ? 2 * m->cap : 8;
 		struct user_rule *r = realloc(m->r, cap * sizeof(*r));
@@ -118,14 +158,20 @@ static int parse_rule(struct user_map *m, const char *s, const char *end, unsign
 	}
 	struct user_rule *r = &m->r[m->n];
 	r->kind = kind;
-	r->ident = strndup(f + plen, flen - plen);
+	r->ident = strndup(f[0].s + plen, f[0].len - plen);
 	r->users = malloc(ulen + 1);
 	if (!r->ident || !r->users) {
 		free(r->ident);
 		free(r->users);
 		return -ENOMEM;
 	}
-	memcpy(r->users, users, ulen + 1);
+	char *w = r->users;
+	for (size_t i = 1; i < nf; i++) {
+		memcpy(w, f[i].s, f[i].len);
+		w[f[i].len] = 0;
+		w += f[i].len + 1;
+	}
+	*w = 0;
 	r->users_len = ulen;
 	m->n++;
 	return 0;
@@ -134,8 +180,14 @@ static int parse_rule(struct user_map *m, const char *s, const char *end, unsign
 int user_map_parse(const char *text, size_t len, struct user_map **out, char *err, size_t errlen)
 {
 	struct user_map *m = calloc(1, sizeof(*m));
-	if (!m)
+	char *buf = malloc(len + 1);
+	struct field f[MAP_USERS_MAX + 1];
+	if (!m || !buf) {
+		free(m);
+		free(buf);
+		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
+	}
 	const char *p = text, *end = text + len;
 	unsigned line = 0;
 	int rc = 0;
@@ -143,17 +195,15 @@ int user_map_parse(const char *text, size_t len, struct user_map **out, char *er
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *le = nl ? nl : end;
 		line++;
-		const char *hash = memchr(p, '#', (size_t)(le - p));
-		const char *ce = hash ? hash : le;
-		for (const char *q = p; q < ce && !rc; q++)
-			if ((unsigned char)*q < 0x20 && !is_space(*q))
-				rc = map_fail(err, errlen, line, "a control character (byte %d)", (unsigned char)*q);
-		const char *f;
-		const char *s = p;
-		if (!rc && next_field(&s, ce, &f))
-			rc = parse_rule(m, p, ce, line, err, errlen);
-		p = le + (nl != NULL);
+		if (le > p && le[-1] == '\r')
+			le--; /* CRLF */
+		size_t nf;
+		rc = split_line(p, le, buf, f, sizeof(f) / sizeof(f[0]), &nf, line, err, errlen);
+		if (!rc && nf)
+			rc = add_rule(m, f, nf, line, err, errlen);
+		p = nl ? nl + 1 : end;
 	}
+	free(buf);
 	if (!rc && !m->n)
 		rc = map_fail(err, errlen, line, "no rule in the file");
 	if (rc) {
@@ -188,19 +238,28 @@ static int rule_matches(const struct user_rule *r, const char *cn, const char *c
 int user_map_users(const struct user_map *m, const char *cn, const char *const *dns, size_t ndns,
 		   const char *const *uris, size_t nuris, char **out)
 {
-	size_t total = 0;
-	for (size_t i = 0; m && i < m->n; i++)
-		if (rule_matches(&m->r[i], cn, dns, ndns, uris, nuris))
-			total += m->r[i].users_len;
-	char *buf = malloc(total + 1), *w = buf;
+	size_t len = 0, cap = 64;
+	char *buf = malloc(cap);
+	for (size_t i = 0; buf && m && i < m->n; i++) {
+		const struct user_rule *r = &m->r[i];
+		if (!rule_matches(r, cn, dns, ndns, uris, nuris))
+			continue;
+		if (len + r->users_len + 1 > cap) {
+			while (len + r->users_len + 1 > cap)
+				cap *= 2;
+			char *grown = realloc(buf, cap);
+			if (!grown)
+				free(buf);
+			buf = grown;
+			if (!buf)
+				break;
+		}
+		memcpy(buf + len, r->users, r->users_len);
+		len += r->users_len;
+	}
 	if (!buf)
 		return -ENOMEM;
-	for (size_t i = 0; m && i < m->n; i++)
-		if (rule_matches(&m->r[i], cn, dns, ndns, uris, nuris)) {
-			memcpy(w, m->r[i].users, m->r[i].users_len);
-			w += m->r[i].users_len;
-		}
-	*w = 0;
+	buf[len] = 0;
 	*out = buf;
 	return 0;
 }

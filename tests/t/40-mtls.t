@@ -169,15 +169,19 @@ for io in $(ks_io_modes); do
 done
 
 note "--- --client-user-match map, io=$io"
-printf '# identity  users\nCN=alice app\nURI:spiffe://example.org/ns/app/sa/*  app_ro\n' >"$C/users.map"
+printf '# identity  users\n"CN=alice" app  # quoted, as pg_ident.conf allows\nURI:spiffe://example.org/ns/app/sa/*  app_ro\nCN=app app_bmp\n' \
+    >"$C/users.map"
 printf 'client-ca = %s\nverify = require\nclient-user-match = map\nclient-user-map = %s\n' "$C/ca.crt" "$C/users.map" \
     >"$C/um.conf"
 ks_start map "$io" --config "$C/um.conf" || BAIL_OUT "sidecar did not start"
 log="$(fx_sidecar_log map)"
 is "$(fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1')" 1 "map: alice (CN=alice app) logs in as app"
 ok "... mallory (not in the map) as app: refused" refused_as mallory app
-ok "... CN=app, whose SPIFFE ID gives only app_ro: refused as app" refused_as appuser app
-like "$(cat "$log")" 'cert_users="app_ro" user="app"' "... the log lists the users its certificate gives"
+ok "... CN=app, whose SPIFFE ID gives app_ro, and CN app_bmp: refused as app" refused_as appuser app
+like "$(cat "$log")" 'cert_users="app_ro,app_bmp" user="app"' "... the log lists the users its certificate gives"
+err="$(fx_psql "$(ks_dsn "$(as appuser)" user=app_bmp)" -c 'select 1' 2>&1)" || true
+like "$err" 'FATAL: +"trust" authentication failed' "... as app_bmp it passes, to PgBouncer (which does not know app_bmp)"
+ok "... CN=app as a BMPString matches no CN rule, as in PostgreSQL: refused as app_bmp" refused_as bmpcn app_bmp
 printf 'CN=alice app\nCN=mallory app\n' >"$C/users.map.new" && mv "$C/users.map.new" "$C/users.map"
 mallory_in() { fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 1' >/dev/null 2>&1; }
 ok "a changed map is picked up without a restart: mallory admitted" _fx_wait_until 10 mallory_in

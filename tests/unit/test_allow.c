@@ -132,6 +132,13 @@ static void test_user_map(void)
 		{ "CN=a app\nCN=b a\001b\n", "line 2: a control character (byte 1)" },
 		{ "CN=a uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu\n", "line 1: user 'uuuuuuuuuuuuuuuu...' is over 63 bytes" },
 		{ "# nothing\n\n", "no rule in the file" },
+		{ "CN=a a\rCN=b b\n", "line 1: a control character (byte 13)" },
+		{ "\"CN=a b\n", "line 1: a quote is not closed" },
+		{ "\"CN=a\"b c\n", "line 1: text right after a closing quote" },
+		{ "/^(.*)@corp$ \\1\n", "line 1: '/^(.*)@corp$': regular expressions (pg_ident's /regex) are not supported" },
+		{ "CN=a +admins\n", "line 1: '+admins': role membership (pg_ident's +role) is not supported" },
+		{ "CN=a x\\1\n", "line 1: 'x\\1': \\1 substitutions are not supported" },
+		{ "CN=a \"\"\n", "line 1: an empty user name" },
 		{ "", "no rule in the file" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -140,6 +147,16 @@ static void test_user_map(void)
 		is(user_map_parse(bad[i].text, strlen(bad[i].text), &m, err, sizeof(err)), -EINVAL, "bad map %zu refused", i);
 		ok(strstr(err, bad[i].why) != NULL && m == NULL, "... saying %s (%s)", bad[i].why, err);
 	}
+	const char *quoted = "\"CN=John Smith\"  jsmith \"+odd \"\"name\"\"\" # \"CN=x\" y\r\n"
+			     "\"URI:spiffe://td/ns/a b/*\" \"all\"\n";
+	is(user_map_parse(quoted, strlen(quoted), &m, err, sizeof(err)), 0, "quoted fields parse (%s)", err);
+	user_map_users(m, "John Smith", NULL, 0, NULL, 0, &users);
+	is_str(joined(users), "jsmith,+odd \"name\"", "a quoted CN with a space; \"\" is a quote; # after a field is a comment");
+	free(users);
+	user_map_users(m, "x", NULL, 0, (const char *[]){ "spiffe://td/ns/a b/sa/c" }, 1, &users);
+	is_str(joined(users), "all", "a quoted URI pattern; 'all' is a role name, not a keyword");
+	free(users);
+	user_map_free(m);
 	const char nul[] = "CN=a app\0CN=b b\n";
 	is(user_map_parse(nul, sizeof(nul) - 1, &m, err, sizeof(err)), -EINVAL, "a NUL byte refused");
 	char many[2048] = "CN=a";
