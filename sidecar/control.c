@@ -320,9 +320,12 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 		atomic_store(&sc->crl_stale_warned, 0); /* a stale CRL still in service is warned about again */
 		int stale;
 		long long next_update;
-		int ncrl = hs_ctx_crls(next, &stale, &next_update);
+		int ncrl = hs_ctx_crls(next, &stale, &next_update), rules = hs_ctx_user_map_rules(next);
+		size_t cl = 0;
 		if (ncrl)
-			snprintf(crls, sizeof(crls), " client_crls=%d stale=%d", ncrl, stale);
+			cl = (size_t)snprintf(crls, sizeof(crls), " client_crls=%d stale=%d", ncrl, stale);
+		if (rules >= 0 && cl < sizeof(crls))
+			snprintf(crls + cl, sizeof(crls) - cl, " user_map_rules=%d", rules);
 		if (cfg_rc) { /* the reason first: show info keeps the first 255 bytes */
 			snprintf(msg, msglen, "configuration not re-read, the settings in service stay: %s; "
 					      "certificates reloaded: subject=%s not_after=%s%s",

@@ -97,6 +97,12 @@ static int load_tls(struct sidecar *sc)
 	if (!rc) {
 		control_warn_crls(sc->hs, "main");
 		atomic_store(&sc->users_bound, sc->cfg->client_user_match != USER_MATCH_NONE);
+		if (sc->cfg->client_user_match == USER_MATCH_CN)
+			log_info("main", "clients log in only as their certificate's CN", "client_user_match=cn");
+		else if (sc->cfg->client_user_match == USER_MATCH_MAP)
+			log_info("main", "clients log in only as the users the map gives their certificate",
+				 "client_user_match=map client_user_map=\"%s\" rules=%d", sc->cfg->client_user_map,
+				 hs_ctx_user_map_rules(sc->hs));
 	}
 	return rc;
 }

@@ -184,7 +184,10 @@ like "$err" 'FATAL: +"trust" authentication failed' "... as app_bmp it passes, t
 ok "... CN=app as a BMPString matches no CN rule, as in PostgreSQL: refused as app_bmp" refused_as bmpcn app_bmp
 printf 'CN=alice app\nCN=mallory app\n' >"$C/users.map.new" && mv "$C/users.map.new" "$C/users.map"
 mallory_in() { fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 1' >/dev/null 2>&1; }
+like "$(cat "$log")" 'msg="clients log in only as the users the map gives their certificate".* rules=3' \
+    "the startup log says users are bound, and how many rules the map has"
 ok "a changed map is picked up without a restart: mallory admitted" _fx_wait_until 10 mallory_in
+like "$(cat "$log")" 'msg="certificates reloaded".* user_map_rules=2' "... the reload's log line counts its rules"
 reloads_failed() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reloads_failed; }
 printf 'CN=alice app\nmallory app\n' >"$C/users.map.new" && mv "$C/users.map.new" "$C/users.map"
 refused_reload() { [[ "$(reloads_failed)" -ge 1 ]]; }
