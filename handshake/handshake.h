@@ -24,6 +24,7 @@ struct hs_settings {
 	int verify;                 /* 0 none, 1 optional, 2 require */
 	int user_match;             /* enum hs_user_match: which users a certificate may log in as */
 	const char *user_map;       /* HS_USER_MAP: the map file */
+	const struct hs_ctx *keep_map; /* HS_USER_MAP: share this context's map instead of reading the file */
 	char *const *allow_cn;
 	size_t n_allow_cn;
 	char *const *allow_dns;
@@ -128,7 +129,9 @@ int hs_conn_take_users(struct hs_conn *c, char **users);
 struct user_map;
 /* Parse len bytes of text. 0, -ENOMEM, or -EINVAL with "line N: why" in err. */
 int user_map_parse(const char *text, size_t len, struct user_map **out, char *err, size_t errlen);
+/* Drop a reference (user_map_parse gives one); user_map_ref takes another. */
 void user_map_free(struct user_map *m);
+struct user_map *user_map_ref(struct user_map *m);
 size_t user_map_rules(const struct user_map *m);
 /* The users of every rule the certificate names match, "a\0b\0\0" in a new buffer
  * (*out; "\0" when none). 0 or -ENOMEM. */

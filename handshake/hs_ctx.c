@@ -506,7 +506,9 @@ static int ctx_configure(struct hs_ctx *ctx, const struct hs_settings *s, char *
 		SSL_CTX_set_verify_depth(sc, 8);
 	}
 	int rc;
-	if (s->user_match == HS_USER_MAP && (rc = load_user_map(ctx, s->user_map, err, errlen)))
+	if (s->user_match == HS_USER_MAP && s->keep_map && s->keep_map->user_map)
+		ctx->user_map = user_map_ref(s->keep_map->user_map);
+	else if (s->user_match == HS_USER_MAP && (rc = load_user_map(ctx, s->user_map, err, errlen)))
 		return rc;
 	describe_cert(ctx);
 	return 0;
@@ -541,6 +543,7 @@ int hs_ctx_load(const struct hs_settings *s, struct hs_ctx **out, char *err, siz
 	 * reload frees while this context lives on: keep no pointer to them */
 	ctx->s.cert = ctx->s.key = ctx->s.client_ca = ctx->s.client_crl = ctx->s.ciphers = ctx->s.ciphersuites = NULL;
 	ctx->s.user_map = NULL;
+	ctx->s.keep_map = NULL;
 	*out = ctx;
 	return 0;
 err_ctx:

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@ struct user_rule {
 struct user_map {
 	struct user_rule *r;
 	size_t n, cap;
+	atomic_int refs;  /* contexts that share it: a reload may keep the map in service */
 };
 
 static int map_fail(char *err, size_t errlen, unsigned line, const char *fmt, ...)
@@ -38,9 +40,16 @@ static int map_fail(char *err, size_t errlen, unsigned line, const char *fmt, ..
 	return -EINVAL;
 }
 
+struct user_map *user_map_ref(struct user_map *m)
+{
+	if (m)
+		atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+	return m;
+}
+
 void user_map_free(struct user_map *m)
 {
-	if (!m)
+	if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	for (size_t i = 0; i < m->n; i++) {
 		free(m->r[i].ident);
@@ -123,6 +132,9 @@ static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsign
 			break;
 		}
 	}
+	if (!kind && nf > 1 && (!strncmp(f[1].s, "CN=", 3) || !strncmp(f[1].s, "DNS:", 4) || !strncmp(f[1].s, "URI:", 4)))
+		return map_fail(err, errlen, line, "'%.*s': there is no map-name column (pg_ident's first): drop it",
+				shown, f[0].s);
 	if (!kind && !f[0].quoted && f[0].s[0] == '/')
 		return map_fail(err, errlen, line, "'%.*s': regular expressions (pg_ident's /regex) are not supported",
 				shown, f[0].s);
@@ -143,6 +155,9 @@ static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsign
 		if (!u->quoted && u->s[0] == '+')
 			return map_fail(err, errlen, line, "'%.*s': role membership (pg_ident's +role) is not supported",
 					(int)u->len, u->s);
+		if (!u->quoted && memchr(u->s, ',', u->len))
+			return map_fail(err, errlen, line, "'%.*s': users are separated by blanks, not commas (quote a "
+					"name that holds one)", (int)u->len, u->s);
 		if (!u->quoted && memchr(u->s, '\\', u->len))
 			return map_fail(err, errlen, line, "'%.*s': \\1 substitutions are not supported", (int)u->len,
 					u->s);
@@ -188,8 +203,11 @@ int user_map_parse(const char *text, size_t len, struct user_map **out, char *er
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	atomic_init(&m->refs, 1);
 	const char *p = text, *end = text + len;
 	unsigned line = 0;
+	if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
+		p += 3; /* a UTF-8 byte-order mark, as some editors write */
 	int rc = 0;
 	while (p < end && !rc) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -203,9 +221,7 @@ int user_map_parse(const char *text, size_t len, struct user_map **out, char *er
 			rc = add_rule(m, f, nf, line, err, errlen);
 		p = nl ? nl + 1 : end;
 	}
-	free(buf);
-	if (!rc && !m->n)
-		rc = map_fail(err, errlen, line, "no rule in the file");
+	free(buf); /* no rule at all is a map that gives no one any user */
 	if (rc) {
 		if (rc == -ENOMEM)
 			snprintf(err, errlen, "out of memory");

@@ -446,12 +446,13 @@ static void refuse_startup(struct conn *c, int rc, const struct pg_startup *st)
  * may log in as go to the log only. */
 static void refuse_user(struct conn *c, const char *user)
 {
-	char msg[160], extra[700], list[300], esc_list[400], esc_user[300];
+	char msg[160], extra[900], list[300], esc_list[400], esc_user[300], esc_peer[200];
 	size_t n = 0;
 	for (const char *u = c->cert_users ? c->cert_users : ""; *u && n + 1 < sizeof(list); u += strlen(u) + 1)
 		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", n ? "," : "", u);
 	list[n < sizeof(list) ? n : sizeof(list) - 1] = 0;
-	snprintf(extra, sizeof(extra), "cert_users=\"%s\" user=\"%s\"", log_esc(esc_list, sizeof(esc_list), list),
+	snprintf(extra, sizeof(extra), "peer=\"%s\" cert_users=\"%s\" user=\"%s\"",
+		 log_esc(esc_peer, sizeof(esc_peer), c->tls_peer), log_esc(esc_list, sizeof(esc_list), list),
 		 log_esc(esc_user, sizeof(esc_user), user));
 	conn_log(c, LOG_WARN, "refused: this client certificate may not log in as the user", extra);
 	snprintf(msg, sizeof(msg), "certificate authentication failed for user \"%.63s\"", user);

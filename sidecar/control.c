@@ -153,7 +153,8 @@ static int conns(void *ctx, struct admin_conn **out, size_t *n)
 	return 0;
 }
 
-int control_load_tls(struct sidecar *sc, const struct config *c, struct hs_ctx **out, char *err, size_t errlen)
+int control_load_tls(struct sidecar *sc, const struct config *c, const struct hs_ctx *keep_map, struct hs_ctx **out,
+		     char *err, size_t errlen)
 {
 	_Static_assert((int)USER_MATCH_NONE == (int)HS_USER_ANY && (int)USER_MATCH_CN == (int)HS_USER_CN &&
 			       (int)USER_MATCH_MAP == (int)HS_USER_MAP,
@@ -161,6 +162,7 @@ int control_load_tls(struct sidecar *sc, const struct config *c, struct hs_ctx *
 	struct hs_settings s = {
 		.cert = c->cert, .key = c->key, .client_ca = c->client_ca, .client_crl = c->client_crl,
 		.verify = c->verify, .user_match = c->client_user_match, .user_map = c->client_user_map,
+		.keep_map = keep_map,
 		.allow_cn = c->allow_cn.v, .n_allow_cn = c->allow_cn.n,
 		.allow_dns = c->allow_dns.v, .n_allow_dns = c->allow_dns.n,
 		.allow_uri = c->allow_uri.v, .n_allow_uri = c->allow_uri.n,
@@ -290,7 +292,22 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 		cfg = NULL;
 		cfg_rc = -EINVAL;
 	}
-	int rc = control_load_tls(sc, cfg ? cfg : sc->tls_cfg, &next, err, sizeof(err));
+	int rc = control_load_tls(sc, cfg ? cfg : sc->tls_cfg, NULL, &next, err, sizeof(err));
+	if (rc && sc->tls_cfg->client_user_match == USER_MATCH_MAP) {
+		/* a map that does not load (a typo, a file --user cannot read) must not hold up
+		 * certificate rotation: if the settings in service with the map in service load,
+		 * the map was the trouble, and it is kept like a configuration that cannot be read */
+		struct hs_ctx *kept = NULL;
+		char err2[512];
+		if (!control_load_tls(sc, sc->tls_cfg, sc->hs, &kept, err2, sizeof(err2))) {
+			snprintf(cfgerr, sizeof(cfgerr), "%s; the map in service stays", err);
+			config_put(sc, cfg);
+			cfg = NULL;
+			cfg_rc = -EINVAL;
+			next = kept;
+			rc = 0;
+		}
+	}
 	char crls[64] = "";
 	if (!rc && hs_ctx_expired(next)) {
 		snprintf(err, sizeof(err), "certificate %s expired on %s", hs_ctx_subject(next), hs_ctx_not_after(next));

@@ -86,7 +86,7 @@ static int choose_engine(struct sidecar *sc)
 static int load_tls(struct sidecar *sc)
 {
 	char err[512];
-	int rc = control_load_tls(sc, sc->cfg, &sc->hs, err, sizeof(err));
+	int rc = control_load_tls(sc, sc->cfg, NULL, &sc->hs, err, sizeof(err));
 	if (rc)
 		log_error("main", "TLS setup failed", "error=\"%s\"", err);
 	else if (hs_ctx_expired(sc->hs))

@@ -156,7 +156,10 @@ uint64_t now_monotonic_ms(void);
 /* control.c: what the admin socket and signals may ask of the daemon */
 extern const struct admin_ops control_ops;
 /* Build a TLS context from the configuration. 0 or -errno with err. */
-int control_load_tls(struct sidecar *sc, const struct config *c, struct hs_ctx **out, char *err, size_t errlen);
+/* The TLS context for configuration c; keep_map: share its user map rather than read
+ * the file again (NULL: read it). */
+int control_load_tls(struct sidecar *sc, const struct config *c, const struct hs_ctx *keep_map, struct hs_ctx **out,
+		     char *err, size_t errlen);
 /* Warn (as WHO) when a client CA of hs has no CRL in --client-crl. */
 void control_warn_crls(const struct hs_ctx *hs, const char *who);
 /* Warn when a client CRL in service has gone past its nextUpdate (main thread, each

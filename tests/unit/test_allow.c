@@ -131,7 +131,8 @@ static void test_user_map(void)
 		{ "CN= app\n", "line 1: 'CN=' is not CN=name" },
 		{ "CN=a app\nCN=b a\001b\n", "line 2: a control character (byte 1)" },
 		{ "CN=a uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu\n", "line 1: user 'uuuuuuuuuuuuuuuu...' is over 63 bytes" },
-		{ "# nothing\n\n", "no rule in the file" },
+		{ "mymap CN=alice alice\n", "line 1: 'mymap': there is no map-name column (pg_ident's first): drop it" },
+		{ "CN=alice alice,bob\n", "line 1: 'alice,bob': users are separated by blanks, not commas" },
 		{ "CN=a a\rCN=b b\n", "line 1: a control character (byte 13)" },
 		{ "\"CN=a b\n", "line 1: a quote is not closed" },
 		{ "\"CN=a\"b c\n", "line 1: text right after a closing quote" },
@@ -139,7 +140,6 @@ static void test_user_map(void)
 		{ "CN=a +admins\n", "line 1: '+admins': role membership (pg_ident's +role) is not supported" },
 		{ "CN=a x\\1\n", "line 1: 'x\\1': \\1 substitutions are not supported" },
 		{ "CN=a \"\"\n", "line 1: an empty user name" },
-		{ "", "no rule in the file" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		m = NULL;
@@ -155,6 +155,23 @@ static void test_user_map(void)
 	free(users);
 	user_map_users(m, "x", NULL, 0, (const char *[]){ "spiffe://td/ns/a b/sa/c" }, 1, &users);
 	is_str(joined(users), "all", "a quoted URI pattern; 'all' is a role name, not a keyword");
+	free(users);
+	user_map_free(m);
+	const char *none[] = { "", "# all access revoked\n", "\xef\xbb\xbf\n" };
+	for (size_t i = 0; i < 3; i++) {
+		m = NULL;
+		is(user_map_parse(none[i], strlen(none[i]), &m, err, sizeof(err)), 0, "a map without rules (%zu) is valid", i);
+		user_map_users(m, "alice", NULL, 0, NULL, 0, &users);
+		ok(m && user_map_rules(m) == 0 && users && !*users, "... and gives no one any user");
+		free(users);
+		user_map_free(m);
+	}
+	const char *bom = "\xef\xbb\xbf" "CN=alice alice\n";
+	is(user_map_parse(bom, strlen(bom), &m, err, sizeof(err)), 0, "a UTF-8 byte-order mark is skipped (%s)", err);
+	is(user_map_users(m, "alice", NULL, 0, NULL, 0, &users), 0, "a shared map...");
+	ok(user_map_ref(m) == m, "... takes a second reference");
+	user_map_free(m);
+	is_str(joined(users), "alice", "... and still answers after one is dropped");
 	free(users);
 	user_map_free(m);
 	const char nul[] = "CN=a app\0CN=b b\n";
