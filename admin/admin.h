@@ -53,6 +53,8 @@ struct admin_snapshot {
 	int client_crls_stale;         /* of them, past their nextUpdate: their CAs' clients are refused */
 	const char *client_crl_next_update; /* ISO 8601 UTC, the earliest of them; "" if none */
 	long long client_crl_next_update_unix;
+	const char *client_user_match; /* "none", "cn" or "map": which users a client certificate gives */
+	int client_user_map_rules;     /* "map": the rules of the map in service */
 	const char *reload_at;         /* "" if never reloaded, else UTC time */
 	const char *reload_result;     /* "ok" or the error */
 	uint64_t reloads_ok, reloads_failed;

@@ -366,6 +366,8 @@ static int render_info_json(const struct admin_snapshot *s, FILE *f)
 	json_kv_str(f, 0, "cert_not_after", s->cert_not_after);
 	fprintf(f, ",\"client_crls\":%d,\"client_crls_stale\":%d", s->client_crls, s->client_crls_stale);
 	json_kv_str(f, 0, "client_crl_next_update", s->client_crl_next_update);
+	json_kv_str(f, 0, "client_user_match", s->client_user_match);
+	fprintf(f, ",\"client_user_map_rules\":%d", s->client_user_map_rules);
 	json_kv_str(f, 0, "listen", s->listen);
 	json_kv_str(f, 0, "backend", s->backend);
 	json_kv_str(f, 0, "reload_at", s->reload_at);
@@ -417,6 +419,11 @@ static int render_info(const struct admin_snapshot *s, FILE *f)
 			s->client_crls_stale ? "; PAST ITS NEXT UPDATE: clients of its CA are refused" : "");
 	else
 		tbl_add(&t, "none");
+	tbl_add(&t, "client_user_match");
+	if (s->client_user_match && strcmp(s->client_user_match, "map") == 0)
+		tbl_add(&t, "map (%d rules)", s->client_user_map_rules);
+	else
+		tbl_add(&t, "%s", s->client_user_match && *s->client_user_match ? s->client_user_match : "none");
 	tbl_add(&t, "listen"), tbl_add(&t, "%s", nz(s->listen));
 	tbl_add(&t, "backend"), tbl_add(&t, "%s", nz(s->backend));
 	tbl_add(&t, "reload");

@@ -57,6 +57,8 @@ int hs_ctx_crls(const struct hs_ctx *ctx, int *stale, long long *next_update);
 /* With client CRLs: how many client CAs have none (their clients are all refused),
  * and *first the subject of one of them. */
 int hs_ctx_cas_without_crl(const struct hs_ctx *ctx, const char **first);
+/* --client-user-match of the context: enum hs_user_match. */
+int hs_ctx_user_match(const struct hs_ctx *ctx);
 /* --client-user-map: how many rules are in service; -1 without a map. */
 int hs_ctx_user_map_rules(const struct hs_ctx *ctx);
 /* notBefore (ISO 8601 UTC) if the certificate is not valid yet, else NULL. */

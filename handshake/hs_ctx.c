@@ -574,6 +574,7 @@ const char *hs_ctx_subject(const struct hs_ctx *ctx) { return ctx->subject; }
 const char *hs_ctx_sans(const struct hs_ctx *ctx) { return ctx->sans; }
 const char *hs_ctx_not_after(const struct hs_ctx *ctx) { return ctx->not_after; }
 int hs_ctx_expired(const struct hs_ctx *ctx) { return ctx->expired; }
+int hs_ctx_user_match(const struct hs_ctx *ctx) { return ctx->s.user_match; }
 int hs_ctx_user_map_rules(const struct hs_ctx *ctx) { return ctx->user_map ? (int)user_map_rules(ctx->user_map) : -1; }
 
 int hs_ctx_crls(const struct hs_ctx *ctx, int *stale, long long *next_update)

@@ -92,6 +92,9 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 	snprintf(not_after, sizeof(not_after), "%s", hs_ctx_not_after(sc->hs));
 	out->cert_not_after_unix = hs_ctx_not_after_unix(sc->hs);
 	out->client_crls = hs_ctx_crls(sc->hs, &out->client_crls_stale, &out->client_crl_next_update_unix);
+	static const char *const user_match[] = { [HS_USER_ANY] = "none", [HS_USER_CN] = "cn", [HS_USER_MAP] = "map" };
+	out->client_user_match = user_match[hs_ctx_user_match(sc->hs) % 3];
+	out->client_user_map_rules = hs_ctx_user_map_rules(sc->hs) < 0 ? 0 : hs_ctx_user_map_rules(sc->hs);
 	snprintf(reload_at, sizeof(reload_at), "%s", sc->reload_at);
 	snprintf(reload_result, sizeof(reload_result), "%s", sc->reload_result);
 	out->reloads_ok = sc->reloads_ok;

@@ -187,6 +187,8 @@ printf 'CN=alice app\nCN=mallory app\n' >"$C/users.map.new" && mv "$C/users.map.
 mallory_in() { fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 1' >/dev/null 2>&1; }
 like "$(cat "$log")" 'msg="clients log in only as the users the map gives their certificate".* rules=3' \
     "the startup log says users are bound, and how many rules the map has"
+is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r '"\(.client_user_match) \(.client_user_map_rules)"')" \
+    "map 3" "show info: the mode, and the rules of the map in service"
 ok "a changed map is picked up without a restart: mallory admitted" _fx_wait_until 10 mallory_in
 like "$(cat "$log")" 'msg="certificates reloaded".* user_map_rules=2' "... the reload's log line counts its rules"
 reloads_partial() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reloads_partial; }
@@ -197,6 +199,8 @@ like "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .r
     "client user map $C/users.map: line 2: 'mallory' is not CN=name.*the map in service stays; certificates reloaded" \
     "... naming the file and line: the map in service stays, the certificates still rotate"
 ok "... and the map in service stays: mallory admitted" mallory_in
+like "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info)" 'client_user_match +\| map \(2 rules\)' \
+    "... show info says so: the 2 rules of the map before"
 printf '# all access revoked\n' >"$C/users.map.new" && mv "$C/users.map.new" "$C/users.map"
 alice_out() { refused_as alice app 2>/dev/null; }
 ok "a map without rules, as pg_ident.conf: no one is given a user (alice refused)" _fx_wait_until 10 alice_out

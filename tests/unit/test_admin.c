@@ -258,8 +258,9 @@ static void test_render_text(void)
 	free(t);
 
 	t = render(ADM_SHOW_INFO, 0, &s, &rc);
-	ok(rc == 0 && table_ok(t, 18), "show info: aligned table of 18 rows");
+	ok(rc == 0 && table_ok(t, 19), "show info: aligned table of 19 rows");
 	ok(row_is(t, "client_crls", "none"), "info row client_crls: none loaded");
+	ok(row_is(t, "client_user_match", "none"), "info row client_user_match: none when unset");
 	ok(row_is(t, "io_features", "sqpoll,multishot-accept,fixed-files"), "info row io_features");
 	ok(row_is(t, "version", "1.2.3") && row_is(t, "pid", "4242"), "info rows version, pid");
 	ok(row_is(t, "cert_sans", "DNS:db.example, IP:10.0.0.5"), "info row cert_sans");
@@ -277,6 +278,13 @@ static void test_render_text(void)
 	t = render(ADM_SHOW_INFO, 0, &crl, &rc);
 	ok(rc == 0 && row_is(t, "client_crls", "2 (next update 2026-12-01T00:00:00Z); PAST ITS NEXT UPDATE: clients of its CA are refused"),
 	   "info row client_crls: count, earliest nextUpdate, and a stale one called out");
+	free(t);
+	crl.client_user_match = "map", crl.client_user_map_rules = 3;
+	t = render(ADM_SHOW_INFO, 0, &crl, &rc);
+	ok(rc == 0 && row_is(t, "client_user_match", "map (3 rules)"), "info row client_user_match: the map's rules");
+	free(t);
+	t = render(ADM_SHOW_INFO, 1, &crl, &rc);
+	json_is(t, "(d[\"client_user_match\"], d[\"client_user_map_rules\"])", "('map', 3)", "info json: mode and rules");
 	free(t);
 
 	t = render(ADM_SHOW_STATS, 0, &s, &rc);
@@ -346,7 +354,7 @@ static void test_render_json(void)
 	ok(rc == 0 && one_line(j), "info json: one line");
 	json_is(j, "sorted(d)",
 		"['backend', 'cert', 'cert_not_after', 'cert_sans', 'cert_serial', 'client_crl_next_update', "
-		"'client_crls', 'client_crls_stale', 'drain_left_s', 'draining', 'io', 'io_features', 'io_why', "
+		"'client_crls', 'client_crls_stale', 'client_user_map_rules', 'client_user_match', 'drain_left_s', 'draining', 'io', 'io_features', 'io_why', "
 		"'kernel', "
 		"'ktls', 'ktls_why', 'listen', 'openssl', 'pid', 'reload_at', 'reload_result', 'reloads_failed', 'reloads_ok', 'reloads_partial', 'uptime_s', "
 		"'version', 'workers']",
