@@ -14,6 +14,7 @@
 #define INJECT_VOL_PREFIX "ktls-sidecar-"      /* every volume we add starts with this */
 #define INJECT_ANNOTATION "ktls-sidecar.io/inject"
 #define INJECT_MAX_SET 32
+#define TLS_DIR "/etc/ktls-sidecar/tls"        /* where the TLS Secret is mounted */
 
 /* ---- growable byte buffer ---- */
 struct kbuf {

@@ -275,6 +275,41 @@ static const struct iopt *iopt_find(const char *a, size_t len)
 	return NULL;
 }
 
+/* Without a ConfigMap, the variables the pod gets are the daemon's whole configuration:
+ * what it would refuse at start (--set client-user-match=cn without --mtls) is refused
+ * here, not in a pod that restarts forever. */
+static int daemon_would_start(const struct inject_opts *o, char *err, size_t errlen)
+{
+	if (o->config_map)
+		return 0; /* the file may hold what is missing */
+	struct config c;
+	char why[CONFIG_ERR_LEN] = "", key[64];
+	int rc = 0;
+	config_init(&c);
+	rc |= config_set(&c, "cert", TLS_DIR "/tls.crt", why, sizeof(why));
+	rc |= config_set(&c, "key", TLS_DIR "/tls.key", why, sizeof(why));
+	rc |= config_set(&c, "backend", o->backend, why, sizeof(why));
+	if (o->mtls) {
+		rc |= config_set(&c, "client-ca", TLS_DIR "/ca.crt", why, sizeof(why));
+		rc |= config_set(&c, "verify", "require", why, sizeof(why));
+	}
+	for (int i = 0; i < o->nset && !rc; i++) {
+		/* KTLS_SIDECAR_CLIENT_USER_MATCH -> client-user-match */
+		size_t n = 0;
+		for (const char *k = o->set_key[i] + strlen("KTLS_SIDECAR_"); *k && n + 1 < sizeof(key); k++)
+			key[n++] = *k == '_' ? '-' : (char)tolower((unsigned char)*k);
+		key[n] = 0;
+		rc = config_set(&c, key, o->set_val[i], why, sizeof(why));
+	}
+	if (!rc)
+		rc = config_finish(&c, why, sizeof(why));
+	config_free(&c);
+	if (rc)
+		return fail(err, errlen, "the sidecar would refuse this configuration at start: %s (add --mtls or the "
+			    "missing --set, or give the rest in --config-map)", why);
+	return 0;
+}
+
 int inject_opts_parse(struct inject_opts *o, int argc, char **argv, char *err, size_t errlen)
 {
 	opts_defaults(o);
@@ -319,7 +354,7 @@ int inject_opts_parse(struct inject_opts *o, int argc, char **argv, char *err, s
 		return fail(err, errlen, "--backend %s would loop to --listen-port %d", o->backend, o->listen_port);
 	if (o->listen_port == o->metrics_port)
 		return fail(err, errlen, "--listen-port and --metrics-port are both %d", o->listen_port);
-	return 0;
+	return daemon_would_start(o, err, errlen);
 }
 
 void inject_opts_fini(struct inject_opts *o)

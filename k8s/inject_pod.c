@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TLS_DIR "/etc/ktls-sidecar/tls"
 #define RUN_DIR "/run/ktls-sidecar"
 #define CONF_DIR "/etc/ktls-sidecar/config"
 #define VOL_TLS INJECT_VOL_PREFIX "tls"

@@ -201,6 +201,16 @@ for case in "maxconns=5|unknown option 'maxconns'" "workers=two|'two' is not an 
     like "$(cat "$T/opterr.rc"):$(wc -c <"$T/opterr.out") $(cat "$T/opterr.err")" "^2:0 .*${case#*|}" \
         "--set ${case%%|*}: status 2, no output, says why"
 done
+# without a ConfigMap the variables are the whole configuration: what the daemon would
+# refuse at start is refused here, not in a pod that restarts forever
+inj opterr --set client-user-match=cn "$IN/pod.yaml" || true
+like "$(cat "$T/opterr.rc"):$(wc -c <"$T/opterr.out") $(cat "$T/opterr.err")" \
+    "^2:0 .*the sidecar would refuse this configuration at start: client-user-match: .*--verify require" \
+    "--set client-user-match=cn without --mtls: status 2, no output, the daemon's reason"
+inj um --mtls --set client-user-match=cn "$IN/pod.yaml" || true
+like "$(cat "$T/um.rc") $(cat "$T/um.out")" "^0 .*KTLS_SIDECAR_CLIENT_USER_MATCH" "... with --mtls: injected"
+inj umc --config-map cfg --set client-user-match=cn "$IN/pod.yaml" || true
+is "$(cat "$T/umc.rc")" 0 "... with --config-map (which may hold verify = require): injected"
 inj opterr --set max-conns=5 --set max-conns=6 "$IN/pod.yaml" || true
 like "$(cat "$T/opterr.rc") $(cat "$T/opterr.err")" "^2 .*max-conns is already set" "--set twice for one option"
 inj opterr --secret || true
