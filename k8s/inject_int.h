@@ -14,7 +14,6 @@
 #define INJECT_VOL_PREFIX "ktls-sidecar-"      /* every volume we add starts with this */
 #define INJECT_ANNOTATION "ktls-sidecar.io/inject"
 #define INJECT_MAX_SET 32
-#define TLS_DIR "/etc/ktls-sidecar/tls"        /* where the TLS Secret is mounted */
 
 /* ---- growable byte buffer ---- */
 struct kbuf {
@@ -125,6 +124,9 @@ void inject_opts_fini(struct inject_opts *o);
 void inject_opts_usage(FILE *f);
 
 /* ---- pod spec surgery (inject_pod.c) ---- */
+/* The sidecar container's environment, in order, to add(arg, NAME, VALUE); a later
+ * variable replaces an earlier one of the same name (--set over a default). */
+void inject_env(const struct inject_opts *o, void (*add)(void *arg, const char *name, const char *val), void *arg);
 /* Add or refresh the sidecar in the PodSpec mapping spec. what names the workload
  * in messages ("file:line: Deployment/x"). 0 or -EINVAL/-ENOMEM (message in err). */
 int inject_pod_spec(const struct inject_opts *o, struct kyaml_node *spec, const char *what,

@@ -275,6 +275,21 @@ static const struct iopt *iopt_find(const char *a, size_t len)
 	return NULL;
 }
 
+/* The pod's environment as NAME=VALUE strings, as a process gets it. */
+struct env_strings {
+	char *v[INJECT_MAX_SET + 16];
+	int n, nomem;
+};
+
+static void env_string(void *arg, const char *name, const char *val)
+{
+	struct env_strings *e = arg;
+	if (e->n + 1 >= (int)(sizeof(e->v) / sizeof(e->v[0])) || asprintf(&e->v[e->n], "%s=%s", name, val) < 0)
+		e->nomem = 1;
+	else
+		e->n++;
+}
+
 /* Without a ConfigMap, the variables the pod gets are the daemon's whole configuration:
  * what it would refuse at start (--set client-user-match=cn without --mtls) is refused
  * here, not in a pod that restarts forever. */
@@ -282,28 +297,20 @@ static int daemon_would_start(const struct inject_opts *o, char *err, size_t err
 {
 	if (o->config_map)
 		return 0; /* the file may hold what is missing */
+	struct env_strings e = { .n = 0 };
 	struct config c;
-	char why[CONFIG_ERR_LEN] = "", key[64];
-	int rc = 0;
+	char why[CONFIG_ERR_LEN] = "";
+	inject_env(o, env_string, &e);
 	config_init(&c);
-	rc |= config_set(&c, "cert", TLS_DIR "/tls.crt", why, sizeof(why));
-	rc |= config_set(&c, "key", TLS_DIR "/tls.key", why, sizeof(why));
-	rc |= config_set(&c, "backend", o->backend, why, sizeof(why));
-	if (o->mtls) {
-		rc |= config_set(&c, "client-ca", TLS_DIR "/ca.crt", why, sizeof(why));
-		rc |= config_set(&c, "verify", "require", why, sizeof(why));
-	}
-	for (int i = 0; i < o->nset && !rc; i++) {
-		/* KTLS_SIDECAR_CLIENT_USER_MATCH -> client-user-match */
-		size_t n = 0;
-		for (const char *k = o->set_key[i] + strlen("KTLS_SIDECAR_"); *k && n + 1 < sizeof(key); k++)
-			key[n++] = *k == '_' ? '-' : (char)tolower((unsigned char)*k);
-		key[n] = 0;
-		rc = config_set(&c, key, o->set_val[i], why, sizeof(why));
-	}
+	/* the daemon's own reading of its environment, then its own checks */
+	int rc = e.nomem ? -ENOMEM : config_load_env(&c, e.v, why, sizeof(why));
 	if (!rc)
 		rc = config_finish(&c, why, sizeof(why));
 	config_free(&c);
+	for (int i = 0; i < e.n; i++)
+		free(e.v[i]);
+	if (rc == -ENOMEM)
+		return fail(err, errlen, "out of memory");
 	if (rc)
 		return fail(err, errlen, "the sidecar would refuse this configuration at start: %s (add --mtls or the "
 			    "missing --set, or give the rest in --config-map)", why);

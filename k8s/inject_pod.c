@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define TLS_DIR "/etc/ktls-sidecar/tls"
 #define RUN_DIR "/run/ktls-sidecar"
 #define CONF_DIR "/etc/ktls-sidecar/config"
 #define VOL_TLS INJECT_VOL_PREFIX "tls"
@@ -76,28 +77,43 @@ static void env_set(struct kyaml_node *env, const char *name, const char *val, i
 	env->kids[i] = var;
 }
 
-static struct kyaml_node *build_env(const struct inject_opts *o)
+void inject_env(const struct inject_opts *o, void (*add)(void *arg, const char *name, const char *val), void *arg)
 {
-	int rc = 0;
 	char listen[32], metrics[32];
-	struct kyaml_node *env = kyaml_seq();
 	snprintf(listen, sizeof(listen), "0.0.0.0:%d", o->listen_port);
 	snprintf(metrics, sizeof(metrics), "0.0.0.0:%d", o->metrics_port);
-	env_set(env, "KTLS_SIDECAR_LISTEN", listen, &rc);
-	env_set(env, "KTLS_SIDECAR_BACKEND", o->backend, &rc);
-	env_set(env, "KTLS_SIDECAR_CERT", TLS_DIR "/tls.crt", &rc);
-	env_set(env, "KTLS_SIDECAR_KEY", TLS_DIR "/tls.key", &rc);
+	add(arg, "KTLS_SIDECAR_LISTEN", listen);
+	add(arg, "KTLS_SIDECAR_BACKEND", o->backend);
+	add(arg, "KTLS_SIDECAR_CERT", TLS_DIR "/tls.crt");
+	add(arg, "KTLS_SIDECAR_KEY", TLS_DIR "/tls.key");
 	if (o->mtls) {
-		env_set(env, "KTLS_SIDECAR_CLIENT_CA", TLS_DIR "/ca.crt", &rc);
-		env_set(env, "KTLS_SIDECAR_VERIFY", "require", &rc);
+		add(arg, "KTLS_SIDECAR_CLIENT_CA", TLS_DIR "/ca.crt");
+		add(arg, "KTLS_SIDECAR_VERIFY", "require");
 	}
-	env_set(env, "KTLS_SIDECAR_ADMIN_SOCKET", RUN_DIR "/admin.sock", &rc);
-	env_set(env, "KTLS_SIDECAR_METRICS_LISTEN", metrics, &rc);
+	add(arg, "KTLS_SIDECAR_ADMIN_SOCKET", RUN_DIR "/admin.sock");
+	add(arg, "KTLS_SIDECAR_METRICS_LISTEN", metrics);
 	if (o->config_map)
-		env_set(env, "KTLS_SIDECAR_CONFIG", CONF_DIR "/ktls-sidecar.conf", &rc);
+		add(arg, "KTLS_SIDECAR_CONFIG", CONF_DIR "/ktls-sidecar.conf");
 	for (int i = 0; i < o->nset; i++)
-		env_set(env, o->set_key[i], o->set_val[i], &rc);
-	return built(env, rc);
+		add(arg, o->set_key[i], o->set_val[i]);
+}
+
+struct env_build {
+	struct kyaml_node *env;
+	int rc;
+};
+
+static void env_add(void *arg, const char *name, const char *val)
+{
+	struct env_build *b = arg;
+	env_set(b->env, name, val, &b->rc);
+}
+
+static struct kyaml_node *build_env(const struct inject_opts *o)
+{
+	struct env_build b = { kyaml_seq(), 0 };
+	inject_env(o, env_add, &b);
+	return built(b.env, b.rc);
 }
 
 static struct kyaml_node *port(const char *name, int num)
