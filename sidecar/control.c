@@ -94,7 +94,8 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 	out->client_crls = hs_ctx_crls(sc->hs, &out->client_crls_stale, &out->client_crl_next_update_unix);
 	static const char *const user_match[] = { [HS_USER_ANY] = "none", [HS_USER_CN] = "cn", [HS_USER_MAP] = "map" };
 	out->client_user_match = user_match[hs_ctx_user_match(sc->hs) % 3];
-	out->client_user_map_rules = hs_ctx_user_map_rules(sc->hs) < 0 ? 0 : hs_ctx_user_map_rules(sc->hs);
+	int rules = hs_ctx_user_map_rules(sc->hs);
+	out->client_user_map_rules = rules < 0 ? 0 : rules;
 	snprintf(reload_at, sizeof(reload_at), "%s", sc->reload_at);
 	snprintf(reload_result, sizeof(reload_result), "%s", sc->reload_result);
 	out->reloads_ok = sc->reloads_ok;
@@ -336,7 +337,7 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 	} else {
 		old = sc->hs;
 		sc->hs = next; /* new handshakes take it; live ones keep their reference */
-		atomic_store(&sc->users_bound, (cfg ? cfg : sc->tls_cfg)->client_user_match != USER_MATCH_NONE);
+		atomic_store(&sc->users_bound, hs_ctx_user_match(next) != HS_USER_ANY);
 		atomic_store(&sc->crl_stale_warned, 0); /* a stale CRL still in service is warned about again */
 		int stale;
 		long long next_update;

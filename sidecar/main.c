@@ -96,7 +96,7 @@ static int load_tls(struct sidecar *sc)
 			 "not_before=\"%s\"", hs_ctx_not_before(sc->hs));
 	if (!rc) {
 		control_warn_crls(sc->hs, "main");
-		atomic_store(&sc->users_bound, sc->cfg->client_user_match != USER_MATCH_NONE);
+		atomic_store(&sc->users_bound, hs_ctx_user_match(sc->hs) != HS_USER_ANY);
 		if (sc->cfg->client_user_match == USER_MATCH_CN)
 			log_info("main", "clients log in only as their certificate's CN", "client_user_match=cn");
 		else if (sc->cfg->client_user_match == USER_MATCH_MAP)

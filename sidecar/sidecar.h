@@ -114,7 +114,8 @@ struct sidecar {
 	_Atomic int backend_pref;          /* the address tried first: the last that took a connection */
 	int ready_probe, ready_tried;      /* the address /readyz is probing, how many it tried (admin thread) */
 	_Atomic int crl_stale_warned;      /* stale client CRLs last warned about; 0 after a reload */
-	_Atomic int users_bound;           /* sc->hs binds users to certificates (--client-user-match) */
+	_Atomic int users_bound;           /* sc->hs binds users to certificates (--client-user-match); kept
+	                                      beside it so that a startup packet asks without hs_lock */
 	char backend_desc[160];
 	struct sockaddr_storage listen;
 	socklen_t listen_len;
