@@ -116,26 +116,32 @@ static int split_line(const char *p, const char *end, char *buf, struct field *f
 }
 
 /* One rule from a line's fields (at least one). */
-static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsigned line, char *err, size_t errlen)
+/* The identity a field names: 'C' CN=, 'D' DNS:, 'U' URI: (with something after it),
+ * *plen its prefix's length; 0 if none. */
+static char ident_kind(const struct field *f, size_t *plen)
 {
 	static const struct {
 		const char *prefix;
 		char kind;
 	} kinds[] = { { "CN=", 'C' }, { "DNS:", 'D' }, { "URI:", 'U' } };
-	int shown = (int)(f[0].len > 64 ? 64 : f[0].len);
-	char kind = 0;
-	size_t plen = 0;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		plen = strlen(kinds[i].prefix);
-		if (f[0].len > plen && strncmp(f[0].s, kinds[i].prefix, plen) == 0) {
-			kind = kinds[i].kind;
-			break;
-		}
+		*plen = strlen(kinds[i].prefix);
+		if (f->len > *plen && memcmp(f->s, kinds[i].prefix, *plen) == 0)
+			return kinds[i].kind;
 	}
-	if (!kind && nf > 1 && (!strncmp(f[1].s, "CN=", 3) || !strncmp(f[1].s, "DNS:", 4) || !strncmp(f[1].s, "URI:", 4)))
+	return 0;
+}
+
+static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsigned line, char *err, size_t errlen)
+{
+	int shown = (int)(f[0].len > 64 ? 64 : f[0].len);
+	size_t plen, skip;
+	char kind = ident_kind(&f[0], &plen);
+	/* fields are not NUL-terminated: compare within their length only */
+	if (!kind && nf > 1 && ident_kind(&f[1], &skip))
 		return map_fail(err, errlen, line, "'%.*s': there is no map-name column (pg_ident's first): drop it",
 				shown, f[0].s);
-	if (!kind && !f[0].quoted && f[0].s[0] == '/')
+	if (!kind && !f[0].quoted && f[0].len && f[0].s[0] == '/')
 		return map_fail(err, errlen, line, "'%.*s': regular expressions (pg_ident's /regex) are not supported",
 				shown, f[0].s);
 	if (!kind)
