@@ -122,7 +122,7 @@ demo: deps-demo
 PROVE ?= prove
 # The sanitizer pass: every test that drives the daemon's own code paths
 # (the injector and big COPYs are covered by the fuzz replay and 75-chunking).
-ASAN_TESTS ?= tests/t/10-session.t tests/t/15-fallback.t tests/t/30-negotiation.t tests/t/40-mtls.t \
+ASAN_TESTS ?= tests/t/10-session.t tests/t/15-fallback.t tests/t/30-negotiation.t tests/t/40-mtls.t tests/t/45-check.t \
 	tests/t/50-admin.t tests/t/55-lifecycle.t tests/t/65-privileges.t tests/t/70-abuse.t tests/t/75-chunking.t \
 	tests/t/80-idle.t
 check: deps-check

@@ -6,6 +6,7 @@
 #define KS_HANDSHAKE_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "ktls.h"
@@ -61,6 +62,11 @@ int hs_ctx_cas_without_crl(const struct hs_ctx *ctx, const char **first);
 int hs_ctx_user_match(const struct hs_ctx *ctx);
 /* --client-user-map: how many rules are in service; -1 without a map. */
 int hs_ctx_user_map_rules(const struct hs_ctx *ctx);
+/* `ktls-sidecar check --client-cert FILE [--pg-user USER]`: what a handshake would make
+ * of the certificate chain in FILE (PEM, the certificate first): its chain against the
+ * client CAs and CRLs, the allow-lists, the users it may log in as, and whether USER
+ * is one of them. A report on f; 1 admitted, 0 refused, -errno cannot tell. */
+int hs_ctx_check_client(struct hs_ctx *ctx, const char *file, const char *user, FILE *f);
 /* notBefore (ISO 8601 UTC) if the certificate is not valid yet, else NULL. */
 const char *hs_ctx_not_before(const struct hs_ctx *ctx);
 /* OpenSSL version string. */

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include <openssl/bn.h>
+#include <openssl/pem.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -256,6 +257,13 @@ static int check_identity(struct hs_ctx *ctx, struct hs_conn *c, X509 *cert)
 	return ok;
 }
 
+/* Why OpenSSL refused a client chain, as the log and `check` say it. */
+static void chain_reason(X509_STORE_CTX *xs, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "client certificate rejected at depth %d: %s", X509_STORE_CTX_get_error_depth(xs),
+		 X509_verify_cert_error_string(X509_STORE_CTX_get_error(xs)));
+}
+
 static int verify_cb(int preverify_ok, X509_STORE_CTX *xs)
 {
 	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
@@ -264,8 +272,7 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *xs)
 	if (!preverify_ok) {
 		if (c) {
 			char r[160];
-			snprintf(r, sizeof(r), "client certificate rejected at depth %d: %s", depth,
-				 X509_verify_cert_error_string(X509_STORE_CTX_get_error(xs)));
+			chain_reason(xs, r, sizeof(r));
 			hs_conn_set_reason(c, r);
 		}
 		return 0;
@@ -601,3 +608,105 @@ int hs_ctx_cas_without_crl(const struct hs_ctx *ctx, const char **first)
 const char *hs_ctx_not_before(const struct hs_ctx *ctx) { return ctx->not_yet_valid ? ctx->not_before : NULL; }
 const char *hs_ctx_serial(const struct hs_ctx *ctx) { return ctx->serial; }
 long long hs_ctx_not_after_unix(const struct hs_ctx *ctx) { return ctx->not_after_unix; }
+
+/* The certificates of a PEM file: the first, then the rest (its intermediates). */
+static X509 *read_chain(const char *file, STACK_OF(X509) **rest)
+{
+	BIO *b = BIO_new_file(file, "r");
+	X509 *leaf = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+	*rest = sk_X509_new_null();
+	X509 *x;
+	while (leaf && *rest && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)))
+		if (!sk_X509_push(*rest, x))
+			X509_free(x);
+	BIO_free(b);
+	ERR_clear_error();
+	return leaf;
+}
+
+/* Print a users list "a\0b\0\0" as "a, b". */
+static void print_users(FILE *f, const char *users)
+{
+	for (const char *u = users; *u; u += strlen(u) + 1)
+		fprintf(f, "%s%s", u == users ? "" : ", ", u);
+}
+
+int hs_ctx_check_client(struct hs_ctx *ctx, const char *file, const char *user, FILE *f)
+{
+	STACK_OF(X509) *rest = NULL;
+	X509 *leaf = read_chain(file, &rest);
+	if (!leaf || !rest) {
+		fprintf(f, "client certificate %s: cannot read a PEM certificate from it\n", file);
+		X509_free(leaf);
+		sk_X509_pop_free(rest, X509_free);
+		return -EINVAL;
+	}
+	char subject[256];
+	X509_NAME_oneline(X509_get_subject_name(leaf), subject, sizeof(subject));
+	fprintf(f, "client certificate %s\n  subject: %s\n", file, subject);
+	int ok = 1;
+	if (!ctx->s.verify) {
+		fprintf(f, "  chain: not checked: --verify none, the sidecar asks for no client certificate\n");
+	} else {
+		/* as OpenSSL checks a client's chain in a handshake: the client CAs and CRLs
+		 * of the store, the context's verify parameters, the TLS client purpose */
+		X509_STORE_CTX *xs = X509_STORE_CTX_new();
+		if (!xs || !X509_STORE_CTX_init(xs, SSL_CTX_get_cert_store(ctx->ssl), leaf, rest) ||
+		    !X509_STORE_CTX_set_default(xs, "ssl_client") ||
+		    !X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(xs), SSL_CTX_get0_param(ctx->ssl))) {
+			fprintf(f, "  chain: cannot be checked (out of memory)\n");
+			ok = -ENOMEM;
+		} else if (X509_verify_cert(xs) != 1) {
+			char why[160];
+			chain_reason(xs, why, sizeof(why));
+			fprintf(f, "  chain: refused: %s\n", why);
+			ok = 0;
+		} else {
+			fprintf(f, "  chain: trusted (--client-ca%s)\n", ctx->crl_issuers ? ", not revoked in --client-crl" : "");
+		}
+		X509_STORE_CTX_free(xs);
+	}
+	struct cert_names n;
+	names_get(leaf, &n);
+	char peer[192];
+	const char *why;
+	int allowed = names_allowed(&ctx->s, &n, peer, sizeof(peer), &why);
+	fprintf(f, "  identity: %s\n", peer);
+	if (!ctx->s.verify) {
+		/* the allow-lists need a certificate the handshake asks for */
+	} else if (!allowed) {
+		fprintf(f, "  allow-lists: refused: %s\n", why);
+		ok = ok < 0 ? ok : 0;
+	} else {
+		fprintf(f, "  allow-lists: %s\n",
+			ctx->s.n_allow_cn + ctx->s.n_allow_dns + ctx->s.n_allow_uri ? "admitted" : "none set");
+	}
+	char *users = NULL;
+	if (ctx->s.user_match == HS_USER_ANY) {
+		fprintf(f, "  users: any (no --client-user-match)\n");
+	} else if (!(users = cert_users(ctx, &n))) {
+		fprintf(f, "  users: cannot be listed (out of memory)\n");
+		ok = -ENOMEM;
+	} else {
+		fprintf(f, "  users: ");
+		if (*users)
+			print_users(f, users);
+		else
+			fprintf(f, "none (%s)", ctx->s.user_match == HS_USER_CN ? "no usable subject CN"
+										: "no rule of the map names this certificate");
+		fprintf(f, "\n");
+	}
+	if (user && *user) {
+		int may = !users || user_list_has(users, user);
+		fprintf(f, "  log in as \"%s\": %s\n", user,
+			ok != 1 ? "refused (the certificate is)" : may ? "allowed" : "refused (FATAL 28000)");
+		if (!may && ok == 1)
+			ok = 0;
+	}
+	fprintf(f, "  verdict: %s\n", ok == 1 ? "admitted" : "refused");
+	free(users);
+	names_put(&n);
+	X509_free(leaf);
+	sk_X509_pop_free(rest, X509_free);
+	return ok;
+}

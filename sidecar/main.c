@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Entry point: subcommands (run, version), configuration, engine selection
+// Entry point: subcommands (run, check, version), configuration, engine selection
 // with the epoll fallback, listeners, workers, and signal handling.
 #include "sidecar.h"
 
@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -38,6 +39,7 @@ static void usage(FILE *f)
 		   "Usage:\n"
 		   "  ktls-sidecar run --cert FILE --key FILE [--listen ADDR:PORT] [--backend HOST:PORT|unix:PATH] [options]\n"
 		   "  ktls-sidecar ctl [--admin-socket PATH | --config FILE] show info|stats|workers|conns [json] | reload | drain [S]\n"
+		   "  ktls-sidecar check [options of run] [--client-cert FILE [--pg-user NAME]]   (test a configuration)\n"
 		   "  ktls-sidecar inject [options] [FILE...]   (add the sidecar to Kubernetes YAML)\n"
 		   "  ktls-sidecar version\n"
 		   "  ktls-sidecar help\n\n",
@@ -171,7 +173,8 @@ static void raise_nofile(const struct config *cfg)
 			 "nofile=%llu max_conns=%d needs=%llu", (unsigned long long)rl.rlim_cur, cfg->max_conns, need);
 }
 
-static int open_listeners(struct sidecar *sc)
+/* The listen and backend addresses, resolved and checked, nothing bound yet. */
+static int resolve_addresses(struct sidecar *sc)
 {
 	char err[256];
 	if (net_resolve(sc->cfg->listen, &sc->listen, &sc->listen_len, err, sizeof(err))) {
@@ -220,7 +223,15 @@ static int open_listeners(struct sidecar *sc)
 		log_info("main", "the backend has several addresses: each connection tries them in turn, from the last that took one",
 			 "backend=%s addresses=%s", sc->cfg->backend, list);
 	}
-	int rc = net_port_free(&sc->listen, sc->listen_len);
+	return 0;
+}
+
+static int open_listeners(struct sidecar *sc)
+{
+	int rc = resolve_addresses(sc);
+	if (rc)
+		return rc;
+	rc = net_port_free(&sc->listen, sc->listen_len);
 	if (rc) {
 		log_error("main", "cannot listen", "listen=%s error=\"%s\"%s", sc->cfg->listen, strerror(-rc),
 			  rc == -EADDRINUSE ? " hint=\"another process (another ktls-sidecar?) listens there\"" : "");
@@ -263,12 +274,27 @@ static int numeric_id(const char *s, unsigned *id)
 	return 1;
 }
 
-static int set_admin_group(struct admin *adm, const char *name)
+static struct group *find_group(const char *name)
 {
 	unsigned id;
 	struct group *g = getgrnam(name);
 	if (!g && numeric_id(name, &id))
 		g = getgrgid((gid_t)id);
+	return g;
+}
+
+static struct passwd *find_user(const char *name)
+{
+	unsigned id;
+	struct passwd *pw = getpwnam(name);
+	if (!pw && numeric_id(name, &id))
+		pw = getpwuid((uid_t)id);
+	return pw;
+}
+
+static int set_admin_group(struct admin *adm, const char *name)
+{
+	struct group *g = find_group(name);
 	if (!g) {
 		log_error("main", "cannot give the admin socket to the group: no such group", "group=\"%s\"", name);
 		return -ENOENT;
@@ -283,10 +309,7 @@ static int set_admin_group(struct admin *adm, const char *name)
 /* Give up root once the sockets are bound and the key is read. */
 static int drop_privileges(const char *user, struct admin *adm)
 {
-	unsigned id;
-	struct passwd *pw = getpwnam(user);
-	if (!pw && numeric_id(user, &id))
-		pw = getpwuid((uid_t)id);
+	struct passwd *pw = find_user(user);
 	if (!pw) { /* the group to take comes from the passwd entry */
 		log_error("main", "no such user (a name, or a uid with a passwd entry)", "user=\"%s\"", user);
 		return -ENOENT;
@@ -668,6 +691,119 @@ static int cmd_run(int argc, char **argv)
 	return failed;
 }
 
+/* Take "--NAME VALUE" or "--NAME=VALUE" out of argv (which keeps the rest, in order)
+ * into *value. 0 taken or absent, -1 without a value. */
+static int take_flag(int *argc, char **argv, const char *name, const char **value)
+{
+	size_t len = strlen(name);
+	for (int i = 0; i < *argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		int eq = strncmp(argv[i], name, len) == 0 && argv[i][len] == '=';
+		if (!eq && strcmp(argv[i], name))
+			continue;
+		int used = eq ? 1 : 2;
+		if (!eq && i + 1 >= *argc)
+			return -1;
+		*value = eq ? argv[i] + len + 1 : argv[i + 1];
+		memmove(&argv[i], &argv[i + used], sizeof(*argv) * (size_t)(*argc - i - used + 1));
+		*argc -= used;
+		i--;
+	}
+	return 0;
+}
+
+/* `check`: everything `run` does before it binds, then a summary; with --client-cert,
+ * what a handshake would make of that certificate. 0 fine, 1 not, 2 misuse. */
+static int cmd_check(int argc, char **argv)
+{
+	static struct config cfg;
+	static struct sidecar sc;
+	char err[CONFIG_ERR_LEN];
+	const char *client_cert = NULL, *pg_user = NULL;
+	if (take_flag(&argc, argv, "--client-cert", &client_cert) || take_flag(&argc, argv, "--pg-user", &pg_user)) {
+		fprintf(stderr, "ktls-sidecar check: --client-cert and --pg-user take a value\n");
+		return 2;
+	}
+	if (pg_user && !client_cert) {
+		fprintf(stderr, "ktls-sidecar check: --pg-user needs --client-cert (whose users to look at)\n");
+		return 2;
+	}
+	config_init(&cfg);
+	int rc = config_load_all(&cfg, argc, argv, environ, err, sizeof(err));
+	if (rc == -EAGAIN) {
+		printf("usage: ktls-sidecar check [options of run] [--client-cert FILE [--pg-user NAME]]\n\n"
+		       "Reads the configuration as 'run' would (flags, environment, --config file), loads the\n"
+		       "certificate, key, client CAs, CRLs and user map, resolves the addresses and probes\n"
+		       "io_uring and kTLS, without binding or serving. Exit status 0 when 'run' would start\n"
+		       "with a server certificate valid now, 1 when not, 2 on misuse.\n"
+		       "  --client-cert FILE   also check a client certificate (PEM, then its intermediates) as a\n"
+		       "                       handshake would: chain, CRLs, allow-lists, the users it may log in as\n"
+		       "  --pg-user NAME       and whether it may log in as this PostgreSQL user (exit 1 if not)\n");
+		return 0;
+	}
+	if (rc) {
+		fprintf(stderr, "ktls-sidecar check: error: %s\n", err);
+		return 1;
+	}
+	enum log_level lvl;
+	log_level_parse(cfg.log_level, &lvl);
+	log_set_level(lvl);
+	log_set_json(strcmp(cfg.log_format, "json") == 0);
+	sc.cfg = sc.tls_cfg = &cfg;
+	rc = choose_ktls(&sc) || load_tls(&sc) || choose_engine(&sc) || resolve_addresses(&sc);
+	if (!rc && cfg.user[0] && !find_user(cfg.user)) {
+		log_error("main", "no such user (a name, or a uid with a passwd entry)", "user=\"%s\"", cfg.user);
+		rc = 1;
+	}
+	if (!rc && cfg.admin_group[0] && !find_group(cfg.admin_group)) {
+		log_error("main", "cannot give the admin socket to the group: no such group", "group=\"%s\"",
+			  cfg.admin_group);
+		rc = 1;
+	}
+	if (rc) {
+		printf("configuration: refused, 'run' would not start (the reason is above)\n");
+		if (sc.hs)
+			hs_ctx_put(sc.hs);
+		config_free(&cfg);
+		return 1;
+	}
+	int bad_cert = hs_ctx_expired(sc.hs) || hs_ctx_not_before(sc.hs);
+	long long left = (hs_ctx_not_after_unix(sc.hs) - (long long)time(NULL)) / 86400;
+	printf("configuration: %s\n", bad_cert ? "'run' would start, but clients refuse its certificate"
+					      : "'run' would start");
+	printf("  listen: %s (not bound by check)\n  backend: %s\n", cfg.listen, cfg.backend);
+	printf("  certificate: %s (%s)\n", hs_ctx_describe(sc.hs),
+	       hs_ctx_expired(sc.hs) ? "EXPIRED" : hs_ctx_not_before(sc.hs) ? "NOT VALID YET" : "valid");
+	if (!bad_cert && hs_ctx_not_after_unix(sc.hs))
+		printf("  certificate expires in: %lld days\n", left);
+	printf("  io: %s%s%s%s\n", sc.engine_kind == ENGINE_URING ? "uring" : "epoll", sc.engine_why[0] ? " (" : "",
+	       sc.engine_why, sc.engine_why[0] ? ")" : "");
+	printf("  ktls: %s%s%s%s\n", sc.ktls ? "on" : "off", sc.ktls_why[0] ? " (" : "", sc.ktls_why,
+	       sc.ktls_why[0] ? ")" : "");
+	int stale;
+	long long next;
+	int crls = hs_ctx_crls(sc.hs, &stale, &next);
+	static const char *const verify[] = { "none", "optional", "require" };
+	printf("  client certificates: %s", verify[cfg.verify]);
+	if (cfg.verify && cfg.client_crl && cfg.client_crl[0])
+		printf(", CRLs of %d CA(s), %d past their next update", crls, stale);
+	if (hs_ctx_user_match(sc.hs) == HS_USER_CN)
+		printf(", users: the subject CN");
+	else if (hs_ctx_user_match(sc.hs) == HS_USER_MAP)
+		printf(", users: the map's (rules: %d)", hs_ctx_user_map_rules(sc.hs));
+	printf("\n");
+	rc = bad_cert;
+	if (client_cert) {
+		fflush(stdout);
+		if (hs_ctx_check_client(sc.hs, client_cert, pg_user, stdout) != 1)
+			rc = 1;
+	}
+	hs_ctx_put(sc.hs);
+	config_free(&cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) { /* no command: the usage, and a failure for scripts */
@@ -677,6 +813,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc - 2, argv + 2);
+	if (strcmp(cmd, "check") == 0)
+		return cmd_check(argc - 2, argv + 2);
 	if (strcmp(cmd, "ctl") == 0)
 		return cmd_ctl(argc - 2, argv + 2);
 	if (strcmp(cmd, "inject") == 0)

@@ -496,6 +496,20 @@ fx_certs() {
     export FX_CERTS="$dir"
 }
 
+# openssl ca with the test CA of $FX_CERTS: fx_ca ARGS... (output to its openssl.log).
+fx_ca() {
+    openssl ca -batch -config "$FX_CERTS/openssl.cnf" -cert "$FX_CERTS/ca.crt" -keyfile "$FX_CERTS/ca.key" "$@" \
+        >>"$FX_CERTS/openssl.log" 2>&1
+}
+
+# carol.crt/key: a client like alice, revoked; $FX_CERTS/crl/clients.crl lists her for 7 days.
+fx_certs_revoked() {
+    { _fx_mk_leaf "$FX_CERTS" carol carol alice_ext ca >>"$FX_CERTS/openssl.log" 2>&1 &&
+        fx_ca -revoke "$FX_CERTS/carol.crt" && mkdir -p "$FX_CERTS/crl" &&
+        fx_ca -gencrl -crldays 7 -out "$FX_CERTS/crl/clients.crl"; } ||
+        { diag "fx_certs_revoked: openssl failed"; _fx_diag_file "$FX_CERTS/openssl.log"; return 1; }
+}
+
 # ---------------------------------------------------------------- sidecar
 
 # Variable-name-safe form of a sidecar NAME.

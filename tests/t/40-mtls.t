@@ -13,11 +13,8 @@ ks_setup
 C="$FX_CERTS"
 as() { echo "sslcert=$C/$1.crt sslkey=$C/$1.key"; }
 wire() { fx_with_timeout 30 python3 "$PGWIRE" "$@"; }
-ca() { openssl ca -batch -config "$C/openssl.cnf" -cert "$C/ca.crt" -keyfile "$C/ca.key" "$@" >>"$C/openssl.log" 2>&1; }
-# carol: a client like alice, revoked; clients.crl lists her for 7 days
-{ _fx_mk_leaf "$C" carol carol alice_ext ca >>"$C/openssl.log" 2>&1 && ca -revoke "$C/carol.crt" &&
-    mkdir -p "$C/crl" && ca -gencrl -crldays 7 -out "$C/crl/clients.crl"; } ||
-    BAIL_OUT "the CRLs could not be made: $(tail -5 "$C/openssl.log")"
+ca() { fx_ca "$@"; }
+fx_certs_revoked || BAIL_OUT "the CRLs could not be made"
 
 for io in $(ks_io_modes); do
     note "--- io=$io"
