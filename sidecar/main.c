@@ -595,35 +595,47 @@ static int cmd_ctl(int argc, char **argv)
 	return admin_ctl(path, cmd, stdout) ? 1 : 0;
 }
 
+/* The configuration of run and check, with logging set up as it says and its start-up
+ * warnings logged. 0, 1 when --help was asked, -1 on an error (printed). */
+static int load_config(struct config *cfg, int argc, char **argv, const char *cmd)
+{
+	char err[CONFIG_ERR_LEN];
+	config_init(cfg);
+	int rc = config_load_all(cfg, argc, argv, environ, err, sizeof(err));
+	if (rc == -EAGAIN)
+		return 1;
+	if (rc) {
+		fprintf(stderr, "ktls-sidecar%s: error: %s\n", cmd, err);
+		return -1;
+	}
+	enum log_level lvl;
+	log_level_parse(cfg->log_level, &lvl);
+	log_set_level(lvl);
+	log_set_json(strcmp(cfg->log_format, "json") == 0);
+	if (cfg->verify == VERIFY_OPTIONAL && (cfg->allow_cn.n || cfg->allow_dns.n || cfg->allow_uri.n))
+		log_warn("main", "--verify optional: clients without a certificate are admitted; the allow-lists "
+				 "apply to certificates presented (--verify require to admit only listed clients)",
+			 "%s", "");
+	if (cfg->allow_plaintext && !cfg->plain_cancel)
+		log_warn("main", "--allow-plaintext with --no-plain-cancel: plaintext sessions cannot be cancelled", "%s",
+			 "");
+	if (cfg->idle_tx_timeout_ms && cfg->relay == RELAY_SPLICE)
+		log_warn("main", "--idle-in-transaction-timeout does not apply to sessions relayed by splice (kTLS): "
+				 "the sidecar does not see their transaction status", "%s", "");
+	return 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	static struct config cfg;
 	static struct sidecar sc;
-	char err[CONFIG_ERR_LEN];
-	config_init(&cfg);
-	int rc = config_load_all(&cfg, argc, argv, environ, err, sizeof(err));
-	if (rc == -EAGAIN) {
+	int rc = load_config(&cfg, argc, argv, "");
+	if (rc > 0) {
 		usage(stdout);
 		return 0;
 	}
-	if (rc) {
-		fprintf(stderr, "ktls-sidecar: error: %s\n", err);
+	if (rc)
 		return 2;
-	}
-	enum log_level lvl;
-	log_level_parse(cfg.log_level, &lvl);
-	log_set_level(lvl);
-	log_set_json(strcmp(cfg.log_format, "json") == 0);
-	if (cfg.verify == VERIFY_OPTIONAL && (cfg.allow_cn.n || cfg.allow_dns.n || cfg.allow_uri.n))
-		log_warn("main", "--verify optional: clients without a certificate are admitted; the allow-lists "
-				 "apply to certificates presented (--verify require to admit only listed clients)",
-			 "%s", "");
-	if (cfg.allow_plaintext && !cfg.plain_cancel)
-		log_warn("main", "--allow-plaintext with --no-plain-cancel: plaintext sessions cannot be cancelled", "%s",
-			 "");
-	if (cfg.idle_tx_timeout_ms && cfg.relay == RELAY_SPLICE)
-		log_warn("main", "--idle-in-transaction-timeout does not apply to sessions relayed by splice (kTLS): "
-				 "the sidecar does not see their transaction status", "%s", "");
 	signal(SIGPIPE, SIG_IGN);
 
 	sc.cfg = sc.tls_cfg = &cfg;
@@ -719,7 +731,6 @@ static int cmd_check(int argc, char **argv)
 {
 	static struct config cfg;
 	static struct sidecar sc;
-	char err[CONFIG_ERR_LEN];
 	const char *client_cert = NULL, *pg_user = NULL;
 	if (take_flag(&argc, argv, "--client-cert", &client_cert) || take_flag(&argc, argv, "--pg-user", &pg_user)) {
 		fprintf(stderr, "ktls-sidecar check: --client-cert and --pg-user take a value\n");
@@ -729,9 +740,8 @@ static int cmd_check(int argc, char **argv)
 		fprintf(stderr, "ktls-sidecar check: --pg-user needs --client-cert (whose users to look at)\n");
 		return 2;
 	}
-	config_init(&cfg);
-	int rc = config_load_all(&cfg, argc, argv, environ, err, sizeof(err));
-	if (rc == -EAGAIN) {
+	int rc = load_config(&cfg, argc, argv, " check");
+	if (rc > 0) {
 		printf("usage: ktls-sidecar check [options of run] [--client-cert FILE [--pg-user NAME]]\n\n"
 		       "Reads the configuration as 'run' would (flags, environment, --config file), loads the\n"
 		       "certificate, key, client CAs, CRLs and user map, resolves the addresses and probes\n"
@@ -742,14 +752,8 @@ static int cmd_check(int argc, char **argv)
 		       "  --pg-user NAME       and whether it may log in as this PostgreSQL user (exit 1 if not)\n");
 		return 0;
 	}
-	if (rc) {
-		fprintf(stderr, "ktls-sidecar check: error: %s\n", err);
+	if (rc)
 		return 1;
-	}
-	enum log_level lvl;
-	log_level_parse(cfg.log_level, &lvl);
-	log_set_level(lvl);
-	log_set_json(strcmp(cfg.log_format, "json") == 0);
 	sc.cfg = sc.tls_cfg = &cfg;
 	rc = choose_ktls(&sc) || load_tls(&sc) || choose_engine(&sc) || resolve_addresses(&sc);
 	if (!rc && cfg.user[0] && !find_user(cfg.user)) {
