@@ -144,6 +144,9 @@ is "$RC" 1 "cn: appuser as user App: exit 1 (compared byte for byte)"
 like "$OUT" 'log in as "App": refused \(FATAL 28000\)' "... refused as the startup would be"
 chk "${MTLS[@]}" --client-user-match cn --client-cert "$C/appuser.crt"
 is "$RC" 0 "cn: without --pg-user, only the certificate is judged"
+chk "${MTLS[@]}" --client-user-match=cn --client-cert="$C/appuser.crt" --pg-user=App
+is "$RC" 1 "--client-cert=FILE --pg-user=NAME: the = forms are taken too"
+like "$OUT" 'log in as "App": refused' "... and judged"
 cat >"$FX_DIR/users.map" <<'EOF'
 # identity                                  users
 URI:spiffe://example.org/ns/app/sa/alice    app reporting
