@@ -649,11 +649,17 @@ int hs_ctx_check_client(struct hs_ctx *ctx, const char *file, const char *user, 
 		fprintf(f, "  chain: not checked: --verify none, the sidecar asks for no client certificate\n");
 	} else {
 		/* as OpenSSL checks a client's chain in a handshake: the client CAs and CRLs
-		 * of the store, the context's verify parameters, the TLS client purpose */
+		 * of the store, the context's verify parameters and security level (key
+		 * sizes, signature digests), the TLS client purpose */
 		X509_STORE_CTX *xs = X509_STORE_CTX_new();
-		if (!xs || !X509_STORE_CTX_init(xs, SSL_CTX_get_cert_store(ctx->ssl), leaf, rest) ||
-		    !X509_STORE_CTX_set_default(xs, "ssl_client") ||
-		    !X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(xs), SSL_CTX_get0_param(ctx->ssl))) {
+		X509_VERIFY_PARAM *param = NULL;
+		if (xs && X509_STORE_CTX_init(xs, SSL_CTX_get_cert_store(ctx->ssl), leaf, rest) &&
+		    X509_STORE_CTX_set_default(xs, "ssl_client") &&
+		    X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(xs), SSL_CTX_get0_param(ctx->ssl)))
+			param = X509_STORE_CTX_get0_param(xs);
+		if (param)
+			X509_VERIFY_PARAM_set_auth_level(param, SSL_CTX_get_security_level(ctx->ssl));
+		if (!param) {
 			fprintf(f, "  chain: cannot be checked (out of memory)\n");
 			ok = -ENOMEM;
 		} else if (X509_verify_cert(xs) != 1) {
@@ -696,7 +702,7 @@ int hs_ctx_check_client(struct hs_ctx *ctx, const char *file, const char *user, 
 										: "no rule of the map names this certificate");
 		fprintf(f, "\n");
 	}
-	if (user && *user) {
+	if (user) {
 		int may = !users || user_list_has(users, user);
 		fprintf(f, "  log in as \"%s\": %s\n", user,
 			ok != 1 ? "refused (the certificate is)" : may ? "allowed" : "refused (FATAL 28000)");

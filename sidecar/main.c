@@ -704,20 +704,23 @@ static int cmd_run(int argc, char **argv)
 }
 
 /* Take "--NAME VALUE" or "--NAME=VALUE" out of argv (which keeps the rest, in order)
- * into *value. 0 taken or absent, -1 without a value. */
+ * into *value. 0 taken or absent; -1, said on stderr, for a value that is missing,
+ * empty or another flag, or a flag given twice. */
 static int take_flag(int *argc, char **argv, const char *name, const char **value)
 {
 	size_t len = strlen(name);
 	for (int i = 0; i < *argc; i++) {
-		if (strcmp(argv[i], "--") == 0)
-			break;
 		int eq = strncmp(argv[i], name, len) == 0 && argv[i][len] == '=';
 		if (!eq && strcmp(argv[i], name))
 			continue;
 		int used = eq ? 1 : 2;
-		if (!eq && i + 1 >= *argc)
+		const char *v = eq ? argv[i] + len + 1 : i + 1 < *argc ? argv[i + 1] : "";
+		if (!*v || *v == '-' || *value) {
+			fprintf(stderr, "ktls-sidecar check: %s %s\n", name,
+				*value ? "is given twice" : "takes a value (a file or name not starting with '-')");
 			return -1;
-		*value = eq ? argv[i] + len + 1 : argv[i + 1];
+		}
+		*value = v;
 		memmove(&argv[i], &argv[i + used], sizeof(*argv) * (size_t)(*argc - i - used + 1));
 		*argc -= used;
 		i--;
@@ -732,10 +735,8 @@ static int cmd_check(int argc, char **argv)
 	static struct config cfg;
 	static struct sidecar sc;
 	const char *client_cert = NULL, *pg_user = NULL;
-	if (take_flag(&argc, argv, "--client-cert", &client_cert) || take_flag(&argc, argv, "--pg-user", &pg_user)) {
-		fprintf(stderr, "ktls-sidecar check: --client-cert and --pg-user take a value\n");
+	if (take_flag(&argc, argv, "--client-cert", &client_cert) || take_flag(&argc, argv, "--pg-user", &pg_user))
 		return 2;
-	}
 	if (pg_user && !client_cert) {
 		fprintf(stderr, "ktls-sidecar check: --pg-user needs --client-cert (whose users to look at)\n");
 		return 2;
@@ -746,14 +747,16 @@ static int cmd_check(int argc, char **argv)
 		       "Reads the configuration as 'run' would (flags, environment, --config file), loads the\n"
 		       "certificate, key, client CAs, CRLs and user map, resolves the addresses and probes\n"
 		       "io_uring and kTLS, without binding or serving. Exit status 0 when 'run' would start\n"
-		       "with a server certificate valid now, 1 when not, 2 on misuse.\n"
+		       "with a server certificate valid now; 1 when the options are valid but it would not (a\n"
+		       "file, an address), or a client certificate or login is refused; 2 when the options\n"
+		       "themselves are wrong, where 'run' exits 2 too.\n"
 		       "  --client-cert FILE   also check a client certificate (PEM, then its intermediates) as a\n"
 		       "                       handshake would: chain, CRLs, allow-lists, the users it may log in as\n"
 		       "  --pg-user NAME       and whether it may log in as this PostgreSQL user (exit 1 if not)\n");
 		return 0;
 	}
 	if (rc)
-		return 1;
+		return 2; /* as run: the options themselves are wrong */
 	sc.cfg = sc.tls_cfg = &cfg;
 	rc = choose_ktls(&sc) || load_tls(&sc) || choose_engine(&sc) || resolve_addresses(&sc);
 	if (!rc && cfg.user[0] && !find_user(cfg.user)) {

@@ -68,10 +68,10 @@ like "$ERR" 'no such user' "... saying why"
 chk --admin-group no-such-group-4242
 is "$RC" 1 "--admin-group that does not exist: exit 1"
 chk --bogus-option
-is "$RC" 1 "an unknown option: exit 1"
+is "$RC" 2 "an unknown option: exit 2, as run"
 like "$ERR" "unknown option '--bogus-option'" "... named"
 chk --verify require
-is "$RC" 1 "--verify require without --client-ca: exit 1"
+is "$RC" 2 "--verify require without --client-ca: exit 2, as run"
 if "$KTLS_SIDECAR" version | grep -q '^ktls: unavailable'; then
     chk --ktls on
     is "$RC" 1 "--ktls on where the kernel has no kTLS: exit 1"
@@ -88,7 +88,7 @@ like "$OUT" 'client certificates: require, users: the subject CN' "... its setti
 RC=0
 OUT="$(KTLS_SIDECAR_CLIENT_USER_MATCH=cn fx_with_timeout 20 "$KTLS_SIDECAR" check --cert "$C/server.crt" \
     --key "$C/server.key" 2>&1)" || RC=$?
-is "$RC" 1 "the environment is read too: KTLS_SIDECAR_CLIENT_USER_MATCH=cn without --verify require fails"
+is "$RC" 2 "the environment is read too: KTLS_SIDECAR_CLIENT_USER_MATCH=cn without --verify require: exit 2"
 like "$OUT" 'client-user-match' "... naming the setting"
 
 note "--- client certificates"
@@ -121,6 +121,18 @@ is "$RC" 0 "carol without --client-crl: admitted (as a handshake would)"
 chk "${MTLS[@]}" --client-cert "$C/server.crt"
 is "$RC" 1 "a server certificate (extendedKeyUsage serverAuth only) as a client's: exit 1"
 like "$OUT" 'unsuitable certificate purpose' "... checked for the TLS client purpose, as a handshake does"
+# what the TLS security level refuses in a handshake (Debian: SECLEVEL=2), check refuses too
+{ openssl req -config "$C/openssl.cnf" -new -x509 -newkey rsa:768 -nodes -keyout "$FX_DIR/weak.key" \
+    -out "$FX_DIR/weak.crt" -days 30 -subj /CN=weak -CA "$C/ca.crt" -CAkey "$C/ca.key" -extensions alice_ext &&
+  openssl req -config "$C/openssl.cnf" -new -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha1 \
+    -keyout "$FX_DIR/sha1.key" -out "$FX_DIR/sha1.crt" -days 30 -subj /CN=sha1 -CA "$C/ca.crt" -CAkey "$C/ca.key" \
+    -extensions alice_ext; } >>"$C/openssl.log" 2>&1 || BAIL_OUT "the weak certificates could not be made"
+chk "${MTLS[@]}" --client-cert "$FX_DIR/weak.crt"
+is "$RC" 1 "a client certificate with an RSA-768 key: exit 1"
+like "$OUT" 'key too weak' "... the handshake's reason (the security level)"
+chk "${MTLS[@]}" --client-cert "$FX_DIR/sha1.crt"
+is "$RC" 1 "a client certificate signed with SHA-1: exit 1"
+like "$OUT" 'digest algorithm too weak' "... the handshake's reason"
 cat "$C/alice.crt" "$C/ca.crt" >"$FX_DIR/chain.pem"
 chk --client-ca "$C/ca.crt" --verify optional --client-cert "$FX_DIR/chain.pem"
 is "$RC" 0 "a PEM file with the certificate and then its chain: exit 0"
@@ -176,6 +188,15 @@ is "$RC" 2 "--pg-user without --client-cert: exit 2"
 like "$OUT" 'needs --client-cert' "... saying so"
 RC=0; OUT="$("$KTLS_SIDECAR" check --cert "$C/server.crt" --client-cert 2>&1)" || RC=$?
 is "$RC" 2 "--client-cert with no value: exit 2"
+like "$OUT" '--client-cert takes a value' "... saying so"
+chk "${MTLS[@]}" --client-user-match cn --client-cert "$C/appuser.crt" --pg-user=
+is "$RC" 2 "--pg-user= (empty): exit 2, not a check that asked nothing"
+chk "${MTLS[@]}" --client-cert --pg-user app
+is "$RC" 2 "--client-cert followed by another flag: exit 2"
+like "$ERR" '--client-cert takes a value' "... the flag is not taken as the file"
+chk "${MTLS[@]}" --allow-cn alice --client-cert "$C/mallory.crt" --client-cert "$C/alice.crt"
+is "$RC" 2 "--client-cert twice: exit 2 (not the last one judged alone)"
+like "$ERR" '--client-cert is given twice' "... saying so"
 RC=0; OUT="$("$KTLS_SIDECAR" check --help 2>&1)" || RC=$?
 is "$RC" 0 "check --help: exit 0"
 like "$OUT" 'usage: ktls-sidecar check' "... and the usage"
