@@ -18,9 +18,12 @@ echo "PostgreSQL on 127.0.0.1:$FX_PG_PORT, PgBouncer on 127.0.0.1:$FX_PGB_PORT"
 
 port="$(fx_free_port)"
 admin="$FX_DIR/admin.sock"
-step "Starting ktls-sidecar on 127.0.0.1:$port in front of PgBouncer"
 args=(--listen "127.0.0.1:$port" --backend "127.0.0.1:$FX_PGB_PORT"
     --cert "$FX_CERTS/server.crt" --key "$FX_CERTS/server.key" --admin-socket "$admin")
+step "Testing the configuration first (nothing is bound)"
+echo "\$ ktls-sidecar check ${args[*]}"
+"$KTLS_SIDECAR" check "${args[@]}" --log-level error
+step "Starting ktls-sidecar on 127.0.0.1:$port in front of PgBouncer"
 echo "\$ ktls-sidecar run ${args[*]}"
 fx_sidecar_start demo "${args[@]}"
 cat "$(fx_sidecar_log demo)"
