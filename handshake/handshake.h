@@ -132,8 +132,8 @@ const char *hs_conn_peer(const struct hs_conn *c);
  * none), for the caller to free; NULL when out of memory. */
 int hs_conn_take_users(struct hs_conn *c, char **users);
 /* Client user maps (pure, in usermap.c): one rule a line, an identity (CN=name exact,
- * DNS:name or DNS:*.suffix, URI:glob as in --allow-uri) then the users it may log in
- * as; '#' starts a comment. */
+ * DN:subject exact in RFC 2253 form, DNS:name or DNS:*.suffix, URI:glob as in
+ * --allow-uri) then the users it may log in as; '#' starts a comment. */
 struct user_map;
 /* Parse len bytes of text. 0, -ENOMEM, or -EINVAL with "line N: why" in err. */
 int user_map_parse(const char *text, size_t len, struct user_map **out, char *err, size_t errlen);
@@ -142,8 +142,9 @@ void user_map_free(struct user_map *m);
 struct user_map *user_map_ref(struct user_map *m);
 size_t user_map_rules(const struct user_map *m);
 /* The users of every rule the certificate names match, "a\0b\0\0" in a new buffer
- * (*out; "\0" when none). 0 or -ENOMEM. */
-int user_map_users(const struct user_map *m, const char *cn, const char *const *dns, size_t ndns,
+ * (*out; "\0" when none). dn: the subject in RFC 2253 form (NULL or "" for none).
+ * 0 or -ENOMEM. */
+int user_map_users(const struct user_map *m, const char *cn, const char *dn, const char *const *dns, size_t ndns,
 		   const char *const *uris, size_t nuris, char **out);
 /* 1 if user is in such a list, and no longer than PostgreSQL keeps it whole. */
 int user_list_has(const char *list, const char *user);

@@ -135,8 +135,26 @@ static int subject_cn(X509 *cert, char *out, size_t outlen, int *type)
 	return rc;
 }
 
+/* The subject as PostgreSQL's clientname=DN shows it to pg_ident (RFC 2253: the
+ * last RDN first, non-ASCII bytes escaped) in out; "" when it holds a NUL byte or
+ * does not fit. */
+static void subject_dn(X509 *cert, char *out, size_t outlen)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	BUF_MEM *mem = NULL;
+	out[0] = 0;
+	if (b && X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0 &&
+	    BIO_get_mem_ptr(b, &mem) > 0 && mem->length < outlen && !memchr(mem->data, 0, mem->length)) {
+		memcpy(out, mem->data, mem->length);
+		out[mem->length] = 0;
+	}
+	BIO_free(b);
+	ERR_clear_error();
+}
+
 /* The names of a client certificate that allow-lists and user maps look at. */
 struct cert_names {
+	char dn[1024];             /* with want_dn: "" when none or unusable */
 	char cn[256];              /* "" when none, or when it cannot be compared safely */
 	int cn_bad;                /* it cannot: a NUL byte, or over 255 bytes */
 	int cn_type;               /* its ASN.1 string type; -1 when none */
@@ -147,9 +165,11 @@ struct cert_names {
 	int nomem;
 };
 
-static void names_get(X509 *cert, struct cert_names *n)
+static void names_get(X509 *cert, struct cert_names *n, int want_dn)
 {
 	memset(n, 0, sizeof(*n));
+	if (want_dn) /* only user maps look at it */
+		subject_dn(cert, n->dn, sizeof(n->dn));
 	if (subject_cn(cert, n->cn, sizeof(n->cn), &n->cn_type) < 0) {
 		n->cn_bad = 1;
 		n->cn[0] = 0;
@@ -210,7 +230,7 @@ static int names_allowed(const struct hs_settings *st, const struct cert_names *
 int hs_identity_check(const struct hs_settings *st, X509 *cert, char *peer, size_t peerlen, const char **why)
 {
 	struct cert_names n;
-	names_get(cert, &n);
+	names_get(cert, &n, 0);
 	int ok = names_allowed(st, &n, peer, peerlen, why);
 	names_put(&n);
 	return ok;
@@ -226,7 +246,7 @@ static char *cert_users(const struct hs_ctx *ctx, const struct cert_names *n)
 		   n->cn_type == V_ASN1_IA5STRING || n->cn_type == V_ASN1_VISIBLESTRING;
 	const char *cn = same ? n->cn : "";
 	if (ctx->s.user_match == HS_USER_MAP) {
-		if (user_map_users(ctx->user_map, cn, n->dns, n->ndns, n->uris, n->nuris, &users))
+		if (user_map_users(ctx->user_map, cn, n->dn, n->dns, n->ndns, n->uris, n->nuris, &users))
 			return NULL;
 		return users;
 	}
@@ -241,7 +261,7 @@ static int check_identity(struct hs_ctx *ctx, struct hs_conn *c, X509 *cert)
 	char peer[sizeof(c->peer)];
 	const char *why;
 	struct cert_names n;
-	names_get(cert, &n);
+	names_get(cert, &n, ctx->s.user_match == HS_USER_MAP);
 	int ok = names_allowed(&ctx->s, &n, peer, sizeof(peer), &why);
 	memcpy(c->peer, peer, sizeof(peer));
 	if (ok && ctx->s.user_match != HS_USER_ANY && !n.nomem) {
@@ -641,9 +661,10 @@ int hs_ctx_check_client(struct hs_ctx *ctx, const char *file, const char *user, 
 		sk_X509_pop_free(rest, X509_free);
 		return -EINVAL;
 	}
-	char subject[256];
-	X509_NAME_oneline(X509_get_subject_name(leaf), subject, sizeof(subject));
-	fprintf(f, "client certificate %s\n  subject: %s\n", file, subject);
+	struct cert_names n;
+	names_get(leaf, &n, 1);
+	/* the DN as a map's DN: rule is written */
+	fprintf(f, "client certificate %s\n  subject: %s\n", file, n.dn[0] ? n.dn : "(unusable: a NUL byte, or over 1 KiB)");
 	int ok = 1;
 	if (!ctx->s.verify) {
 		fprintf(f, "  chain: not checked: --verify none, the sidecar asks for no client certificate\n");
@@ -672,8 +693,6 @@ int hs_ctx_check_client(struct hs_ctx *ctx, const char *file, const char *user, 
 		}
 		X509_STORE_CTX_free(xs);
 	}
-	struct cert_names n;
-	names_get(leaf, &n);
 	char peer[192];
 	const char *why;
 	int allowed = names_allowed(&ctx->s, &n, peer, sizeof(peer), &why);

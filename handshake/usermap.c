@@ -15,7 +15,7 @@
 #define MAP_USERS_MAX 64   /* users on one line */
 
 struct user_rule {
-	char kind;       /* 'C' CN (exact), 'D' DNS SAN pattern, 'U' URI SAN glob */
+	char kind;       /* 'C' CN (exact), 'N' subject DN (exact), 'D' DNS SAN pattern, 'U' URI SAN glob */
 	char *ident;     /* without its prefix */
 	char *users;     /* "a\0b\0\0" */
 	size_t users_len; /* bytes of users before the final NUL */
@@ -116,14 +116,14 @@ static int split_line(const char *p, const char *end, char *buf, struct field *f
 }
 
 /* One rule from a line's fields (at least one). */
-/* The identity a field names: 'C' CN=, 'D' DNS:, 'U' URI: (with something after it),
- * *plen its prefix's length; 0 if none. */
+/* The identity a field names: 'C' CN=, 'N' DN:, 'D' DNS:, 'U' URI: (with something
+ * after it), *plen its prefix's length; 0 if none. */
 static char ident_kind(const struct field *f, size_t *plen)
 {
 	static const struct {
 		const char *prefix;
 		char kind;
-	} kinds[] = { { "CN=", 'C' }, { "DNS:", 'D' }, { "URI:", 'U' } };
+	} kinds[] = { { "CN=", 'C' }, { "DN:", 'N' }, { "DNS:", 'D' }, { "URI:", 'U' } };
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		*plen = strlen(kinds[i].prefix);
 		if (f->len > *plen && memcmp(f->s, kinds[i].prefix, *plen) == 0)
@@ -145,7 +145,8 @@ static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsign
 		return map_fail(err, errlen, line, "'%.*s': regular expressions (pg_ident's /regex) are not supported",
 				shown, f[0].s);
 	if (!kind)
-		return map_fail(err, errlen, line, "'%.*s' is not CN=name, DNS:name or URI:pattern", shown, f[0].s);
+		return map_fail(err, errlen, line, "'%.*s' is not CN=name, DN:subject, DNS:name or URI:pattern", shown,
+				f[0].s);
 	if (f[0].len > MAP_IDENT_MAX)
 		return map_fail(err, errlen, line, "an identity over %d bytes", MAP_IDENT_MAX);
 	if (nf < 2)
@@ -238,12 +239,14 @@ int user_map_parse(const char *text, size_t len, struct user_map **out, char *er
 	return 0;
 }
 
-static int rule_matches(const struct user_rule *r, const char *cn, const char *const *dns, size_t ndns,
-			const char *const *uris, size_t nuris)
+static int rule_matches(const struct user_rule *r, const char *cn, const char *dn, const char *const *dns,
+			size_t ndns, const char *const *uris, size_t nuris)
 {
 	switch (r->kind) {
 	case 'C':
 		return cn && *cn && strcmp(r->ident, cn) == 0;
+	case 'N':
+		return dn && *dn && strcmp(r->ident, dn) == 0;
 	case 'D':
 		for (size_t i = 0; i < ndns; i++)
 			if (allow_match_dns(r->ident, dns[i]))
@@ -257,14 +260,14 @@ static int rule_matches(const struct user_rule *r, const char *cn, const char *c
 	}
 }
 
-int user_map_users(const struct user_map *m, const char *cn, const char *const *dns, size_t ndns,
+int user_map_users(const struct user_map *m, const char *cn, const char *dn, const char *const *dns, size_t ndns,
 		   const char *const *uris, size_t nuris, char **out)
 {
 	size_t len = 0, cap = 64;
 	char *buf = malloc(cap);
 	for (size_t i = 0; buf && m && i < m->n; i++) {
 		const struct user_rule *r = &m->r[i];
-		if (!rule_matches(r, cn, dns, ndns, uris, nuris))
+		if (!rule_matches(r, cn, dn, dns, ndns, uris, nuris))
 			continue;
 		if (len + r->users_len + 1 > cap) {
 			while (len + r->users_len + 1 > cap)

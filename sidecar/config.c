@@ -62,7 +62,7 @@ static const struct opt opts[] = {
 	  "clientcert=verify-full, PgBouncer's auth_type=cert) | map: one of the users --client-user-map gives "
 	  "the certificate; else FATAL 28000. Needs --verify require" },
 	{ "client-user-map", T_STR, O(client_user_map), NULL, NULL, 0, 0,
-	  "for --client-user-match map: lines of a certificate identity (CN=name, DNS:name, URI:pattern as "
+	  "for --client-user-match map: lines of a certificate identity (CN=name, DN:subject, DNS:name, URI:pattern as "
 	  "--allow-uri) and the PostgreSQL users it may log in as, like pg_ident.conf" },
 	{ "min-tls-version", T_STR, O(min_tls), "1.2", NULL, 0, 0, "minimum TLS version: 1.2 or 1.3" },
 	{ "ciphers", T_STR, O(ciphers), DEFAULT_CIPHERS, NULL, 0, 0,

@@ -446,12 +446,14 @@ _fx_mk_ca() {
         -keyout "$1/$2.key" -out "$1/$2.crt" -days 3650 -subj "/CN=$3" -extensions ca_ext
 }
 
-# Leaf cert signed by CA: _fx_mk_leaf DIR NAME CN EXT_SECTION CA [rsa].
+# Leaf cert signed by CA: _fx_mk_leaf DIR NAME CN EXT_SECTION CA [rsa]; a CN that
+# starts with / is the whole subject.
 _fx_mk_leaf() {
-    local key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256)
+    local key=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) subj="/CN=$3"
     [[ "${6:-}" == rsa ]] && key=(-newkey rsa:2048)
+    [[ "$3" == /* ]] && subj="$3"
     openssl req -config "$1/openssl.cnf" -new -x509 "${key[@]}" -nodes -keyout "$1/$2.key" -out "$1/$2.crt" \
-        -days 825 -subj "/CN=$3" -CA "$1/$5.crt" -CAkey "$1/$5.key" -extensions "$4"
+        -days 825 -subj "$subj" -CA "$1/$5.crt" -CAkey "$1/$5.key" -extensions "$4"
 }
 
 # Generate the test PKI into DIR (default $FX_DIR/certs); exports FX_CERTS. See the file list below.
@@ -462,6 +464,8 @@ _fx_mk_leaf() {
 #   alice.crt/key         client, CN=alice, SAN URI:spiffe://example.org/ns/app/sa/alice, DNS:alice.app.example.org
 #   mallory.crt/key       client, CN=mallory, SAN URI:spiffe://evil.org/x
 #   appuser.crt/key       client, CN=app (the tests' PostgreSQL user), SANs as alice's
+#   corp.crt/key          client, subject C=US, O=Example Corp, OU=payments, CN=corp; DNS SAN
+#                         wrong.example.com (RFC 2253: CN=corp,OU=payments,O=Example Corp,C=US)
 #   expired.crt/key       like alice, but valid from 2 days ago to 1 day ago
 #   untrusted-ca.crt/key  a second CA nobody trusts
 #   untrusted.crt/key     like alice, but signed by untrusted-ca
@@ -485,6 +489,7 @@ fx_certs() {
         _fx_mk_leaf "$dir" alice alice alice_ext ca &&
         _fx_mk_leaf "$dir" mallory mallory mallory_ext ca &&
         _fx_mk_leaf "$dir" appuser app alice_ext ca &&
+        _fx_mk_leaf "$dir" corp "/C=US/O=Example Corp/OU=payments/CN=corp" wronghost_ext ca &&
         _fx_mk_leaf "$dir" untrusted alice alice_ext untrusted-ca &&
         openssl req -config "$dir/openssl.cnf" -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
             -keyout "$dir/expired.key" -out "$dir/.ca/expired.csr" -subj "/CN=alice" &&

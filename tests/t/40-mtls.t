@@ -166,7 +166,7 @@ for io in $(ks_io_modes); do
 done
 
 note "--- --client-user-match map, io=$io"
-printf '# identity  users\n"CN=alice" app  # quoted, as pg_ident.conf allows\nURI:spiffe://example.org/ns/app/sa/*  app_ro\nCN=app app_bmp\n' \
+printf '# identity  users\n"CN=alice" app  # quoted, as pg_ident.conf allows\nURI:spiffe://example.org/ns/app/sa/*  app_ro\nCN=app app_bmp\n"DN:CN=corp,OU=payments,O=Example Corp,C=US" app\n' \
     >"$C/users.map"
 printf 'client-ca = %s\nverify = require\nclient-user-match = map\nclient-user-map = %s\n' "$C/ca.crt" "$C/users.map" \
     >"$C/um.conf"
@@ -180,12 +180,15 @@ like "$(cat "$log")" 'peer="spiffe://example.org/ns/app/sa/alice" cert_users="ap
 err="$(fx_psql "$(ks_dsn "$(as appuser)" user=app_bmp)" -c 'select 1' 2>&1)" || true
 like "$err" 'FATAL: +"trust" authentication failed' "... as app_bmp it passes, to PgBouncer (which does not know app_bmp)"
 ok "... CN=app as a BMPString matches no CN rule, as in PostgreSQL: refused as app_bmp" refused_as bmpcn app_bmp
+is "$(fx_psql "$(ks_dsn "$(as corp)")" -c 'select 4')" 4 \
+    "map: corp, whose whole subject a DN: rule names (RFC 2253, as PostgreSQL's clientname=DN), logs in as app"
+ok "... and only as app: refused as app_ro" refused_as corp app_ro
 printf 'CN=alice app\nCN=mallory app\n' >"$C/users.map.new" && mv "$C/users.map.new" "$C/users.map"
 mallory_in() { fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 1' >/dev/null 2>&1; }
-like "$(cat "$log")" 'msg="clients log in only as the users the map gives their certificate".* rules=3' \
+like "$(cat "$log")" 'msg="clients log in only as the users the map gives their certificate".* rules=4' \
     "the startup log says users are bound, and how many rules the map has"
 is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r '"\(.client_user_match) \(.client_user_map_rules)"')" \
-    "map 3" "show info: the mode, and the rules of the map in service"
+    "map 4" "show info: the mode, and the rules of the map in service"
 ok "a changed map is picked up without a restart: mallory admitted" _fx_wait_until 10 mallory_in
 like "$(cat "$log")" 'msg="certificates reloaded".* user_map_rules=2' "... the reload's log line counts its rules"
 reloads_partial() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reloads_partial; }

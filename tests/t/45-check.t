@@ -136,7 +136,7 @@ like "$OUT" 'digest algorithm too weak' "... the handshake's reason"
 cat "$C/alice.crt" "$C/ca.crt" >"$FX_DIR/chain.pem"
 chk --client-ca "$C/ca.crt" --verify optional --client-cert "$FX_DIR/chain.pem"
 is "$RC" 0 "a PEM file with the certificate and then its chain: exit 0"
-like "$OUT" 'subject: /CN=alice' "... the first certificate is the client's"
+like "$OUT" 'subject: CN=alice' "... the first certificate is the client's"
 chk --client-cert "$C/alice.crt"
 is "$RC" 0 "--verify none: a client certificate changes nothing (exit 0)"
 like "$OUT" 'chain: not checked: --verify none' "... saying that none is asked for"
@@ -174,6 +174,14 @@ is "$RC" 1 "map: alice as postgres: exit 1"
 chk "${MAP[@]}" --client-cert "$C/wronghost.crt"
 like "$OUT" 'users: none \(no rule of the map names this certificate\)' \
     "map: a certificate no rule names gets no user"
+chk "${MAP[@]}" --client-cert "$C/corp.crt"
+like "$OUT" 'subject: CN=corp,OU=payments,O=Example Corp,C=US' \
+    "the subject is shown as a DN: rule is written (RFC 2253, the last RDN first)"
+like "$OUT" 'users: none' "... and no rule names it yet"
+printf '"DN:%s" app_rw\n' "CN=corp,OU=payments,O=Example Corp,C=US" >"$FX_DIR/dn.map"
+chk "${MTLS[@]}" --client-user-match map --client-user-map "$FX_DIR/dn.map" --client-cert "$C/corp.crt" --pg-user app_rw
+is "$RC" 0 "map: that subject, pasted into a DN: rule, gives its users"
+like "$OUT" 'users: app_rw' "... app_rw"
 chk "${MAP[@]}" --client-cert "$C/expired.crt" --pg-user app
 is "$RC" 1 "map: an expired certificate whose identity the map names: exit 1"
 like "$OUT" 'log in as "app": refused \(the certificate is\)' "... the login too"

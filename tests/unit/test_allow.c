@@ -86,6 +86,17 @@ static const char *joined(const char *list)
 	return out;
 }
 
+/* "a,b": the users m gives a certificate with this CN and DN and no SAN. */
+static const char *users_of(const struct user_map *m, const char *cn, const char *dn)
+{
+	char *users = NULL;
+	if (user_map_users(m, cn, dn, NULL, 0, NULL, 0, &users))
+		return "(out of memory)";
+	const char *j = joined(users);
+	free(users);
+	return j;
+}
+
 static void test_user_map(void)
 {
 	const char *text = "# identity                          users\n"
@@ -99,19 +110,19 @@ static void test_user_map(void)
 	is(user_map_parse(text, strlen(text), &m, err, sizeof(err)), 0, "a user map parses (%s)", err);
 	is((int)user_map_rules(m), 4, "... four rules: comments, blank lines and CRLF skipped, no final newline needed");
 	const char *u1[] = { "spiffe://example.org/ns/app/sa/web" }, *d1[] = { "x.reports.example.org" };
-	user_map_users(m, "alice", NULL, 0, u1, 1, &users);
+	user_map_users(m, "alice", NULL, NULL, 0, u1, 1, &users);
 	is_str(joined(users), "app,alice,app_ro", "CN and URI rules both give their users");
 	ok(user_list_has(users, "alice") && user_list_has(users, "app_ro"), "user_list_has finds them");
 	ok(!user_list_has(users, "Alice") && !user_list_has(users, "ap") && !user_list_has(users, ""),
 	   "... exactly: no case folding, no prefix, not the empty name");
 	free(users);
-	user_map_users(m, "Alice", d1, 1, NULL, 0, &users);
+	user_map_users(m, "Alice", NULL, d1, 1, NULL, 0, &users);
 	is_str(joined(users), "reports", "CN is exact (Alice is not alice); a DNS wildcard rule matches");
 	free(users);
-	user_map_users(m, "", NULL, 0, NULL, 0, &users);
+	user_map_users(m, "", NULL, NULL, 0, NULL, 0, &users);
 	ok(users && !*users && !user_list_has(users, "app"), "no name matches: the empty list, no user");
 	free(users);
-	user_map_users(m, "carol", NULL, 0, (const char *[]){ "spiffe://example.org/ns/other/sa/x" }, 1, &users);
+	user_map_users(m, "carol", NULL, NULL, 0, (const char *[]){ "spiffe://example.org/ns/other/sa/x" }, 1, &users);
 	is_str(joined(users), "", "a foreign URI gets nothing");
 	free(users);
 	user_map_free(m);
@@ -126,7 +137,8 @@ static void test_user_map(void)
 	const struct {
 		const char *text, *why;
 	} bad[] = {
-		{ "alice app\n", "line 1: 'alice' is not CN=name, DNS:name or URI:pattern" },
+		{ "alice app\n", "line 1: 'alice' is not CN=name, DN:subject, DNS:name or URI:pattern" },
+		{ "DN: app\n", "line 1: 'DN:' is not CN=name" },
 		{ "\n# x\nCN=alice\n", "line 3: 'CN=alice' names no user" },
 		{ "CN= app\n", "line 1: 'CN=' is not CN=name" },
 		{ "CN=a app\nCN=b a\001b\n", "line 2: a control character (byte 1)" },
@@ -150,25 +162,39 @@ static void test_user_map(void)
 	const char *quoted = "\"CN=John Smith\"  jsmith \"+odd \"\"name\"\"\" # \"CN=x\" y\r\n"
 			     "\"URI:spiffe://td/ns/a b/*\" \"all\"\n";
 	is(user_map_parse(quoted, strlen(quoted), &m, err, sizeof(err)), 0, "quoted fields parse (%s)", err);
-	user_map_users(m, "John Smith", NULL, 0, NULL, 0, &users);
+	user_map_users(m, "John Smith", NULL, NULL, 0, NULL, 0, &users);
 	is_str(joined(users), "jsmith,+odd \"name\"", "a quoted CN with a space; \"\" is a quote; # after a field is a comment");
 	free(users);
-	user_map_users(m, "x", NULL, 0, (const char *[]){ "spiffe://td/ns/a b/sa/c" }, 1, &users);
+	user_map_users(m, "x", NULL, NULL, 0, (const char *[]){ "spiffe://td/ns/a b/sa/c" }, 1, &users);
 	is_str(joined(users), "all", "a quoted URI pattern; 'all' is a role name, not a keyword");
 	free(users);
+	user_map_free(m);
+	const char *dns = "\"DN:CN=app,OU=payments,O=Example Corp,C=US\" app_rw\n"
+			  "DN:CN=alice alice\n"
+			  "DNS:CN=bob dns_rule\n";
+	is(user_map_parse(dns, strlen(dns), &m, err, sizeof(err)), 0, "DN: rules parse (%s)", err);
+	is_str(users_of(m, "app", "CN=app,OU=payments,O=Example Corp,C=US"), "app_rw",
+	       "a DN: rule matches the whole subject in RFC 2253 form");
+	is_str(users_of(m, "app", "CN=app,OU=payments,O=Example Corp"), "",
+	       "... exactly: a DN that lacks the last RDN is another DN");
+	is_str(users_of(m, "app", "cn=app,ou=payments,o=Example Corp,c=US"), "",
+	       "... byte for byte, as pg_ident compares it");
+	is_str(users_of(m, "alice", ""), "", "a DN: rule is not a CN= rule: an unusable DN matches nothing");
+	is_str(users_of(m, "x", "CN=alice"), "alice", "DN:CN=alice matches the DN CN=alice");
+	is_str(users_of(m, "bob", "CN=bob"), "", "DNS:CN=bob is a DNS-name rule: the DN CN=bob does not match it");
 	user_map_free(m);
 	const char *none[] = { "", "# all access revoked\n", "\xef\xbb\xbf\n" };
 	for (size_t i = 0; i < 3; i++) {
 		m = NULL;
 		is(user_map_parse(none[i], strlen(none[i]), &m, err, sizeof(err)), 0, "a map without rules (%zu) is valid", i);
-		user_map_users(m, "alice", NULL, 0, NULL, 0, &users);
+		user_map_users(m, "alice", NULL, NULL, 0, NULL, 0, &users);
 		ok(m && user_map_rules(m) == 0 && users && !*users, "... and gives no one any user");
 		free(users);
 		user_map_free(m);
 	}
 	const char *bom = "\xef\xbb\xbf" "CN=alice alice\n";
 	is(user_map_parse(bom, strlen(bom), &m, err, sizeof(err)), 0, "a UTF-8 byte-order mark is skipped (%s)", err);
-	is(user_map_users(m, "alice", NULL, 0, NULL, 0, &users), 0, "a shared map...");
+	is(user_map_users(m, "alice", NULL, NULL, 0, NULL, 0, &users), 0, "a shared map...");
 	ok(user_map_ref(m) == m, "... takes a second reference");
 	user_map_free(m);
 	is_str(joined(users), "alice", "... and still answers after one is dropped");

@@ -16,6 +16,12 @@ ks_setup
 direct="host=$FX_PG_SOCKDIR port=$FX_PG_PORT user=app dbname=app"
 MODES="${TEST_IO_MODES:-uring epoll}"
 
+rc=0
+out="$(fx_with_timeout 30 "$KTLS_SIDECAR" check --ktls on --listen "127.0.0.1:$(fx_free_port)" \
+    --cert "$FX_CERTS/server.crt" --key "$FX_CERTS/server.key" 2>&1)" || rc=$?
+is "$rc" 0 "check --ktls on where the kernel has kTLS: exit 0"
+like "$out" 'ktls: on' "... and says kTLS is on"
+
 # --- TLS 1.3 and 1.2 x AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 (on the first
 # engine; the other engine gets one suite per version, the rest of the suite
 # exercises both engines)
