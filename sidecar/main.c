@@ -728,6 +728,41 @@ static int take_flag(int *argc, char **argv, const char *name, const char **valu
 	return 0;
 }
 
+/* check's account of what run would serve. 1 when it would refuse clients wholesale:
+ * a server certificate not valid now, or a client CRL past its next update (every
+ * client of that CA refused); else 0. */
+static int print_summary(const struct sidecar *sc, const struct config *cfg)
+{
+	int stale;
+	long long next;
+	int crls = hs_ctx_crls(sc->hs, &stale, &next);
+	int bad_cert = hs_ctx_expired(sc->hs) || hs_ctx_not_before(sc->hs);
+	long long left = (hs_ctx_not_after_unix(sc->hs) - (long long)time(NULL)) / 86400;
+	printf("configuration: 'run' would start%s\n",
+	       bad_cert ? ", but clients refuse its certificate"
+	       : stale	? ", but refuse every client of a CA whose CRL is past its next update"
+			: "");
+	printf("  listen: %s (not bound by check)\n  backend: %s\n", cfg->listen, cfg->backend);
+	printf("  certificate: %s (%s)\n", hs_ctx_describe(sc->hs),
+	       hs_ctx_expired(sc->hs) ? "EXPIRED" : hs_ctx_not_before(sc->hs) ? "NOT VALID YET" : "valid");
+	if (!bad_cert && hs_ctx_not_after_unix(sc->hs))
+		printf("  certificate expires in: %lld days\n", left);
+	printf("  io: %s%s%s%s\n", sc->engine_kind == ENGINE_URING ? "uring" : "epoll", sc->engine_why[0] ? " (" : "",
+	       sc->engine_why, sc->engine_why[0] ? ")" : "");
+	printf("  ktls: %s%s%s%s\n", sc->ktls ? "on" : "off", sc->ktls_why[0] ? " (" : "", sc->ktls_why,
+	       sc->ktls_why[0] ? ")" : "");
+	static const char *const verify[] = { "none", "optional", "require" };
+	printf("  client certificates: %s", verify[cfg->verify]);
+	if (cfg->verify && cfg->client_crl && cfg->client_crl[0])
+		printf(", CRLs of %d CA(s), %d past their next update", crls, stale);
+	if (hs_ctx_user_match(sc->hs) == HS_USER_CN)
+		printf(", users: the subject CN");
+	else if (hs_ctx_user_match(sc->hs) == HS_USER_MAP)
+		printf(", users: the map's (rules: %d)", hs_ctx_user_map_rules(sc->hs));
+	printf("\n");
+	return bad_cert || stale;
+}
+
 /* `check`: everything `run` does before it binds, then a summary; with --client-cert,
  * what a handshake would make of that certificate. 0 fine, 1 not, 2 misuse. */
 static int cmd_check(int argc, char **argv)
@@ -747,9 +782,10 @@ static int cmd_check(int argc, char **argv)
 		       "Reads the configuration as 'run' would (flags, environment, --config file), loads the\n"
 		       "certificate, key, client CAs, CRLs and user map, resolves the addresses and probes\n"
 		       "io_uring and kTLS, without binding or serving. Exit status 0 when 'run' would start\n"
-		       "with a server certificate valid now; 1 when the options are valid but it would not (a\n"
-		       "file, an address), or a client certificate or login is refused; 2 when the options\n"
-		       "themselves are wrong, where 'run' exits 2 too.\n"
+		       "and serve; 1 when the options are valid but it would not start (a file, an address),\n"
+		       "would refuse clients wholesale (a server certificate not valid now, a client CRL past\n"
+		       "its next update), or the client certificate or login asked about is refused; 2 when\n"
+		       "the options themselves are wrong, where 'run' exits 2 too.\n"
 		       "  --client-cert FILE   also check a client certificate (PEM, then its intermediates) as a\n"
 		       "                       handshake would: chain, CRLs, allow-lists, the users it may log in as\n"
 		       "  --pg-user NAME       and whether it may log in as this PostgreSQL user (exit 1 if not)\n");
@@ -775,32 +811,7 @@ static int cmd_check(int argc, char **argv)
 		config_free(&cfg);
 		return 1;
 	}
-	int bad_cert = hs_ctx_expired(sc.hs) || hs_ctx_not_before(sc.hs);
-	long long left = (hs_ctx_not_after_unix(sc.hs) - (long long)time(NULL)) / 86400;
-	printf("configuration: %s\n", bad_cert ? "'run' would start, but clients refuse its certificate"
-					      : "'run' would start");
-	printf("  listen: %s (not bound by check)\n  backend: %s\n", cfg.listen, cfg.backend);
-	printf("  certificate: %s (%s)\n", hs_ctx_describe(sc.hs),
-	       hs_ctx_expired(sc.hs) ? "EXPIRED" : hs_ctx_not_before(sc.hs) ? "NOT VALID YET" : "valid");
-	if (!bad_cert && hs_ctx_not_after_unix(sc.hs))
-		printf("  certificate expires in: %lld days\n", left);
-	printf("  io: %s%s%s%s\n", sc.engine_kind == ENGINE_URING ? "uring" : "epoll", sc.engine_why[0] ? " (" : "",
-	       sc.engine_why, sc.engine_why[0] ? ")" : "");
-	printf("  ktls: %s%s%s%s\n", sc.ktls ? "on" : "off", sc.ktls_why[0] ? " (" : "", sc.ktls_why,
-	       sc.ktls_why[0] ? ")" : "");
-	int stale;
-	long long next;
-	int crls = hs_ctx_crls(sc.hs, &stale, &next);
-	static const char *const verify[] = { "none", "optional", "require" };
-	printf("  client certificates: %s", verify[cfg.verify]);
-	if (cfg.verify && cfg.client_crl && cfg.client_crl[0])
-		printf(", CRLs of %d CA(s), %d past their next update", crls, stale);
-	if (hs_ctx_user_match(sc.hs) == HS_USER_CN)
-		printf(", users: the subject CN");
-	else if (hs_ctx_user_match(sc.hs) == HS_USER_MAP)
-		printf(", users: the map's (rules: %d)", hs_ctx_user_map_rules(sc.hs));
-	printf("\n");
-	rc = bad_cert;
+	rc = print_summary(&sc, &cfg);
 	if (client_cert) {
 		fflush(stdout);
 		if (hs_ctx_check_client(sc.hs, client_cert, pg_user, stdout) != 1)
