@@ -15,6 +15,7 @@ struct hs_ctx;
 struct hs_conn;
 
 #define PG_USER_MAX 63 /* PostgreSQL's NAMEDATALEN - 1: it cuts longer user names */
+#define MAP_IDENT_MAX 1024 /* bytes of a user map identity after its CN=/DN:/DNS:/URI: prefix */
 
 /* --client-user-match: none; the subject CN is the one user; the users of --client-user-map. */
 enum hs_user_match { HS_USER_ANY, HS_USER_CN, HS_USER_MAP };

@@ -136,8 +136,8 @@ static int subject_cn(X509 *cert, char *out, size_t outlen, int *type)
 }
 
 /* The subject as PostgreSQL's clientname=DN shows it to pg_ident (RFC 2253: the
- * last RDN first, non-ASCII bytes escaped) in out; "" when it holds a NUL byte or
- * does not fit. */
+ * last RDN first, non-ASCII bytes and NULs escaped) in out; "" when OpenSSL cannot
+ * print it or it does not fit (a map rule cannot be longer). */
 static void subject_dn(X509 *cert, char *out, size_t outlen)
 {
 	BIO *b = BIO_new(BIO_s_mem());
@@ -154,7 +154,7 @@ static void subject_dn(X509 *cert, char *out, size_t outlen)
 
 /* The names of a client certificate that allow-lists and user maps look at. */
 struct cert_names {
-	char dn[1024];             /* with want_dn: "" when none or unusable */
+	char dn[MAP_IDENT_MAX + 1]; /* with want_dn: "" when empty or unusable */
 	char cn[256];              /* "" when none, or when it cannot be compared safely */
 	int cn_bad;                /* it cannot: a NUL byte, or over 255 bytes */
 	int cn_type;               /* its ASN.1 string type; -1 when none */
@@ -663,8 +663,17 @@ int hs_ctx_check_client(struct hs_ctx *ctx, const char *file, const char *user, 
 	}
 	struct cert_names n;
 	names_get(leaf, &n, 1);
-	/* the DN as a map's DN: rule is written */
-	fprintf(f, "client certificate %s\n  subject: %s\n", file, n.dn[0] ? n.dn : "(unusable: a NUL byte, or over 1 KiB)");
+	fprintf(f, "client certificate %s\n  subject: %s\n", file,
+		n.dn[0]					      ? n.dn
+		: X509_NAME_entry_count(X509_get_subject_name(leaf)) ? "(unusable: not printable in RFC 2253 form, "
+									 "or over 1024 bytes)"
+									: "(empty)");
+	if (n.dn[0]) { /* as a map rule writes it: quoted, quotes doubled */
+		fprintf(f, "  as a map identity: \"DN:");
+		for (const char *p = n.dn; *p; p++)
+			fputs(*p == '"' ? "\"\"" : (char[]){ *p, 0 }, f);
+		fprintf(f, "\"\n");
+	}
 	int ok = 1;
 	if (!ctx->s.verify) {
 		fprintf(f, "  chain: not checked: --verify none, the sidecar asks for no client certificate\n");

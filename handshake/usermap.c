@@ -4,6 +4,7 @@
 // read by hs_ctx.c.
 #include "handshake.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -11,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAP_IDENT_MAX 1024 /* bytes of one identity, "URI:" and all */
 #define MAP_USERS_MAX 64   /* users on one line */
 
 struct user_rule {
@@ -132,6 +132,25 @@ static char ident_kind(const struct field *f, size_t *plen)
 	return 0;
 }
 
+/* A CN= value that reads as a whole subject: ',' or '+' then an attribute name and '='
+ * ("CN=etl,O=Example Corp", pasted from a clientname=DN map). */
+static int reads_as_dn(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] != ',' && s[i] != '+')
+			continue;
+		size_t j = i + 1;
+		while (j < len && s[j] == ' ')
+			j++;
+		size_t name = j;
+		while (j < len && (isalnum((unsigned char)s[j]) || s[j] == '.' || s[j] == '-'))
+			j++;
+		if (j > name && j < len && s[j] == '=')
+			return 1;
+	}
+	return 0;
+}
+
 static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsigned line, char *err, size_t errlen)
 {
 	int shown = (int)(f[0].len > 64 ? 64 : f[0].len);
@@ -147,8 +166,14 @@ static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsign
 	if (!kind)
 		return map_fail(err, errlen, line, "'%.*s' is not CN=name, DN:subject, DNS:name or URI:pattern", shown,
 				f[0].s);
-	if (f[0].len > MAP_IDENT_MAX)
+	if (f[0].len - plen > MAP_IDENT_MAX)
 		return map_fail(err, errlen, line, "an identity over %d bytes", MAP_IDENT_MAX);
+	if (kind == 'C' && reads_as_dn(f[0].s + plen, f[0].len - plen))
+		return map_fail(err, errlen, line, "'%.*s' reads as a whole subject: write \"DN:%.*s\" to match the "
+				"subject, as PostgreSQL's clientname=DN", shown, f[0].s, shown, f[0].s);
+	if (kind == 'N' && !f[0].quoted)
+		return map_fail(err, errlen, line, "'%.*s': double-quote a DN: identity (its values may hold blanks: "
+				"\"DN:CN=a,O=Example Corp\")", shown, f[0].s);
 	if (nf < 2)
 		return map_fail(err, errlen, line, "'%.*s' names no user", shown, f[0].s);
 	size_t ulen = 0;

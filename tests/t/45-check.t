@@ -185,10 +185,11 @@ like "$OUT" 'users: none \(no rule of the map names this certificate\)' \
 chk "${MAP[@]}" --client-cert "$C/corp.crt"
 like "$OUT" 'subject: CN=corp,OU=payments,O=Example Corp,C=US' \
     "the subject is shown as a DN: rule is written (RFC 2253, the last RDN first)"
+like "$OUT" 'as a map identity: "DN:CN=corp,OU=payments,O=Example Corp,C=US"' "... and quoted, as a rule writes it"
 like "$OUT" 'users: none' "... and no rule names it yet"
-printf '"DN:%s" app_rw\n' "CN=corp,OU=payments,O=Example Corp,C=US" >"$FX_DIR/dn.map"
+grep -o 'as a map identity: .*' <<<"$OUT" | sed 's/^as a map identity: \(.*\)$/\1 app_rw/' >"$FX_DIR/dn.map"
 chk "${MTLS[@]}" --client-user-match map --client-user-map "$FX_DIR/dn.map" --client-cert "$C/corp.crt" --pg-user app_rw
-is "$RC" 0 "map: that subject, pasted into a DN: rule, gives its users"
+is "$RC" 0 "map: that identity, pasted into a rule, gives its users"
 like "$OUT" 'users: app_rw' "... app_rw"
 chk "${MAP[@]}" --client-cert "$C/expired.crt" --pg-user app
 is "$RC" 1 "map: an expired certificate whose identity the map names: exit 1"

@@ -139,6 +139,12 @@ static void test_user_map(void)
 	} bad[] = {
 		{ "alice app\n", "line 1: 'alice' is not CN=name, DN:subject, DNS:name or URI:pattern" },
 		{ "DN: app\n", "line 1: 'DN:' is not CN=name" },
+		{ "\"DN:\" app\n", "line 1: 'DN:' is not CN=name" },
+		{ "DN:CN=etl,O=Example Corp etl\n", "line 1: 'DN:CN=etl,O=Example': double-quote a DN: identity" },
+		{ "\"CN=etl,O=Example Corp,C=US\" etl\n",
+		  "line 1: 'CN=etl,O=Example Corp,C=US' reads as a whole subject: write \"DN:CN=etl,O=Example Corp,C=US\"" },
+		{ "CN=a+UID=b x\n", "reads as a whole subject" },
+		{ "\"CN=etl, o=x\" x\n", "reads as a whole subject" },
 		{ "\n# x\nCN=alice\n", "line 3: 'CN=alice' names no user" },
 		{ "CN= app\n", "line 1: 'CN=' is not CN=name" },
 		{ "CN=a app\nCN=b a\001b\n", "line 2: a control character (byte 1)" },
@@ -170,7 +176,8 @@ static void test_user_map(void)
 	free(users);
 	user_map_free(m);
 	const char *dns = "\"DN:CN=app,OU=payments,O=Example Corp,C=US\" app_rw\n"
-			  "DN:CN=alice alice\n"
+			  "\"DN:CN=alice\" alice\n"
+			  "\"CN=Smith, John\" jsmith\n"
 			  "DNS:CN=bob dns_rule\n";
 	is(user_map_parse(dns, strlen(dns), &m, err, sizeof(err)), 0, "DN: rules parse (%s)", err);
 	is_str(users_of(m, "app", "CN=app,OU=payments,O=Example Corp,C=US"), "app_rw",
@@ -182,6 +189,7 @@ static void test_user_map(void)
 	is_str(users_of(m, "alice", ""), "", "a DN: rule is not a CN= rule: an unusable DN matches nothing");
 	is_str(users_of(m, "x", "CN=alice"), "alice", "DN:CN=alice matches the DN CN=alice");
 	is_str(users_of(m, "bob", "CN=bob"), "", "DNS:CN=bob is a DNS-name rule: the DN CN=bob does not match it");
+	is_str(users_of(m, "Smith, John", ""), "jsmith", "a CN with a comma not followed by name= is a CN");
 	user_map_free(m);
 	const char *none[] = { "", "# all access revoked\n", "\xef\xbb\xbf\n" };
 	for (size_t i = 0; i < 3; i++) {
