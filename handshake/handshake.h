@@ -134,7 +134,8 @@ const char *hs_conn_peer(const struct hs_conn *c);
 int hs_conn_take_users(struct hs_conn *c, char **users);
 /* Client user maps (pure, in usermap.c): one rule a line, an identity (CN=name exact,
  * DN:subject exact in RFC 2253 form, DNS:name or DNS:*.suffix, URI:glob as in
- * --allow-uri) then the users it may log in as; '#' starts a comment. */
+ * --allow-uri; or any of them with a /POSIX-regex, whose first group \1 in a user
+ * stands for) then the users it may log in as; '#' starts a comment. */
 struct user_map;
 /* Parse len bytes of text. 0, -ENOMEM, or -EINVAL with "line N: why" in err. */
 int user_map_parse(const char *text, size_t len, struct user_map **out, char *err, size_t errlen);

@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,11 +14,13 @@
 #include <string.h>
 
 #define MAP_USERS_MAX 64   /* users on one line */
+#define MAP_REGEX_MAX 256  /* bytes of a /regex identity */
 
 struct user_rule {
 	char kind;       /* 'C' CN (exact), 'N' subject DN (exact), 'D' DNS SAN pattern, 'U' URI SAN glob */
 	char *ident;     /* without its prefix */
-	char *users;     /* "a\0b\0\0" */
+	regex_t *re;     /* identity "/pattern": a POSIX extended regex instead */
+	char *users;     /* "a\0b\0\0"; with re, a "\1" in one is the first group's match */
 	size_t users_len; /* bytes of users before the final NUL */
 };
 
@@ -54,6 +57,9 @@ void user_map_free(struct user_map *m)
 	for (size_t i = 0; i < m->n; i++) {
 		free(m->r[i].ident);
 		free(m->r[i].users);
+		if (m->r[i].re)
+			regfree(m->r[i].re);
+		free(m->r[i].re);
 	}
 	free(m->r);
 	free(m);
@@ -151,34 +157,67 @@ static int reads_as_dn(const char *s, size_t len)
 	return 0;
 }
 
-static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsigned line, char *err, size_t errlen)
+/* What a /regex identity may hold, beyond what regcomp checks: no back-reference
+ * and no counted repetition ({n,m}), the two that make POSIX regex matching
+ * expensive in time or memory; certificates bring the text it is run against. */
+static const char *regex_refused(const char *pat, size_t len)
 {
-	int shown = (int)(f[0].len > 64 ? 64 : f[0].len);
-	size_t plen, skip;
-	char kind = ident_kind(&f[0], &plen);
-	/* fields are not NUL-terminated: compare within their length only */
-	if (!kind && nf > 1 && ident_kind(&f[1], &skip))
-		return map_fail(err, errlen, line, "'%.*s': there is no map-name column (pg_ident's first): drop it",
-				shown, f[0].s);
-	if (!kind && !f[0].quoted && f[0].len && f[0].s[0] == '/')
-		return map_fail(err, errlen, line, "'%.*s': regular expressions (pg_ident's /regex) are not supported",
-				shown, f[0].s);
-	if (!kind)
-		return map_fail(err, errlen, line, "'%.*s' is not CN=name, DN:subject, DNS:name or URI:pattern", shown,
-				f[0].s);
-	if (f[0].len - plen > MAP_IDENT_MAX)
-		return map_fail(err, errlen, line, "an identity over %d bytes", MAP_IDENT_MAX);
-	if (kind == 'C' && reads_as_dn(f[0].s + plen, f[0].len - plen))
-		return map_fail(err, errlen, line, "'%.*s' reads as a whole subject: write \"DN:%.*s\" to match the "
-				"subject, as PostgreSQL's clientname=DN", shown, f[0].s, shown, f[0].s);
-	if (kind == 'N' && !f[0].quoted)
-		return map_fail(err, errlen, line, "'%.*s': double-quote a DN: identity (its values may hold blanks: "
-				"\"DN:CN=a,O=Example Corp\")", shown, f[0].s);
-	if (nf < 2)
-		return map_fail(err, errlen, line, "'%.*s' names no user", shown, f[0].s);
-	size_t ulen = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (pat[i] == '[') { /* a bracket expression: "[]a]" and "[^]a]" hold a ']' */
+			size_t j = i + 1;
+			j += j < len && pat[j] == '^';
+			j += j < len && pat[j] == ']';
+			while (j < len && pat[j] != ']')
+				j++;
+			i = j;
+		} else if (pat[i] == '\\' && i + 1 < len) {
+			if (pat[++i] >= '1' && pat[i] <= '9')
+				return "back-references (\\1 in the pattern) are not supported";
+		} else if (pat[i] == '{') {
+			return "counted repetition ({n,m}) is not supported: spell it out, or use + and *";
+		}
+	}
+	return NULL;
+}
+
+static int compile_regex(struct user_rule *r, const char *pat, size_t len, int want_group, unsigned line,
+			 char *err, size_t errlen)
+{
+	const char *why = regex_refused(pat, len);
+	if (len > MAP_REGEX_MAX)
+		return map_fail(err, errlen, line, "a /regex over %d bytes", MAP_REGEX_MAX);
+	if (why)
+		return map_fail(err, errlen, line, "'/%.*s': %s", (int)(len > 64 ? 64 : len), pat, why);
+	char *text = strndup(pat, len);
+	if (!text || !(r->re = calloc(1, sizeof(*r->re)))) {
+		free(text);
+		return -ENOMEM;
+	}
+	int rc = regcomp(r->re, text, REG_EXTENDED);
+	free(text);
+	if (rc) {
+		char msg[100];
+		regerror(rc, r->re, msg, sizeof(msg));
+		free(r->re);
+		r->re = NULL;
+		return map_fail(err, errlen, line, "'/%.*s': %s", (int)(len > 64 ? 64 : len), pat, msg);
+	}
+	if (want_group && r->re->re_nsub == 0)
+		return map_fail(err, errlen, line, "'/%.*s': a user holds \\1, but the /regex has no (group) for it",
+				(int)(len > 64 ? 64 : len), pat);
+	return 0;
+}
+
+/* The users of a line, checked; *ulen their bytes with a NUL each, *group whether one
+ * holds \1 (only a /regex rule may). */
+static int check_users(const struct field *f, size_t nf, int is_re, unsigned line, char *err, size_t errlen,
+		       size_t *ulen, int *group)
+{
+	*ulen = 0;
+	*group = 0;
 	for (size_t i = 1; i < nf; i++) {
 		const struct field *u = &f[i];
+		const char *sub = u->len >= 2 ? memmem(u->s, u->len, "\\1", 2) : NULL;
 		if (u->len > PG_USER_MAX)
 			return map_fail(err, errlen, line, "user '%.16s...' is over %d bytes, which PostgreSQL cuts", u->s,
 					PG_USER_MAX);
@@ -190,11 +229,52 @@ static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsign
 		if (!u->quoted && memchr(u->s, ',', u->len))
 			return map_fail(err, errlen, line, "'%.*s': users are separated by blanks, not commas (quote a "
 					"name that holds one)", (int)u->len, u->s);
-		if (!u->quoted && memchr(u->s, '\\', u->len))
-			return map_fail(err, errlen, line, "'%.*s': \\1 substitutions are not supported", (int)u->len,
-					u->s);
-		ulen += u->len + 1;
+		if (is_re && sub && memmem(sub + 2, u->len - (size_t)(sub + 2 - u->s), "\\1", 2))
+			return map_fail(err, errlen, line, "'%.*s': \\1 more than once", (int)u->len, u->s);
+		if (!is_re && !u->quoted && sub)
+			return map_fail(err, errlen, line, "'%.*s': \\1 needs a /regex identity (CN=/^(.*)@corp$)",
+					(int)u->len, u->s);
+		if (!u->quoted && memchr(u->s, '\\', u->len) && !(is_re && sub))
+			return map_fail(err, errlen, line, "'%.*s': a backslash (quote a name that holds one)",
+					(int)u->len, u->s);
+		*group |= is_re && sub;
+		*ulen += u->len + 1;
 	}
+	return 0;
+}
+
+static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsigned line, char *err, size_t errlen)
+{
+	int shown = (int)(f[0].len > 64 ? 64 : f[0].len);
+	size_t plen, skip;
+	char kind = ident_kind(&f[0], &plen);
+	/* fields are not NUL-terminated: compare within their length only */
+	if (!kind && nf > 1 && ident_kind(&f[1], &skip))
+		return map_fail(err, errlen, line, "'%.*s': there is no map-name column (pg_ident's first): drop it",
+				shown, f[0].s);
+	if (!kind && !f[0].quoted && f[0].len && f[0].s[0] == '/')
+		return map_fail(err, errlen, line, "'%.*s': say which name the /regex is for: CN=/..., DN:/..., "
+				"DNS:/... or URI:/...", shown, f[0].s);
+	if (!kind)
+		return map_fail(err, errlen, line, "'%.*s' is not CN=name, DN:subject, DNS:name or URI:pattern", shown,
+				f[0].s);
+	const char *id = f[0].s + plen;
+	size_t idlen = f[0].len - plen;
+	int is_re = idlen > 1 && id[0] == '/';
+	if (idlen > MAP_IDENT_MAX)
+		return map_fail(err, errlen, line, "an identity over %d bytes", MAP_IDENT_MAX);
+	if (kind == 'C' && !is_re && reads_as_dn(id, idlen))
+		return map_fail(err, errlen, line, "'%.*s' reads as a whole subject: write \"DN:%.*s\" to match the "
+				"subject, as PostgreSQL's clientname=DN", shown, f[0].s, shown, f[0].s);
+	if (kind == 'N' && !f[0].quoted)
+		return map_fail(err, errlen, line, "'%.*s': double-quote a DN: identity (its values may hold blanks: "
+				"\"DN:CN=a,O=Example Corp\")", shown, f[0].s);
+	if (nf < 2)
+		return map_fail(err, errlen, line, "'%.*s' names no user", shown, f[0].s);
+	size_t ulen;
+	int group, rc;
+	if ((rc = check_users(f, nf, is_re, line, err, errlen, &ulen, &group)))
+		return rc;
 	if (m->n == m->cap) {
 		size_t cap = m->cap ? 2 * m->cap : 8;
 		struct user_rule *r = realloc(m->r, cap * sizeof(*r));
@@ -204,13 +284,19 @@ static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsign
 		m->cap = cap;
 	}
 	struct user_rule *r = &m->r[m->n];
+	memset(r, 0, sizeof(*r));
 	r->kind = kind;
-	r->ident = strndup(f[0].s + plen, f[0].len - plen);
+	r->ident = strndup(id, idlen);
 	r->users = malloc(ulen + 1);
-	if (!r->ident || !r->users) {
+	if (r->ident && r->users && is_re)
+		rc = compile_regex(r, id + 1, idlen - 1, group, line, err, errlen);
+	if (!r->ident || !r->users || rc) {
 		free(r->ident);
 		free(r->users);
-		return -ENOMEM;
+		if (r->re)
+			regfree(r->re);
+		free(r->re);
+		return rc ? rc : -ENOMEM;
 	}
 	char *w = r->users;
 	for (size_t i = 1; i < nf; i++) {
@@ -264,53 +350,109 @@ int user_map_parse(const char *text, size_t len, struct user_map **out, char *er
 	return 0;
 }
 
-static int rule_matches(const struct user_rule *r, const char *cn, const char *dn, const char *const *dns,
-			size_t ndns, const char *const *uris, size_t nuris)
+/* The names of a certificate a rule of this kind looks at. */
+struct names {
+	const char *const *v;
+	size_t n;
+};
+
+static struct names rule_names(char kind, const char *const *cn, const char *const *dn, const char *const *dns,
+			       size_t ndns, const char *const *uris, size_t nuris)
+{
+	switch (kind) {
+	case 'C':
+		return (struct names){ cn, *cn && **cn ? 1 : 0 };
+	case 'N':
+		return (struct names){ dn, *dn && **dn ? 1 : 0 };
+	case 'D':
+		return (struct names){ dns, ndns };
+	default:
+		return (struct names){ uris, nuris };
+	}
+}
+
+static int literal_matches(const struct user_rule *r, const char *name)
 {
 	switch (r->kind) {
 	case 'C':
-		return cn && *cn && strcmp(r->ident, cn) == 0;
 	case 'N':
-		return dn && *dn && strcmp(r->ident, dn) == 0;
+		return strcmp(r->ident, name) == 0;
 	case 'D':
-		for (size_t i = 0; i < ndns; i++)
-			if (allow_match_dns(r->ident, dns[i]))
-				return 1;
-		return 0;
+		return allow_match_dns(r->ident, name);
 	default:
-		for (size_t i = 0; i < nuris; i++)
-			if (allow_match_uri(r->ident, uris[i]))
-				return 1;
-		return 0;
+		return allow_match_uri(r->ident, name);
+	}
+}
+
+struct ubuf {
+	char *p;
+	size_t len, cap;
+	int nomem;
+};
+
+static void ubuf_add(struct ubuf *b, const char *s, size_t n)
+{
+	if (b->nomem)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 64;
+		while (b->len + n + 1 > cap)
+			cap *= 2;
+		char *grown = realloc(b->p, cap);
+		if (!grown) {
+			b->nomem = 1;
+			return;
+		}
+		b->p = grown;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+/* A /regex rule's users for one name it matched: "\1" becomes the first group's
+ * match; a user that comes out empty is left out. */
+static void add_substituted(struct ubuf *b, const struct user_rule *r, const char *name, const regmatch_t *g)
+{
+	for (const char *u = r->users; *u; u += strlen(u) + 1) {
+		const char *sub = strstr(u, "\\1");
+		size_t glen = sub && g->rm_so >= 0 ? (size_t)(g->rm_eo - g->rm_so) : 0;
+		if (!sub) {
+			ubuf_add(b, u, strlen(u) + 1);
+			continue;
+		}
+		if ((size_t)(sub - u) + glen + strlen(sub + 2) == 0)
+			continue;
+		ubuf_add(b, u, (size_t)(sub - u));
+		ubuf_add(b, name + (glen ? g->rm_so : 0), glen);
+		ubuf_add(b, sub + 2, strlen(sub + 2) + 1);
 	}
 }
 
 int user_map_users(const struct user_map *m, const char *cn, const char *dn, const char *const *dns, size_t ndns,
 		   const char *const *uris, size_t nuris, char **out)
 {
-	size_t len = 0, cap = 64;
-	char *buf = malloc(cap);
-	for (size_t i = 0; buf && m && i < m->n; i++) {
+	struct ubuf b = { 0 };
+	ubuf_add(&b, "", 0); /* an empty list is "\0" */
+	for (size_t i = 0; m && i < m->n && !b.nomem; i++) {
 		const struct user_rule *r = &m->r[i];
-		if (!rule_matches(r, cn, dn, dns, ndns, uris, nuris))
-			continue;
-		if (len + r->users_len + 1 > cap) {
-			while (len + r->users_len + 1 > cap)
-				cap *= 2;
-			char *grown = realloc(buf, cap);
-			if (!grown)
-				free(buf);
-			buf = grown;
-			if (!buf)
-				break;
+		struct names nm = rule_names(r->kind, &cn, &dn, dns, ndns, uris, nuris);
+		for (size_t k = 0; k < nm.n; k++) {
+			regmatch_t g[2];
+			if (!r->re && literal_matches(r, nm.v[k])) {
+				ubuf_add(&b, r->users, r->users_len);
+				break; /* one match of a literal rule gives its users once */
+			}
+			if (r->re && regexec(r->re, nm.v[k], 2, g, 0) == 0)
+				add_substituted(&b, r, nm.v[k], &g[1]);
 		}
-		memcpy(buf + len, r->users, r->users_len);
-		len += r->users_len;
 	}
-	if (!buf)
+	if (b.nomem) {
+		free(b.p);
 		return -ENOMEM;
-	buf[len] = 0;
-	*out = buf;
+	}
+	b.p[b.len] = 0;
+	*out = b.p;
 	return 0;
 }
 

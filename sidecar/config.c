@@ -63,7 +63,8 @@ static const struct opt opts[] = {
 	  "the certificate; else FATAL 28000. Needs --verify require" },
 	{ "client-user-map", T_STR, O(client_user_map), NULL, NULL, 0, 0,
 	  "for --client-user-match map: lines of a certificate identity (CN=name, DN:subject, DNS:name, URI:pattern as "
-	  "--allow-uri) and the PostgreSQL users it may log in as, like pg_ident.conf" },
+	  "--allow-uri, or CN=/regex and the like) and the PostgreSQL users it may log in as (\\1: the regex's first "
+	  "group), like pg_ident.conf" },
 	{ "min-tls-version", T_STR, O(min_tls), "1.2", NULL, 0, 0, "minimum TLS version: 1.2 or 1.3" },
 	{ "ciphers", T_STR, O(ciphers), DEFAULT_CIPHERS, NULL, 0, 0,
 	  "TLS 1.2 cipher list (OpenSSL syntax); default: the kTLS-offloadable ECDHE AEADs" },

@@ -166,7 +166,7 @@ for io in $(ks_io_modes); do
 done
 
 note "--- --client-user-match map, io=$io"
-printf '# identity  users\n"CN=alice" app  # quoted, as pg_ident.conf allows\nURI:spiffe://example.org/ns/app/sa/*  app_ro\nCN=app app_bmp\n"DN:CN=corp,OU=payments,O=Example Corp,C=US" app\n' \
+printf '# identity  users\n"CN=alice" app  # quoted, as pg_ident.conf allows\nURI:spiffe://example.org/ns/app/sa/*  app_ro\nCN=app app_bmp\n"DN:CN=corp,OU=payments,O=Example Corp,C=US" app\nURI:/^spiffe://example\\.org/ns/app/sa/([a-z]+)$ sa_\\1\n' \
     >"$C/users.map"
 printf 'client-ca = %s\nverify = require\nclient-user-match = map\nclient-user-map = %s\n' "$C/ca.crt" "$C/users.map" \
     >"$C/um.conf"
@@ -175,7 +175,7 @@ log="$(fx_sidecar_log map)"
 is "$(fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1')" 1 "map: alice (CN=alice app) logs in as app"
 ok "... mallory (not in the map) as app: refused" refused_as mallory app
 ok "... CN=app, whose SPIFFE ID gives app_ro, and CN app_bmp: refused as app" refused_as appuser app
-like "$(cat "$log")" 'peer="spiffe://example.org/ns/app/sa/alice" cert_users="app_ro,app_bmp" user="app"' \
+like "$(cat "$log")" 'peer="spiffe://example.org/ns/app/sa/alice" cert_users="app_ro,app_bmp,sa_alice" user="app"' \
     "... the log names the certificate (a rule to write) and the users it gives"
 err="$(fx_psql "$(ks_dsn "$(as appuser)" user=app_bmp)" -c 'select 1' 2>&1)" || true
 like "$err" 'FATAL: +"trust" authentication failed' "... as app_bmp it passes, to PgBouncer (which does not know app_bmp)"
@@ -183,12 +183,17 @@ ok "... CN=app as a BMPString matches no CN rule, as in PostgreSQL: refused as a
 is "$(fx_psql "$(ks_dsn "$(as corp)")" -c 'select 4')" 4 \
     "map: corp, whose whole subject a DN: rule names (RFC 2253, as PostgreSQL's clientname=DN), logs in as app"
 ok "... and only as app: refused as app_ro" refused_as corp app_ro
+err="$(fx_psql "$(ks_dsn "$(as alice)" user=sa_alice)" -c 'select 1' 2>&1)" || true
+like "$err" 'FATAL: +"trust" authentication failed' \
+    "map: a URI /regex rule with \\1 lets alice in as sa_alice, to PgBouncer (which does not know sa_alice)"
+ok "... mallory, whose URI the /regex does not match, is refused as sa_alice" refused_as mallory sa_alice
+ok "... and alice as sa_mallory" refused_as alice sa_mallory
 printf 'CN=alice app\nCN=mallory app\n' >"$C/users.map.new" && mv "$C/users.map.new" "$C/users.map"
 mallory_in() { fx_psql "$(ks_dsn "$(as mallory)")" -c 'select 1' >/dev/null 2>&1; }
-like "$(cat "$log")" 'msg="clients log in only as the users the map gives their certificate".* rules=4' \
+like "$(cat "$log")" 'msg="clients log in only as the users the map gives their certificate".* rules=5' \
     "the startup log says users are bound, and how many rules the map has"
 is "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r '"\(.client_user_match) \(.client_user_map_rules)"')" \
-    "map 4" "show info: the mode, and the rules of the map in service"
+    "map 5" "show info: the mode, and the rules of the map in service"
 ok "a changed map is picked up without a restart: mallory admitted" _fx_wait_until 10 mallory_in
 like "$(cat "$log")" 'msg="certificates reloaded".* user_map_rules=2' "... the reload's log line counts its rules"
 reloads_partial() { "$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reloads_partial; }

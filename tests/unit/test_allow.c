@@ -154,9 +154,16 @@ static void test_user_map(void)
 		{ "CN=a a\rCN=b b\n", "line 1: a control character (byte 13)" },
 		{ "\"CN=a b\n", "line 1: a quote is not closed" },
 		{ "\"CN=a\"b c\n", "line 1: text right after a closing quote" },
-		{ "/^(.*)@corp$ \\1\n", "line 1: '/^(.*)@corp$': regular expressions (pg_ident's /regex) are not supported" },
+		{ "/^(.*)@corp$ \\1\n", "line 1: '/^(.*)@corp$': say which name the /regex is for: CN=/..." },
+		{ "CN=/^(a \\1\n", "line 1: '/^(a': " },
+		{ "CN=/^a$ \\1\n", "'/^a$': a user holds \\1, but the /regex has no (group) for it" },
+		{ "CN=/^(a)\\1$ x\n", "back-references (\\1 in the pattern) are not supported" },
+		{ "CN=/^a{2,3}$ x\n", "counted repetition ({n,m}) is not supported" },
+		{ "CN=/^[[:alpha:]]{9}$ x\n", "counted repetition" },
+		{ "CN=/(a) \\1\\1\n", "'\\1\\1': \\1 more than once" },
 		{ "CN=a +admins\n", "line 1: '+admins': role membership (pg_ident's +role) is not supported" },
-		{ "CN=a x\\1\n", "line 1: 'x\\1': \\1 substitutions are not supported" },
+		{ "CN=a x\\1\n", "line 1: 'x\\1': \\1 needs a /regex identity" },
+		{ "CN=a x\\y\n", "line 1: 'x\\y': a backslash" },
 		{ "CN=a \"\"\n", "line 1: an empty user name" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -190,6 +197,30 @@ static void test_user_map(void)
 	is_str(users_of(m, "x", "CN=alice"), "alice", "DN:CN=alice matches the DN CN=alice");
 	is_str(users_of(m, "bob", "CN=bob"), "", "DNS:CN=bob is a DNS-name rule: the DN CN=bob does not match it");
 	is_str(users_of(m, "Smith, John", ""), "jsmith", "a CN with a comma not followed by name= is a CN");
+	user_map_free(m);
+	const char *res = "CN=/^(.*)@example\\.com$ \\1 \"ro_\\1\" audit\n"
+			  "URI:/^spiffe://td/ns/billing/sa/([a-z_]+)$ \\1\n"
+			  "\"DN:/^CN=([^,]*),OU=data,O=Example Corp,C=US$\" etl_\\1\n"
+			  "CN=/^[]x]+$ bracket\n"
+			  "CN=/^(q*)$ \\1\n";
+	is(user_map_parse(res, strlen(res), &m, err, sizeof(err)), 0, "/regex rules parse (%s)", err);
+	is_str(users_of(m, "alice@example.com", ""), "alice,ro_alice,audit",
+	       "a CN /regex: \\1 is the first group's match, in any user, quoted or not");
+	is_str(users_of(m, "alice@example.com.evil", ""), "", "... anchored with ^ and $, it matches nothing else");
+	is_str(users_of(m, "alice@exampleXcom", ""), "", "... and \\. is a literal dot");
+	is_str(users_of(m, "none", "CN=load,OU=data,O=Example Corp,C=US"), "etl_load", "a DN /regex gives etl_load");
+	is_str(users_of(m, "]x]", ""), "bracket", "a bracket expression may hold ]");
+	is_str(users_of(m, "", ""), "", "no CN: no CN rule, regex or not, matches");
+	is_str(users_of(m, "qq", ""), "qq", "a group that matches gives that user");
+	char *users_re = NULL;
+	const char *u2[] = { "spiffe://td/ns/billing/sa/api", "spiffe://td/ns/billing/sa/batch", "spiffe://td/ns/x/sa/y" };
+	user_map_users(m, "", "", NULL, 0, u2, 3, &users_re);
+	is_str(joined(users_re), "api,batch", "a URI /regex gives a user for every URI SAN it matches");
+	free(users_re);
+	user_map_free(m);
+	const char *emptyg = "CN=/^(x*)y$ \\1\n";
+	is(user_map_parse(emptyg, strlen(emptyg), &m, err, sizeof(err)), 0, "a group that may match nothing parses");
+	is_str(users_of(m, "y", ""), "", "... and a user that comes out empty is left out, not the end of the list");
 	user_map_free(m);
 	const char *none[] = { "", "# all access revoked\n", "\xef\xbb\xbf\n" };
 	for (size_t i = 0; i < 3; i++) {
