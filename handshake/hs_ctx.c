@@ -207,6 +207,16 @@ static void names_put(struct cert_names *n)
 	GENERAL_NAMES_free(n->gens);
 }
 
+/* The name the log gives a client certificate: its first URI SAN, else CN=. */
+static void peer_of(const struct cert_names *n, char *peer, size_t peerlen)
+{
+	int room = (int)peerlen - 4; /* a longer name is cut, as the log's field is */
+	if (n->nuris)
+		snprintf(peer, peerlen, "%.*s", room + 3, n->uris[0]);
+	else
+		snprintf(peer, peerlen, "CN=%.*s", room, n->cn);
+}
+
 static int names_allowed(const struct hs_settings *st, const struct cert_names *n, char *peer, size_t peerlen,
 			 const char **why)
 {
@@ -217,10 +227,7 @@ static int names_allowed(const struct hs_settings *st, const struct cert_names *
 		return 0;
 	}
 	/* an unusable CN is not compared: the certificate may still match by SAN */
-	if (n->nuris)
-		snprintf(peer, peerlen, "%s", n->uris[0]);
-	else
-		snprintf(peer, peerlen, "CN=%s", n->cn);
+	peer_of(n, peer, peerlen);
 	if (n->nomem)
 		return 0;
 	return allow_check(st, n->cn, n->dns, n->ndns, n->uris, n->nuris);
@@ -290,6 +297,13 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *xs)
 	struct hs_conn *c = ssl ? SSL_get_ex_data(ssl, hs_ssl_index) : NULL;
 	int depth = X509_STORE_CTX_get_error_depth(xs);
 	if (!preverify_ok) {
+		X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+		if (c && !c->peer[0] && leaf) { /* who the refused client says it is (unverified) */
+			struct cert_names n;
+			names_get(leaf, &n, 0);
+			peer_of(&n, c->peer, sizeof(c->peer));
+			names_put(&n);
+		}
 		if (c) {
 			char r[160];
 			chain_reason(xs, r, sizeof(r));
@@ -464,7 +478,7 @@ static int load_user_map(struct hs_ctx *ctx, const char *file, char *err, size_t
 			snprintf(err, errlen, "cannot load client user map %s: %s", file,
 				 n < 0 ? strerror(errno) : "it changed while read (try again once it is written)");
 		} else {
-			char why[200];
+			char why[320];
 			if ((rc = user_map_parse(buf, got, &ctx->user_map, why, sizeof(why))))
 				snprintf(err, errlen, "client user map %s: %s", file, why);
 		}
@@ -644,11 +658,16 @@ static X509 *read_chain(const char *file, STACK_OF(X509) **rest)
 	return leaf;
 }
 
-/* Print a users list "a\0b\0\0" as "a, b". */
+/* Print a users list "a\0b\0\0" as "a, b", each once. */
 static void print_users(FILE *f, const char *users)
 {
-	for (const char *u = users; *u; u += strlen(u) + 1)
-		fprintf(f, "%s%s", u == users ? "" : ", ", u);
+	for (const char *u = users; *u; u += strlen(u) + 1) {
+		const char *v = users;
+		while (v < u && strcmp(v, u))
+			v += strlen(v) + 1;
+		if (v == u)
+			fprintf(f, "%s%s", u == users ? "" : ", ", u);
+	}
 }
 
 int hs_ctx_check_client(struct hs_ctx *ctx, const char *file, const char *user, FILE *f)
@@ -726,14 +745,19 @@ int hs_ctx_check_client(struct hs_ctx *ctx, const char *file, const char *user, 
 		if (*users)
 			print_users(f, users);
 		else
-			fprintf(f, "none (%s)", ctx->s.user_match == HS_USER_CN ? "no usable subject CN"
-										: "no rule of the map names this certificate");
+			fprintf(f, "none (%s): every login is refused",
+				ctx->s.user_match == HS_USER_CN ? "no usable subject CN"
+								: "no rule of the map names this certificate");
 		fprintf(f, "\n");
+		if (!*users && ok == 1)
+			ok = 0;
 	}
 	if (user) {
 		int may = !users || user_list_has(users, user);
 		fprintf(f, "  log in as \"%s\": %s\n", user,
-			ok != 1 ? "refused (the certificate is)" : may ? "allowed" : "refused (FATAL 28000)");
+			ok != 1 && may ? "refused: the certificate is refused"
+			: may	       ? "allowed"
+				       : "refused (FATAL 28000)");
 		if (!may && ok == 1)
 			ok = 0;
 	}

@@ -34,7 +34,7 @@ static int map_fail(char *err, size_t errlen, unsigned line, const char *fmt, ..
 	__attribute__((format(printf, 4, 5)));
 static int map_fail(char *err, size_t errlen, unsigned line, const char *fmt, ...)
 {
-	char why[160];
+	char why[256];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
@@ -243,15 +243,33 @@ static int check_users(const struct field *f, size_t nf, int is_re, unsigned lin
 	return 0;
 }
 
+/* A DN: "/regex" that is rather a subject in OpenSSL's one-line form ("/C=US/O=x/CN=y"):
+ * name= at its start and after a later '/'. */
+static int reads_as_slash_dn(const char *s, size_t len)
+{
+	size_t n = 0;
+	while (n < len && isalpha((unsigned char)s[n]))
+		n++;
+	if (!n || n == len || s[n] != '=')
+		return 0;
+	const char *slash = memchr(s + n, '/', len - n);
+	if (!slash)
+		return 0;
+	size_t i = (size_t)(slash - s) + 1, k = i;
+	while (k < len && isalpha((unsigned char)s[k]))
+		k++;
+	return k > i && k < len && s[k] == '=';
+}
+
 static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsigned line, char *err, size_t errlen)
 {
 	int shown = (int)(f[0].len > 64 ? 64 : f[0].len);
 	size_t plen, skip;
 	char kind = ident_kind(&f[0], &plen);
 	/* fields are not NUL-terminated: compare within their length only */
-	if (!kind && nf > 1 && ident_kind(&f[1], &skip))
-		return map_fail(err, errlen, line, "'%.*s': there is no map-name column (pg_ident's first): drop it",
-				shown, f[0].s);
+	if (!kind && nf > 1 && (ident_kind(&f[1], &skip) || (f[1].len && f[1].s[0] == '/')))
+		return map_fail(err, errlen, line, "'%.*s': there is no map-name column (pg_ident's first): drop it%s",
+				shown, f[0].s, ident_kind(&f[1], &skip) ? "" : ", and say which name the /regex is for: CN=/...");
 	if (!kind && !f[0].quoted && f[0].len && f[0].s[0] == '/')
 		return map_fail(err, errlen, line, "'%.*s': say which name the /regex is for: CN=/..., DN:/..., "
 				"DNS:/... or URI:/...", shown, f[0].s);
@@ -264,8 +282,11 @@ static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsign
 	if (idlen > MAP_IDENT_MAX)
 		return map_fail(err, errlen, line, "an identity over %d bytes", MAP_IDENT_MAX);
 	if (kind == 'C' && !is_re && reads_as_dn(id, idlen))
-		return map_fail(err, errlen, line, "'%.*s' reads as a whole subject: write \"DN:%.*s\" to match the "
-				"subject, as PostgreSQL's clientname=DN", shown, f[0].s, shown, f[0].s);
+		return map_fail(err, errlen, line, "'%.*s' reads as a whole subject: to match the subject (as "
+				"clientname=DN), write the whole field double-quoted with DN: before it", shown, f[0].s);
+	if (kind == 'N' && is_re && reads_as_slash_dn(id + 1, idlen - 1))
+		return map_fail(err, errlen, line, "'%.*s' is a subject in OpenSSL's /C=../CN=.. form, read as a /regex: "
+				"DN: takes RFC 2253 (CN=..,O=..,C=..; check --client-cert prints it)", shown, f[0].s);
 	if (kind == 'N' && !f[0].quoted)
 		return map_fail(err, errlen, line, "'%.*s': double-quote a DN: identity (its values may hold blanks: "
 				"\"DN:CN=a,O=Example Corp\")", shown, f[0].s);

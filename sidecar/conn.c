@@ -637,8 +637,12 @@ static void handshake_read(struct conn *c, int res)
 
 static void handshake_failed(struct conn *c)
 {
-	char extra[512], why[400];
-	snprintf(extra, sizeof(extra), "reason=\"%s\"", log_esc(why, sizeof(why), hs_conn_reason(c->tls)));
+	char extra[720], why[400], peer[260];
+	/* the certificate's name, unverified where its chain was refused: which client to chase */
+	snprintf(c->tls_peer, sizeof(c->tls_peer), "%s", hs_conn_peer(c->tls));
+	snprintf(extra, sizeof(extra), "reason=\"%s\"%s%s%s", log_esc(why, sizeof(why), hs_conn_reason(c->tls)),
+		 c->tls_peer[0] ? " peer=\"" : "", c->tls_peer[0] ? log_esc(peer, sizeof(peer), c->tls_peer) : "",
+		 c->tls_peer[0] ? "\"" : "");
 	conn_log(c, LOG_WARN, "handshake failed", extra);
 	STAT_INC(c->w, handshakes_failed);
 	c->reason = CR_HANDSHAKE_FAILED;

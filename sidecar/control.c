@@ -75,7 +75,7 @@ static int snapshot(void *ctx, struct admin_snapshot *out)
 {
 	/* the admin thread is the only caller: static buffers outlive the render */
 	static struct utsname u;
-	static char subject[256], sans[512], serial[100], not_after[64], reload_at[32], reload_result[256],
+	static char subject[256], sans[512], serial[100], not_after[64], reload_at[32], reload_result[768],
 		io_features[160], crl_next[32];
 	struct sidecar *sc = ctx;
 	uname(&u);
@@ -296,7 +296,7 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 		cfg = NULL;
 		cfg_rc = -EINVAL;
 	}
-	int rc = control_load_tls(sc, cfg ? cfg : sc->tls_cfg, NULL, &next, err, sizeof(err));
+	int rc = control_load_tls(sc, cfg ? cfg : sc->tls_cfg, NULL, &next, err, sizeof(err)), map_kept = 0;
 	if (rc && sc->tls_cfg->client_user_match == USER_MATCH_MAP) {
 		/* a map that does not load (a typo, a file --user cannot read) must not hold up
 		 * certificate rotation: if the settings in service with the map in service load,
@@ -304,7 +304,8 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 		struct hs_ctx *kept = NULL;
 		char err2[512];
 		if (!control_load_tls(sc, sc->tls_cfg, sc->hs, &kept, err2, sizeof(err2))) {
-			snprintf(cfgerr, sizeof(cfgerr), "%s; the map in service stays", err);
+			snprintf(cfgerr, sizeof(cfgerr), "%s", err);
+			map_kept = 1;
 			config_put(sc, cfg);
 			cfg = NULL;
 			cfg_rc = -EINVAL;
@@ -347,9 +348,10 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 			cl = (size_t)snprintf(crls, sizeof(crls), " client_crls=%d stale=%d", ncrl, stale);
 		if (rules >= 0 && cl < sizeof(crls))
 			snprintf(crls + cl, sizeof(crls) - cl, " user_map_rules=%d", rules);
-		if (cfg_rc) { /* the reason first: show info keeps the first 255 bytes */
-			snprintf(msg, msglen, "configuration not re-read, the settings in service stay: %s; "
-					      "certificates reloaded: subject=%s not_after=%s%s",
+		if (cfg_rc) { /* the reason first: show info keeps the first 767 bytes */
+			snprintf(msg, msglen, "%s: %s; certificates reloaded: subject=%s not_after=%s%s",
+				 map_kept ? "client user map not taken, it and the settings in service stay"
+					  : "configuration not re-read, the settings in service stay",
 				 cfgerr, hs_ctx_subject(next), hs_ctx_not_after(next), crls);
 			note_reload(sc, msg);
 			sc->reloads_partial++;
@@ -375,7 +377,9 @@ int control_reload(struct sidecar *sc, char *msg, size_t msglen)
 	config_put(sc, cfg);
 	hs_ctx_put(old);
 	if (cfg_rc)
-		log_error("control", "configuration not re-read; the settings in service stay", "error=\"%s\"", cfgerr);
+		log_error("control", map_kept ? "client user map not taken; it and the settings in service stay"
+					      : "configuration not re-read; the settings in service stay",
+			  "error=\"%s\"", cfgerr);
 	if (rc)
 		log_error("control", "certificate reload failed", "error=\"%s\"", err);
 	else

@@ -511,7 +511,7 @@ static int wait_for_signals(struct sidecar *sc, int wfd)
 			reload_at = now_monotonic_ms() + 500;
 		if (reload_at && now_monotonic_ms() >= reload_at) {
 			reload_at = 0;
-			log_info("main", "certificate files changed, reloading", "%s", "");
+			log_info("main", "watched files changed, reloading", "%s", "");
 			control_reload(sc, msg, sizeof(msg));
 		}
 		if (wfd >= 0 && atomic_exchange(&sc->watch_dirty, 0))
@@ -729,19 +729,22 @@ static int take_flag(int *argc, char **argv, const char *name, const char **valu
 }
 
 /* check's account of what run would serve. 1 when it would refuse clients wholesale:
- * a server certificate not valid now, or a client CRL past its next update (every
- * client of that CA refused); else 0. */
+ * a server certificate not valid now, a client CRL past its next update, or a client
+ * CA without a CRL where CRLs are checked (every client of that CA refused); else 0. */
 static int print_summary(const struct sidecar *sc, const struct config *cfg)
 {
 	int stale;
 	long long next;
 	int crls = hs_ctx_crls(sc->hs, &stale, &next);
+	const char *ca;
+	int no_crl = hs_ctx_cas_without_crl(sc->hs, &ca);
 	int bad_cert = hs_ctx_expired(sc->hs) || hs_ctx_not_before(sc->hs);
 	long long left = (hs_ctx_not_after_unix(sc->hs) - (long long)time(NULL)) / 86400;
 	printf("configuration: 'run' would start%s\n",
-	       bad_cert ? ", but clients refuse its certificate"
-	       : stale	? ", but refuse every client of a CA whose CRL is past its next update"
-			: "");
+	       bad_cert	 ? ", but clients refuse its certificate"
+	       : stale	 ? ", but refuse every client of a CA whose CRL is past its next update"
+	       : no_crl ? ", but refuse every client of a client CA that has no CRL in --client-crl"
+			 : "");
 	printf("  listen: %s (not bound by check)\n  backend: %s\n", cfg->listen, cfg->backend);
 	printf("  certificate: %s (%s)\n", hs_ctx_describe(sc->hs),
 	       hs_ctx_expired(sc->hs) ? "EXPIRED" : hs_ctx_not_before(sc->hs) ? "NOT VALID YET" : "valid");
@@ -754,13 +757,14 @@ static int print_summary(const struct sidecar *sc, const struct config *cfg)
 	static const char *const verify[] = { "none", "optional", "require" };
 	printf("  client certificates: %s", verify[cfg->verify]);
 	if (cfg->verify && cfg->client_crl && cfg->client_crl[0])
-		printf(", CRLs of %d CA(s), %d past their next update", crls, stale);
+		printf(", CRLs for %d CA(s) (%d past their next update), client CAs without one: %d%s%s%s", crls, stale,
+		       no_crl, no_crl ? " (" : "", no_crl ? ca : "", no_crl ? ")" : "");
 	if (hs_ctx_user_match(sc->hs) == HS_USER_CN)
 		printf(", users: the subject CN");
 	else if (hs_ctx_user_match(sc->hs) == HS_USER_MAP)
 		printf(", users: the map's (rules: %d)", hs_ctx_user_map_rules(sc->hs));
 	printf("\n");
-	return bad_cert || stale;
+	return bad_cert || stale || no_crl;
 }
 
 /* `check`: everything `run` does before it binds, then a summary; with --client-cert,

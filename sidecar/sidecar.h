@@ -106,7 +106,7 @@ struct sidecar {
 	_Atomic int watch_dirty;           /* a reload was tried: watch the files again */
 	struct hs_ctx *hs;                 /* current TLS context, swapped under hs_lock */
 	pthread_mutex_t hs_lock;
-	char reload_at[32], reload_result[256];
+	char reload_at[32], reload_result[768];
 	uint64_t reloads_ok, reloads_failed; /* under hs_lock */
 	uint64_t reloads_partial;          /* certificates reloaded, configuration not re-read */
 	struct backend_addr backends[KS_MAX_BACKENDS]; /* --backend, resolved at start */

@@ -63,6 +63,8 @@ is "$(fx_psql "$(ks_dsn "$(as alice)")" -c 'select 1')" 1 "--client-crl: alice, 
 err="$(fx_psql "$(ks_dsn "$(as carol)")" -c 'select 1' 2>&1)" || true
 like "$err" 'alert' "--client-crl: carol, revoked, is refused with a TLS alert"
 like "$(cat "$log")" 'client certificate rejected at depth 0: certificate revoked' "... and the log says she is revoked"
+like "$(cat "$log")" 'reason="client certificate rejected at depth 0: certificate revoked".* peer="spiffe://example.org/ns/app/sa/alice"' \
+    "... and who she says she is (her URI SAN, unverified: the chain was refused)"
 info="$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json)"
 is "$(jq -r '"\(.client_crls) \(.client_crls_stale)"' <<<"$info")" "1 0" "show info: one client CRL, none past its next update"
 want="$(date -u -d "$(openssl crl -in "$C/crl/clients.crl" -noout -nextupdate | cut -d= -f2)" +%s)"
@@ -201,8 +203,8 @@ printf 'CN=alice app\nmallory app\n' >"$C/users.map.new" && mv "$C/users.map.new
 partial_reload() { [[ "$(reloads_partial)" -ge 1 ]]; }
 ok "a map with a bad line: the reload is partial" _fx_wait_until 10 partial_reload
 like "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info json | jq -r .reload_result)" \
-    "client user map $C/users.map: line 2: 'mallory' is not CN=name.*the map in service stays; certificates reloaded" \
-    "... naming the file and line: the map in service stays, the certificates still rotate"
+    "client user map not taken, it and the settings in service stay: client user map $C/users.map: line 2: 'mallory' is not CN=name.*; certificates reloaded: subject=/CN=localhost not_after=[0-9TZ:-]+ user_map_rules=2$" \
+    "... naming the file and line: the map in service stays, the certificates still rotate (all of it, not cut)"
 ok "... and the map in service stays: mallory admitted" mallory_in
 like "$("$KTLS_SIDECAR" ctl --admin-socket "$KS_ADMIN" show info)" 'client_user_match +\| map \(2 rules\)' \
     "... show info says so: the 2 rules of the map before"

@@ -119,11 +119,17 @@ like "$OUT" 'not revoked in --client-crl' "... checked against the CRL"
 chk "${MTLS[@]}" --client-cert "$C/carol.crt"
 is "$RC" 0 "carol without --client-crl: admitted (as a handshake would)"
 fx_ca -gencrl -crlsec 1 -out "$FX_DIR/stale.crl" || BAIL_OUT "openssl ca -gencrl failed"
+fx_ca -gencrl -crldays 7 -cert "$C/untrusted-ca.crt" -keyfile "$C/untrusted-ca.key" -out "$C/untrusted.crl" ||
+    BAIL_OUT "openssl ca -gencrl (untrusted CA) failed"
 sleep 2
 chk "${MTLS[@]}" --client-crl "$FX_DIR/stale.crl"
 is "$RC" 1 "a client CRL past its next update: exit 1 (run starts, but refuses every client of that CA)"
 like "$OUT" "would start, but refuse every client of a CA whose CRL is past its next update" "... saying so"
-like "$OUT" 'CRLs of 1 CA\(s\), 1 past their next update' "... and counting it"
+like "$OUT" 'CRLs for 1 CA\(s\) \(1 past their next update\), client CAs without one: 0' "... and counting it"
+chk --client-ca "$C/ca.crt" --verify require --client-crl "$C/untrusted.crl"
+is "$RC" 1 "a --client-crl with no CRL for the client CA: exit 1 (run starts, but refuses all its clients)"
+like "$OUT" "would start, but refuse every client of a client CA that has no CRL" "... saying so"
+like "$OUT" 'client CAs without one: 1 \(/CN=ktls-sidecar test CA\)' "... naming the CA"
 chk "${MTLS[@]}" --client-crl "$FX_DIR/stale.crl" --client-cert "$C/alice.crt"
 like "$OUT" 'chain: refused: .*CRL has expired' "... alice is refused: the handshake's reason"
 chk "${MTLS[@]}" --client-cert "$C/server.crt"
@@ -180,8 +186,10 @@ like "$OUT" 'users: app, reporting' "... the users of her rule"
 chk "${MAP[@]}" --client-cert "$C/alice.crt" --pg-user postgres
 is "$RC" 1 "map: alice as postgres: exit 1"
 chk "${MAP[@]}" --client-cert "$C/wronghost.crt"
-like "$OUT" 'users: none \(no rule of the map names this certificate\)' \
+like "$OUT" 'users: none \(no rule of the map names this certificate\): every login is refused' \
     "map: a certificate no rule names gets no user"
+is "$RC" 1 "... exit 1 without --pg-user too: it can log in as no one"
+like "$OUT" 'verdict: refused' "... verdict: refused"
 chk "${MAP[@]}" --client-cert "$C/corp.crt"
 like "$OUT" 'subject: CN=corp,OU=payments,O=Example Corp,C=US' \
     "the subject is shown as a DN: rule is written (RFC 2253, the last RDN first)"
@@ -193,7 +201,7 @@ is "$RC" 0 "map: that identity, pasted into a rule, gives its users"
 like "$OUT" 'users: app_rw' "... app_rw"
 chk "${MAP[@]}" --client-cert "$C/expired.crt" --pg-user app
 is "$RC" 1 "map: an expired certificate whose identity the map names: exit 1"
-like "$OUT" 'log in as "app": refused \(the certificate is\)' "... the login too"
+like "$OUT" 'log in as "app": refused: the certificate is refused' "... the login too"
 printf 'URI:/^spiffe://example\\.org/ns/([a-z]+)/sa/([a-z]+)$ \\1_rw\n' >"$FX_DIR/re.map"
 chk "${MTLS[@]}" --client-user-match map --client-user-map "$FX_DIR/re.map" --client-cert "$C/alice.crt" --pg-user app_rw
 is "$RC" 0 "map: a URI /regex rule: alice may log in as app_rw (\\1 is the namespace)"

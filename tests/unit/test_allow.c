@@ -142,7 +142,10 @@ static void test_user_map(void)
 		{ "\"DN:\" app\n", "line 1: 'DN:' is not CN=name" },
 		{ "DN:CN=etl,O=Example Corp etl\n", "line 1: 'DN:CN=etl,O=Example': double-quote a DN: identity" },
 		{ "\"CN=etl,O=Example Corp,C=US\" etl\n",
-		  "line 1: 'CN=etl,O=Example Corp,C=US' reads as a whole subject: write \"DN:CN=etl,O=Example Corp,C=US\"" },
+		  "line 1: 'CN=etl,O=Example Corp,C=US' reads as a whole subject: to match the subject (as clientname=DN), "
+		  "write the whole field double-quoted with DN: before it" },
+		{ "\"DN:/C=US/O=Example Corp/CN=etl\" etl\n", "is a subject in OpenSSL's /C=../CN=.. form, read as a /regex" },
+		{ "certmap /^(.*)$ \\1\n", "'certmap': there is no map-name column (pg_ident's first): drop it, and say which name" },
 		{ "CN=a+UID=b x\n", "reads as a whole subject" },
 		{ "\"CN=etl, o=x\" x\n", "reads as a whole subject" },
 		{ "\n# x\nCN=alice\n", "line 3: 'CN=alice' names no user" },
