@@ -432,7 +432,8 @@ static void ubuf_add(struct ubuf *b, const char *s, size_t n)
 }
 
 /* A /regex rule's users for one name it matched: "\1" becomes the first group's
- * match; a user that comes out empty is left out. */
+ * match; a user that comes out empty, or longer than PostgreSQL keeps whole (no
+ * login could match it), is left out. */
 static void add_substituted(struct ubuf *b, const struct user_rule *r, const char *name, const regmatch_t *g)
 {
 	for (const char *u = r->users; *u; u += strlen(u) + 1) {
@@ -442,7 +443,8 @@ static void add_substituted(struct ubuf *b, const struct user_rule *r, const cha
 			ubuf_add(b, u, strlen(u) + 1);
 			continue;
 		}
-		if ((size_t)(sub - u) + glen + strlen(sub + 2) == 0)
+		size_t len = (size_t)(sub - u) + glen + strlen(sub + 2);
+		if (len == 0 || len > PG_USER_MAX)
 			continue;
 		ubuf_add(b, u, (size_t)(sub - u));
 		ubuf_add(b, name + (glen ? g->rm_so : 0), glen);

@@ -215,6 +215,10 @@ static void test_user_map(void)
 	is_str(users_of(m, "]x]", ""), "bracket", "a bracket expression may hold ]");
 	is_str(users_of(m, "", ""), "", "no CN: no CN rule, regex or not, matches");
 	is_str(users_of(m, "qq", ""), "qq", "a group that matches gives that user");
+	char q64[65];
+	memset(q64, 'q', 64);
+	q64[64] = 0;
+	is_str(users_of(m, q64, ""), "", "... but not one over 63 bytes, which no login could match");
 	char *users_re = NULL;
 	const char *u2[] = { "spiffe://td/ns/billing/sa/api", "spiffe://td/ns/billing/sa/batch", "spiffe://td/ns/x/sa/y" };
 	user_map_users(m, "", "", NULL, 0, u2, 3, &users_re);
