@@ -788,8 +788,8 @@ static int cmd_check(int argc, char **argv)
 		       "io_uring and kTLS, without binding or serving. Exit status 0 when 'run' would start\n"
 		       "and serve; 1 when the options are valid but it would not start (a file, an address),\n"
 		       "would refuse clients wholesale (a server certificate not valid now, a client CRL past\n"
-		       "its next update), or the client certificate or login asked about is refused; 2 when\n"
-		       "the options themselves are wrong, where 'run' exits 2 too.\n"
+		       "its next update, a client CA without a CRL), or the client certificate or login asked\n"
+		       "about is refused; 2 when the options themselves are wrong, where 'run' exits 2 too.\n"
 		       "  --client-cert FILE   also check a client certificate (PEM, then its intermediates) as a\n"
 		       "                       handshake would: chain, CRLs, allow-lists, the users it may log in as\n"
 		       "  --pg-user NAME       and whether it may log in as this PostgreSQL user (exit 1 if not)\n");
@@ -809,7 +809,7 @@ static int cmd_check(int argc, char **argv)
 		rc = 1;
 	}
 	if (rc) {
-		printf("configuration: refused, 'run' would not start (the reason is above)\n");
+		printf("configuration: refused, 'run' would not start (the reason is on stderr)\n");
 		if (sc.hs)
 			hs_ctx_put(sc.hs);
 		config_free(&cfg);
