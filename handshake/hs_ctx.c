@@ -658,6 +658,18 @@ static X509 *read_chain(const char *file, STACK_OF(X509) **rest)
 	return leaf;
 }
 
+/* Print text from a certificate to a terminal: control bytes as '?'; with quote, a '"'
+ * doubled, as a map's quoted field holds it. */
+static void put_clean(FILE *f, const char *s, int quote)
+{
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (quote && ch == '"')
+			fputc('"', f);
+		fputc(ch < 0x20 || ch == 0x7f ? '?' : ch, f);
+	}
+}
+
 /* Print a users list "a\0b\0\0" as "a, b", each once. */
 static void print_users(FILE *f, const char *users)
 {
@@ -665,8 +677,10 @@ static void print_users(FILE *f, const char *users)
 		const char *v = users;
 		while (v < u && strcmp(v, u))
 			v += strlen(v) + 1;
-		if (v == u)
-			fprintf(f, "%s%s", u == users ? "" : ", ", u);
+		if (v != u)
+			continue;
+		fputs(u == users ? "" : ", ", f);
+		put_clean(f, u, 0);
 	}
 }
 
@@ -682,17 +696,19 @@ int hs_ctx_check_client(struct hs_ctx *ctx, const char *file, const char *user, 
 	}
 	struct cert_names n;
 	names_get(leaf, &n, 1);
-	fprintf(f, "client certificate %s\n  subject: %s\n", file,
-		n.dn[0]					      ? n.dn
-		: X509_NAME_entry_count(X509_get_subject_name(leaf)) ? "(unusable: not printable in RFC 2253 form, "
+	fprintf(f, "client certificate %s\n  subject: ", file);
+	put_clean(f,
+		  n.dn[0]					? n.dn
+		  : X509_NAME_entry_count(X509_get_subject_name(leaf)) ? "(unusable: not printable in RFC 2253 form, "
 									 "or over 1024 bytes)"
-									: "(empty)");
+									: "(empty)",
+		  0);
 	if (n.dn[0]) { /* as a map rule writes it: quoted, quotes doubled */
-		fprintf(f, "  as a map identity: \"DN:");
-		for (const char *p = n.dn; *p; p++)
-			fputs(*p == '"' ? "\"\"" : (char[]){ *p, 0 }, f);
-		fprintf(f, "\"\n");
+		fprintf(f, "\n  as a map identity: \"DN:");
+		put_clean(f, n.dn, 1);
+		fputc('"', f);
 	}
+	fputc('\n', f);
 	int ok = 1;
 	if (!ctx->s.verify) {
 		fprintf(f, "  chain: not checked: --verify none, the sidecar asks for no client certificate\n");
@@ -724,7 +740,9 @@ int hs_ctx_check_client(struct hs_ctx *ctx, const char *file, const char *user, 
 	char peer[192];
 	const char *why;
 	int allowed = names_allowed(&ctx->s, &n, peer, sizeof(peer), &why);
-	fprintf(f, "  identity: %s\n", peer);
+	fprintf(f, "  identity: ");
+	put_clean(f, peer, 0);
+	fputc('\n', f);
 	if (!ctx->s.verify) {
 		/* the allow-lists need a certificate the handshake asks for */
 	} else if (!allowed) {

@@ -154,6 +154,12 @@ like "$OUT" 'subject: CN=alice' "... the first certificate is the client's"
 chk --client-cert "$C/alice.crt"
 is "$RC" 0 "--verify none: a client certificate changes nothing (exit 0)"
 like "$OUT" 'chain: not checked: --verify none' "... saying that none is asked for"
+openssl req -config "$C/openssl.cnf" -utf8 -new -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$FX_DIR/esc.key" -out "$FX_DIR/esc.crt" -days 3 -subj $'/CN=a\x1b[31mred' -CA "$C/ca.crt" \
+    -CAkey "$C/ca.key" -extensions wronghost_ext >>"$C/openssl.log" 2>&1 || BAIL_OUT "the ESC certificate could not be made"
+chk "${MTLS[@]}" --client-cert "$FX_DIR/esc.crt"
+like "$OUT" 'identity: CN=a\?\[31mred' "a control byte in a certificate's CN reaches the terminal as '?'"
+like "$OUT" 'subject: CN=a\\1B\[31mred' "... and the DN escapes it, as RFC 2253 does"
 chk "${MTLS[@]}" --client-cert "$FX_DIR/no-such.pem"
 is "$RC" 1 "a client certificate file that does not exist: exit 1"
 like "$OUT" 'cannot read a PEM certificate' "... saying so"
