@@ -157,24 +157,36 @@ static int reads_as_dn(const char *s, size_t len)
 	return 0;
 }
 
-/* What a /regex identity may hold, beyond what regcomp checks: no back-reference
- * and no counted repetition ({n,m}), the two that make POSIX regex matching
- * expensive in time or memory; certificates bring the text it is run against. */
+/* What a /regex identity may hold, beyond what regcomp checks: no back-reference,
+ * no counted repetition ({n,m}), and no repetition (*, + or ?) that does not follow
+ * an atom ("a++", "(*", "^?": undefined in POSIX, and glibc's regcomp takes
+ * exponential time over a run of them). These make matching expensive in time or
+ * memory, and certificates bring the text it is run against. */
 static const char *regex_refused(const char *pat, size_t len)
 {
+	int atom = 0; /* the last thing read can be repeated */
 	for (size_t i = 0; i < len; i++) {
-		if (pat[i] == '[') { /* a bracket expression: "[]a]" and "[^]a]" hold a ']' */
+		char ch = pat[i];
+		if (ch == '[') { /* a bracket expression: "[]a]" and "[^]a]" hold a ']' */
 			size_t j = i + 1;
 			j += j < len && pat[j] == '^';
 			j += j < len && pat[j] == ']';
 			while (j < len && pat[j] != ']')
 				j++;
 			i = j;
-		} else if (pat[i] == '\\' && i + 1 < len) {
+			atom = 1;
+		} else if (ch == '\\' && i + 1 < len) {
 			if (pat[++i] >= '1' && pat[i] <= '9')
 				return "back-references (\\1 in the pattern) are not supported";
-		} else if (pat[i] == '{') {
+			atom = 1;
+		} else if (ch == '{') {
 			return "counted repetition ({n,m}) is not supported: spell it out, or use + and *";
+		} else if (ch == '*' || ch == '+' || ch == '?') {
+			if (!atom)
+				return "a *, + or ? that follows no character or group (as in a++ or (*) is not supported";
+			atom = 0;
+		} else {
+			atom = ch != '(' && ch != '|' && ch != '^';
 		}
 	}
 	return NULL;
