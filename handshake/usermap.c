@@ -157,37 +157,68 @@ static int reads_as_dn(const char *s, size_t len)
 	return 0;
 }
 
-/* What a /regex identity may hold, beyond what regcomp checks: no back-reference,
- * no counted repetition ({n,m}), and no repetition (*, + or ?) that does not follow
- * an atom ("a++", "(*", "^?": undefined in POSIX, and glibc's regcomp takes
- * exponential time over a run of them). These make matching expensive in time or
+/* The end of the bracket expression that opens at pat[i] ('['): the index of its ']',
+ * or len. "[]a]" and "[^]a]" hold a ']'; so do "[:alpha:]", "[=a=]" and "[.-.]". */
+static size_t bracket_end(const char *pat, size_t i, size_t len)
+{
+	size_t j = i + 1;
+	j += j < len && pat[j] == '^';
+	j += j < len && pat[j] == ']';
+	for (; j < len && pat[j] != ']'; j++) {
+		if (pat[j] != '[' || j + 1 >= len || (pat[j + 1] != ':' && pat[j + 1] != '=' && pat[j + 1] != '.'))
+			continue;
+		char close = pat[j + 1];
+		size_t k = j + 2;
+		while (k + 1 < len && !(pat[k] == close && pat[k + 1] == ']'))
+			k++;
+		j = k + 1; /* on the class's ']' */
+	}
+	return j;
+}
+
+#define REGEX_SIZE_MAX 512 /* glibc's compiled size, roughly: x+ is compiled as xx* */
+
+/* What a /regex identity may hold, beyond what regcomp checks: no back-reference, no
+ * counted repetition ({n,m}), no repetition (*, + or ?) that does not follow an atom
+ * ("a++", "(*", "^?": undefined in POSIX), and no nesting of + that makes the
+ * compiled pattern large (each + copies what it repeats: 14 nested "(...)+" groups
+ * take seconds to match). These make compiling or matching expensive in time or
  * memory, and certificates bring the text it is run against. */
 static const char *regex_refused(const char *pat, size_t len)
 {
-	int atom = 0; /* the last thing read can be repeated */
+	size_t stack[MAP_REGEX_MAX + 1], depth = 0;
+	size_t cur = 0, last = 0; /* sizes: this group so far, the atom a repetition takes */
 	for (size_t i = 0; i < len; i++) {
 		char ch = pat[i];
-		if (ch == '[') { /* a bracket expression: "[]a]" and "[^]a]" hold a ']' */
-			size_t j = i + 1;
-			j += j < len && pat[j] == '^';
-			j += j < len && pat[j] == ']';
-			while (j < len && pat[j] != ']')
-				j++;
-			i = j;
-			atom = 1;
+		if (ch == '[') {
+			i = bracket_end(pat, i, len);
+			last = 1;
 		} else if (ch == '\\' && i + 1 < len) {
 			if (pat[++i] >= '1' && pat[i] <= '9')
 				return "back-references (\\1 in the pattern) are not supported";
-			atom = 1;
+			last = 1;
 		} else if (ch == '{') {
 			return "counted repetition ({n,m}) is not supported: spell it out, or use + and *";
 		} else if (ch == '*' || ch == '+' || ch == '?') {
-			if (!atom)
+			if (!last)
 				return "a *, + or ? that follows no character or group (as in a++ or (*) is not supported";
-			atom = 0;
+			cur += ch == '+' ? last : 1;
+			last = 0;
+			continue;
+		} else if (ch == '(') {
+			stack[depth++] = cur;
+			cur = 0;
+			last = 0;
+			continue;
+		} else if (ch == ')' && depth) {
+			last = cur + 1;
+			cur = stack[--depth];
 		} else {
-			atom = ch != '(' && ch != '|' && ch != '^';
+			last = ch != '|' && ch != '^';
 		}
+		cur += last ? last : 1;
+		if (cur > REGEX_SIZE_MAX)
+			return "its + repeat groups that hold + too deeply (the compiled pattern would be too large)";
 	}
 	return NULL;
 }
@@ -195,9 +226,9 @@ static const char *regex_refused(const char *pat, size_t len)
 static int compile_regex(struct user_rule *r, const char *pat, size_t len, int want_group, unsigned line,
 			 char *err, size_t errlen)
 {
-	const char *why = regex_refused(pat, len);
 	if (len > MAP_REGEX_MAX)
 		return map_fail(err, errlen, line, "a /regex over %d bytes", MAP_REGEX_MAX);
+	const char *why = regex_refused(pat, len); /* its group stack holds MAP_REGEX_MAX */
 	if (why)
 		return map_fail(err, errlen, line, "'/%.*s': %s", (int)(len > 64 ? 64 : len), pat, why);
 	char *text = strndup(pat, len);
@@ -246,9 +277,12 @@ static int check_users(const struct field *f, size_t nf, int is_re, unsigned lin
 		if (!is_re && !u->quoted && sub)
 			return map_fail(err, errlen, line, "'%.*s': \\1 needs a /regex identity (CN=/^(.*)@corp$)",
 					(int)u->len, u->s);
-		if (!u->quoted && memchr(u->s, '\\', u->len) && !(is_re && sub))
-			return map_fail(err, errlen, line, "'%.*s': a backslash (quote a name that holds one)",
-					(int)u->len, u->s);
+		const char *bs = u->quoted ? NULL : memchr(u->s, '\\', u->len);
+		if (bs && bs == sub) /* the \1; another backslash after it? */
+			bs = memchr(sub + 2, '\\', u->len - (size_t)(sub + 2 - u->s));
+		if (bs)
+			return map_fail(err, errlen, line, "'%.*s': a backslash other than one \\1 (quote a name that "
+					"holds one)", (int)u->len, u->s);
 		*group |= is_re && sub;
 		*ulen += u->len + 1;
 	}
@@ -455,6 +489,8 @@ static void add_substituted(struct ubuf *b, const struct user_rule *r, const cha
 			ubuf_add(b, u, strlen(u) + 1);
 			continue;
 		}
+		if (g->rm_so < 0) /* the group took no part in the match: no user, as PostgreSQL */
+			continue;
 		size_t len = (size_t)(sub - u) + glen + strlen(sub + 2);
 		if (len == 0 || len > PG_USER_MAX)
 			continue;

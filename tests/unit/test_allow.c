@@ -168,6 +168,11 @@ static void test_user_map(void)
 		{ "CN=/^(*a)$ x\n", "follows no character or group" },
 		{ "CN=/a|?b x\n", "follows no character or group" },
 		{ "CN=/^*a x\n", "follows no character or group" },
+		{ "CN=/^[[:alpha:][]a{3}]?$ x\n", "counted repetition" },
+		{ "CN=/^[[:alpha:][](a)\\1]?$ x\n", "back-references" },
+		{ "CN=/^[[=a=][]a{3}]$ x\n", "counted repetition" },
+		{ "CN=/^(((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)$ x\n", "hold + too deeply" },
+		{ "CN=/(a) \\1\\2\n", "'\\1\\2': a backslash other than one \\1" },
 		{ "CN=a +admins\n", "line 1: '+admins': role membership (pg_ident's +role) is not supported" },
 		{ "CN=a x\\1\n", "line 1: 'x\\1': \\1 needs a /regex identity" },
 		{ "CN=a x\\y\n", "line 1: 'x\\y': a backslash" },
@@ -209,8 +214,13 @@ static void test_user_map(void)
 			  "URI:/^spiffe://td/ns/billing/sa/([a-z_]+)$ \\1\n"
 			  "\"DN:/^CN=([^,]*),OU=data,O=Example Corp,C=US$\" etl_\\1\n"
 			  "CN=/^[]x]+$ bracket\n"
-			  "CN=/^(q*)$ \\1\n";
+			  "CN=/^(q*)$ \\1\n"
+			  "CN=/^(x)|^yy$ u_\\1\n"
+			  "CN=/^[[:alpha:]\\1]+z$ class\n"
+			  "CN=/^(([a-z0-9-]+\\.)+)example\\.com$ dom\n";
 	is(user_map_parse(res, strlen(res), &m, err, sizeof(err)), 0, "/regex rules parse (%s)", err);
+	is_str(users_of(m, "a\\1z", ""), "class", "[[:alpha:]\\1] is a bracket, not a back-reference");
+	is_str(users_of(m, "a.b.example.com", ""), "dom", "a + over a group holding + is fine at this depth");
 	is_str(users_of(m, "alice@example.com", ""), "alice,ro_alice,audit",
 	       "a CN /regex: \\1 is the first group's match, in any user, quoted or not");
 	is_str(users_of(m, "alice@example.com.evil", ""), "", "... anchored with ^ and $, it matches nothing else");
@@ -219,6 +229,7 @@ static void test_user_map(void)
 	is_str(users_of(m, "]x]", ""), "bracket", "a bracket expression may hold ]");
 	is_str(users_of(m, "", ""), "", "no CN: no CN rule, regex or not, matches");
 	is_str(users_of(m, "qq", ""), "qq", "a group that matches gives that user");
+	is_str(users_of(m, "yy", ""), "", "... a group that took no part gives no user with \\1");
 	char q64[65];
 	memset(q64, 'q', 64);
 	q64[64] = 0;
