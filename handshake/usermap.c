@@ -50,17 +50,21 @@ struct user_map *user_map_ref(struct user_map *m)
 	return m;
 }
 
+static void rule_free(struct user_rule *r)
+{
+	free(r->ident);
+	free(r->users);
+	if (r->re)
+		regfree(r->re);
+	free(r->re);
+}
+
 void user_map_free(struct user_map *m)
 {
 	if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	for (size_t i = 0; i < m->n; i++) {
-		free(m->r[i].ident);
-		free(m->r[i].users);
-		if (m->r[i].re)
-			regfree(m->r[i].re);
-		free(m->r[i].re);
-	}
+	for (size_t i = 0; i < m->n; i++)
+		rule_free(&m->r[i]);
 	free(m->r);
 	free(m);
 }
@@ -228,9 +232,10 @@ static int compile_regex(struct user_rule *r, const char *pat, size_t len, int w
 {
 	if (len > MAP_REGEX_MAX)
 		return map_fail(err, errlen, line, "a /regex over %d bytes", MAP_REGEX_MAX);
+	int shown = (int)(len > 64 ? 64 : len);
 	const char *why = regex_refused(pat, len); /* its group stack holds MAP_REGEX_MAX */
 	if (why)
-		return map_fail(err, errlen, line, "'/%.*s': %s", (int)(len > 64 ? 64 : len), pat, why);
+		return map_fail(err, errlen, line, "'/%.*s': %s", shown, pat, why);
 	char *text = strndup(pat, len);
 	if (!text || !(r->re = calloc(1, sizeof(*r->re)))) {
 		free(text);
@@ -244,11 +249,11 @@ static int compile_regex(struct user_rule *r, const char *pat, size_t len, int w
 		regerror(rc, r->re, msg, sizeof(msg));
 		free(r->re);
 		r->re = NULL;
-		return map_fail(err, errlen, line, "'/%.*s': %s", (int)(len > 64 ? 64 : len), pat, msg);
+		return map_fail(err, errlen, line, "'/%.*s': %s", shown, pat, msg);
 	}
 	if (want_group && r->re->re_nsub == 0)
 		return map_fail(err, errlen, line, "'/%.*s': a user holds \\1, but the /regex has no (group) for it",
-				(int)(len > 64 ? 64 : len), pat);
+				shown, pat);
 	return 0;
 }
 
@@ -314,9 +319,10 @@ static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsign
 	size_t plen, skip;
 	char kind = ident_kind(&f[0], &plen);
 	/* fields are not NUL-terminated: compare within their length only */
-	if (!kind && nf > 1 && (ident_kind(&f[1], &skip) || (f[1].len && f[1].s[0] == '/')))
+	int second = nf > 1 && ident_kind(&f[1], &skip);
+	if (!kind && nf > 1 && (second || (f[1].len && f[1].s[0] == '/')))
 		return map_fail(err, errlen, line, "'%.*s': there is no map-name column (pg_ident's first): drop it%s",
-				shown, f[0].s, ident_kind(&f[1], &skip) ? "" : ", and say which name the /regex is for: CN=/...");
+				shown, f[0].s, second ? "" : ", and say which name the /regex is for: CN=/...");
 	if (!kind && !f[0].quoted && f[0].len && f[0].s[0] == '/')
 		return map_fail(err, errlen, line, "'%.*s': say which name the /regex is for: CN=/..., DN:/..., "
 				"DNS:/... or URI:/...", shown, f[0].s);
@@ -359,11 +365,7 @@ static int add_rule(struct user_map *m, const struct field *f, size_t nf, unsign
 	if (r->ident && r->users && is_re)
 		rc = compile_regex(r, id + 1, idlen - 1, group, line, err, errlen);
 	if (!r->ident || !r->users || rc) {
-		free(r->ident);
-		free(r->users);
-		if (r->re)
-			regfree(r->re);
-		free(r->re);
+		rule_free(r);
 		return rc ? rc : -ENOMEM;
 	}
 	char *w = r->users;
@@ -485,18 +487,17 @@ static void add_substituted(struct ubuf *b, const struct user_rule *r, const cha
 {
 	for (const char *u = r->users; *u; u += strlen(u) + 1) {
 		const char *sub = strstr(u, "\\1");
-		size_t glen = sub && g->rm_so >= 0 ? (size_t)(g->rm_eo - g->rm_so) : 0;
 		if (!sub) {
 			ubuf_add(b, u, strlen(u) + 1);
 			continue;
 		}
 		if (g->rm_so < 0) /* the group took no part in the match: no user, as PostgreSQL */
 			continue;
-		size_t len = (size_t)(sub - u) + glen + strlen(sub + 2);
+		size_t glen = (size_t)(g->rm_eo - g->rm_so), len = (size_t)(sub - u) + glen + strlen(sub + 2);
 		if (len == 0 || len > PG_USER_MAX)
 			continue;
 		ubuf_add(b, u, (size_t)(sub - u));
-		ubuf_add(b, name + (glen ? g->rm_so : 0), glen);
+		ubuf_add(b, name + g->rm_so, glen);
 		ubuf_add(b, sub + 2, strlen(sub + 2) + 1);
 	}
 }
