@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 
 void hs_conn_set_reason(struct hs_conn *c, const char *r)
@@ -185,9 +186,33 @@ long hs_conn_send_out(struct hs_conn *c, int fd)
 	return (long)n;
 }
 
+/* A memory BIO's buffer only grows, to the largest burst it ever held (a 64 KiB
+ * relay write: over 80 KiB): an empty one is swapped for a new, empty BIO. */
+static BIO *fresh_if_empty(BIO *b)
+{
+	if (BIO_ctrl_pending(b))
+		return NULL;
+	BUF_MEM *bm = NULL;
+	BIO_get_mem_ptr(b, &bm);
+	if (!bm || bm->max <= 4096)
+		return NULL;
+	return BIO_new(BIO_s_mem());
+}
+
 void hs_conn_release_buffers(struct hs_conn *c)
 {
 	SSL_free_buffers(c->ssl); /* refuses, harmlessly, while part of a record is held */
+	BIO *b = fresh_if_empty(c->wbio);
+	if (b) {
+		SSL_set0_wbio(c->ssl, b); /* frees the old one */
+		c->wbio = b;
+	}
+	if ((b = fresh_if_empty(c->rbio))) {
+		BIO_set_mem_eof_return(b, -1);
+		SSL_set0_rbio(c->ssl, b);
+		c->rbio = b;
+	}
+	ERR_clear_error();
 }
 
 const char *hs_conn_reason(const struct hs_conn *c) { return c->reason; }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Relay buffer pool, see bufpool.h. Why not malloc: glibc serves 16-20 KiB
+// Relay buffer pool, see bufpool.h. Why not malloc: glibc serves buffers of this size
 // from the heap, which a kernel with transparent huge pages set to "always"
 // (Debian's default) backs with 2 MiB pages; madvise(MADV_DONTNEED) on a few
 // pages inside them does not lower RSS for long (khugepaged fills them back).
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#define CHUNK_SLOTS 64u /* 1.25 MiB per mapping */
+#define CHUNK_SLOTS 64u /* 4.25 MiB of address space per mapping */
 
 static int grow(struct bufpool *p)
 {

@@ -14,8 +14,11 @@
 
 #include <stddef.h>
 
-#define BUFPOOL_SLOT 20480u /* 5 pages: a whole TLS record with its header */
-#define BUFPOOL_HOT 16u     /* slots kept with their pages: 320 KiB per pool */
+/* 17 pages: a 64 KiB read and the four TLS records made of it. A buffer's pages are
+ * touched only as far as data reaches, so a connection of short queries keeps one or
+ * two of them. */
+#define BUFPOOL_SLOT 69632u
+#define BUFPOOL_HOT 16u     /* slots kept with their pages: at most 1.1 MiB per pool */
 
 struct bufpool {
 	void **free;     /* stack of free slots (kept apart so that a free slot stays untouched) */
