@@ -165,7 +165,7 @@ KTLS_SIDECAR="$real"
 pid="${FX_SIDECAR_PIDS[soft]}"
 is "$(awk '/^Max open files/ {print ($4 == $5) ? "raised" : $4 " < " $5}' "/proc/$pid/limits")" raised \
     "a soft open-files limit of 64 is raised to the hard one"
-is "$(wire idle-hold "$KS_PORT" 50 0 | head -1)" "ready 50" "... so 50 sessions (100 sockets) are all served"
+is "$(wire idle-hold "$KS_PORT" 50 0 | sed -n 1p)" "ready 50" "... so 50 sessions (100 sockets) are all served"
 fx_sidecar_stop soft || true
 
 # the pooler dies in the middle of a COPY, restarts, or is too slow to accept
