@@ -24,9 +24,13 @@
  * (16 KiB + 22 bytes each in TLS 1.3, a little more in 1.2) go out in one send */
 #define BBUF_OUT BUFPOOL_SLOT
 #define TLS_RECORD_OVERHEAD 256 /* header, explicit IV, MAC or tag, padding: at most */
+/* A read from the client in the relay (ciphertext, or plaintext from kTLS), and the
+ * plaintext sent on to the pooler at once: several records where they have arrived */
+#define CLI_READ 65536
 #define PIPE_CHUNK 65536 /* a default pipe holds 16 pages */
 #define IDLE_RELEASE_MS 1000 /* a relay quiet this long gives its buffers' pages back */
-_Static_assert(CBUF_SIZE <= BUFPOOL_SLOT && BBUF_SIZE <= BUFPOOL_SLOT, "relay buffers fit a pool slot");
+_Static_assert(CBUF_SIZE <= BUFPOOL_SLOT && CLI_READ <= BUFPOOL_SLOT && BBUF_SIZE <= BUFPOOL_SLOT,
+	       "relay buffers fit a pool slot");
 _Static_assert(BBUF_OUT >= BBUF_SIZE + (BBUF_SIZE / 16384) * TLS_RECORD_OVERHEAD,
 	       "the records of one bbuf read fit");
 /* TLS output a client may leave unread while it sends: the records of one bbuf read

@@ -44,7 +44,7 @@ static void cli_recv_tls(struct conn *c)
 	if (engine_can_pick(E(c)))
 		engine_recv_pick(E(c), &c->cli_rd, c->cfd, CBUF_SIZE);
 	else
-		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
+		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CLI_READ);
 }
 
 static void be_recv(struct conn *c)
@@ -220,16 +220,24 @@ void relay_c2b_pump(struct conn *c)
 		return;
 	}
 	if (c->plain || c->ktls_rx) {
-		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CBUF_SIZE);
+		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CLI_READ);
 		return;
 	}
-	int r = hs_conn_read(c->tls, c->cbuf, CBUF_SIZE);
+	/* the plaintext of the records at hand, up to CLI_READ, goes out in one send; an
+	 * end or an error after some of them is met again on the next call */
+	size_t got = 0;
+	int r;
+	do {
+		r = hs_conn_read(c->tls, c->cbuf + got, CLI_READ - got);
+		if (r > 0)
+			got += (size_t)r;
+	} while (r > 0 && got < CLI_READ);
 	/* once what was received is used up (r <= 0): the output of one recv is bounded */
 	if (r <= 0 && conn_tls_side_output(c))
 		return;
-	if (r > 0) {
-		track_owed(c, 1, c->cbuf, (size_t)r);
-		dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->cbuf, (unsigned)r);
+	if (got) {
+		track_owed(c, 1, c->cbuf, got);
+		dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->cbuf, (unsigned)got);
 		return;
 	}
 	if (r == 0) {
