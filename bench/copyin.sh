@@ -5,7 +5,7 @@
 # round by round: each build's CPU (utime + stime of the sidecar, in clock ticks)
 # and wall time. With STRACE=1 it counts the sidecar's syscalls instead
 # (strace -c -f, which slows it down: no times then). As quoted in bench/RESULTS.md
-# ("Reads of 64 KiB ... client side").
+# (section "The client side: bulk loads").
 # usage: BUILDS="build/ktls-sidecar /tmp/other-build" [IO=uring|epoll] [ROWS=200000]
 #        [ROUNDS=3] [STRACE=1] bench/copyin.sh
 # Needs the packages `make check` installs.
