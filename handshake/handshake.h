@@ -93,9 +93,11 @@ size_t hs_conn_drain(struct hs_conn *c, void *buf, size_t cap);
 /* Send the queued ciphertext to fd without blocking; what the socket does not take
  * stays queued, in order. Bytes sent, or -errno (not -EAGAIN: that sends 0). */
 long hs_conn_send_out(struct hs_conn *c, int fd);
-/* Give back OpenSSL's record buffers of an idle connection (kept while it is busy),
- * and the memory of the ciphertext BIOs where they are empty. */
+/* Give back OpenSSL's record buffers of an idle connection (kept while it is busy). */
 void hs_conn_release_buffers(struct hs_conn *c);
+/* Give back what the ciphertext BIOs grew to beyond what they hold (an idle
+ * connection). Safe while sends are in flight: none reads from the BIOs. */
+void hs_conn_shrink_bios(struct hs_conn *c);
 
 /* TLS 1.3 application traffic secrets, kept while the kernel holds the keys so that
  * a KeyUpdate (RFC 8446 4.6.3) can be followed. len 0: not TLS 1.3, nothing kept. */

@@ -186,28 +186,39 @@ long hs_conn_send_out(struct hs_conn *c, int fd)
 	return (long)n;
 }
 
-/* A memory BIO's buffer only grows, to the largest burst it ever held (a 64 KiB
- * relay write: over 80 KiB): an empty one is swapped for a new, empty BIO. */
-static BIO *fresh_if_empty(BIO *b)
-{
-	if (BIO_ctrl_pending(b))
-		return NULL;
-	BUF_MEM *bm = NULL;
-	BIO_get_mem_ptr(b, &bm);
-	if (!bm || bm->max <= 4096)
-		return NULL;
-	return BIO_new(BIO_s_mem());
-}
-
 void hs_conn_release_buffers(struct hs_conn *c)
 {
 	SSL_free_buffers(c->ssl); /* refuses, harmlessly, while part of a record is held */
-	BIO *b = fresh_if_empty(c->wbio);
+}
+
+/* A memory BIO's buffer only grows, to the largest burst it ever held (a 64 KiB relay
+ * write: over 80 KiB). Where that is over 4 KiB and at least twice what it holds, a
+ * new BIO takes the bytes held (part of a record in, records not yet sent out) and
+ * replaces it; NULL keeps b. */
+static BIO *compacted(BIO *b)
+{
+	BUF_MEM *bm = NULL;
+	char *p = NULL;
+	BIO_get_mem_ptr(b, &bm); /* first: it moves what is held to the buffer's start */
+	long n = BIO_get_mem_data(b, &p);
+	if (!bm || n < 0 || bm->max <= 4096 || (size_t)n > bm->max / 2)
+		return NULL;
+	BIO *nb = BIO_new(BIO_s_mem());
+	if (nb && n && BIO_write(nb, p, (int)n) != (int)n) {
+		BIO_free(nb);
+		nb = NULL;
+	}
+	return nb;
+}
+
+void hs_conn_shrink_bios(struct hs_conn *c)
+{
+	BIO *b = compacted(c->wbio);
 	if (b) {
 		SSL_set0_wbio(c->ssl, b); /* frees the old one */
 		c->wbio = b;
 	}
-	if ((b = fresh_if_empty(c->rbio))) {
+	if ((b = compacted(c->rbio))) {
 		BIO_set_mem_eof_return(b, -1);
 		SSL_set0_rbio(c->ssl, b);
 		c->rbio = b;

@@ -21,7 +21,8 @@
  * quarter of the recv and send calls of one record per read (bench/RESULTS.md) */
 #define BBUF_SIZE 65536
 /* TLS output drained into bbuf per send: the records made of a whole BBUF_SIZE read
- * (16 KiB + 22 bytes each in TLS 1.3, a little more in 1.2) go out in one send */
+ * (16 KiB + 22 bytes each in TLS 1.3, a little more in 1.2) go out in one send (in
+ * two or more where the client asked for smaller records: max_fragment_length) */
 #define BBUF_OUT BUFPOOL_SLOT
 #define TLS_RECORD_OVERHEAD 256 /* header, explicit IV, MAC or tag, padding: at most */
 /* A read from the client in the relay (ciphertext, or plaintext from kTLS), and the
@@ -33,9 +34,9 @@ _Static_assert(CBUF_SIZE <= BUFPOOL_SLOT && CLI_READ <= BUFPOOL_SLOT && BBUF_SIZ
 	       "relay buffers fit a pool slot");
 _Static_assert(BBUF_OUT >= BBUF_SIZE + (BBUF_SIZE / 16384) * TLS_RECORD_OVERHEAD,
 	       "the records of one bbuf read fit");
-/* TLS output a client may leave unread while it sends: the records of one bbuf read
- * of the relay's own plus what reading made (KeyUpdate answers, alerts) */
-#define TLS_SIDE_OUT_MAX (BBUF_OUT + 64 * 1024)
+/* TLS output a client may leave unread while it sends: what reading made (KeyUpdate
+ * answers, alerts), and the little of the relay's own records queued behind it */
+#define TLS_SIDE_OUT_MAX (64 * 1024)
 
 enum phase { PH_NEGOTIATE, PH_HANDSHAKE, PH_STARTUP, PH_CONNECT, PH_CANCEL_WAIT, PH_RELAY, PH_FINAL, PH_CLOSING };
 
@@ -64,6 +65,7 @@ struct conn {
 	uint8_t be_errs[KS_MAX_BACKENDS]; /* the errno each address failed with, 0 if none */
 	uint8_t ktls_tx, ktls_rx, notify_sent, splice;
 	uint8_t tx_rekey;         /* the client asked for our KeyUpdate: send it when TX is idle */
+	uint8_t tls_rd_failed;    /* a client record failed behind the batch being sent */
 	uint8_t bufs_released;    /* cbuf/bbuf pages given back since the last completion */
 	uint8_t reason;           /* enum close_reason once closing */
 	struct io_op cli_rd, cli_wr, be_rd, be_wr;
@@ -180,9 +182,10 @@ void relay_ktls_record(struct conn *c);
 int relay_send_progress(struct conn *c, struct io_op *op, struct dir *d, int res, int fd);
 /* Nothing is being sent to the client: answer a requested KeyUpdate now. 1 if c closed. */
 int relay_tx_rekey(struct conn *c);
-/* An idle connection gives back OpenSSL's record buffers and, with POOL_TOO (the
- * engine has no read in flight into them), the pages of its relay buffers, keeping
- * the buffers (the recvs waiting on them refault fresh pages when data comes). */
+/* An idle connection gives back what OpenSSL's BIOs grew to, its record buffers and,
+ * with POOL_TOO (the engine has no read in flight into them), the pages of its relay
+ * buffers, keeping the buffers (the recvs waiting on them refault fresh pages when
+ * data comes). */
 void relay_release_idle(struct conn *c, int pool_too);
 /* Whether the pooler still owes the client an answer (a query is running): such a
  * connection is not idle. 0 where the relay does not see the plaintext (splice), once

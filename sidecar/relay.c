@@ -211,6 +211,14 @@ static void check_done(struct conn *c)
 		conn_close(c, CR_EOF);
 }
 
+static void tls_read_failed(struct conn *c)
+{
+	char extra[512], why[400];
+	snprintf(extra, sizeof(extra), "reason=\"%s\"", log_esc(why, sizeof(why), hs_conn_reason(c->tls)));
+	conn_log(c, LOG_INFO, "TLS error from client", extra);
+	conn_close(c, CR_CLIENT_RESET);
+}
+
 /* Client -> backend: decrypt what is buffered, or read more. */
 void relay_c2b_pump(struct conn *c)
 {
@@ -223,8 +231,7 @@ void relay_c2b_pump(struct conn *c)
 		engine_recv(E(c), &c->cli_rd, c->cfd, c->cbuf, CLI_READ);
 		return;
 	}
-	/* the plaintext of the records at hand, up to CLI_READ, goes out in one send; an
-	 * end or an error after some of them is met again on the next call */
+	/* the plaintext of the records at hand, up to CLI_READ, goes out in one send */
 	size_t got = 0;
 	int r;
 	do {
@@ -236,6 +243,9 @@ void relay_c2b_pump(struct conn *c)
 	if (r <= 0 && conn_tls_side_output(c))
 		return;
 	if (got) {
+		/* a bad record after good ones: they go out first, the error is met again on
+		 * the next call, and OpenSSL refuses to write meanwhile */
+		c->tls_rd_failed = r < 0 && r != -EPIPE;
 		track_owed(c, 1, c->cbuf, got);
 		dir_send(c, &c->be_wr, &c->c2b, c->bfd, c->cbuf, (unsigned)got);
 		return;
@@ -250,10 +260,7 @@ void relay_c2b_pump(struct conn *c)
 		check_done(c);
 		return;
 	}
-	char extra[512], why[400];
-	snprintf(extra, sizeof(extra), "reason=\"%s\"", log_esc(why, sizeof(why), hs_conn_reason(c->tls)));
-	conn_log(c, LOG_INFO, "TLS error from client", extra);
-	conn_close(c, CR_CLIENT_RESET);
+	tls_read_failed(c);
 }
 
 
@@ -437,6 +444,8 @@ void relay_ktls_record(struct conn *c)
 void relay_release_idle(struct conn *c, int pool_too)
 {
 	c->bufs_released = 1;
+	if (c->tls) /* even with a send in flight: it is from bbuf, not from a BIO */
+		hs_conn_shrink_bios(c->tls);
 	/* only the reads may be waiting: nothing is being sent out of the buffers, and
 	 * OpenSSL holds no output that still has to go through bbuf */
 	if (c->cli_wr.pending || c->be_wr.pending || (c->tls && hs_conn_pending_out(c->tls)))
@@ -506,7 +515,10 @@ void relay_be_read(struct conn *c, int res)
 		return;
 	}
 	if (hs_conn_write(c->tls, c->be_rd.buf, (size_t)res)) { /* bbuf, or a ring buffer */
-		conn_close(c, CR_INTERNAL);
+		if (c->tls_rd_failed)
+			tls_read_failed(c);
+		else
+			conn_close(c, CR_INTERNAL);
 		return;
 	}
 	relay_b2c_flush(c);

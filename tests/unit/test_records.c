@@ -4,7 +4,8 @@
 // one byte at a time, a KeyUpdate whose following record is cut in two, a record
 // larger than the read buffer, garbage, close_notify; in TLS 1.3 and 1.2. Guards
 // hs_conn_read's shortcut of not calling SSL_read without a whole record, and checks
-// that an idle connection gives back what a 64 KiB write grew its output BIO to.
+// that an idle connection gives back what its BIOs grew to (a 64 KiB write, a 40 KB
+// read with part of a record still held) and reads and writes on after that.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,12 @@ static void records(struct hs_ctx *ctx, int version)
 	hs_conn_feed(s, wire, (size_t)(n - 100)); /* the last record stays incomplete */
 	got = read_all(s, out, sizeof(out), 1000, &err);
 	ok(got < sizeof(big) && got >= 16384 && !err, "%s: 1000-byte reads of 40 KB give whole records only (%zu)", v, got);
+	/* idle with part of a record held: the input BIO keeps only that part */
+	size_t before = heap_in_use();
+	hs_conn_shrink_bios(s);
+	size_t after = heap_in_use();
+	ok(after + 30000 < before, "%s: idle, a part record held, the input BIO gives back %zu bytes", v,
+	   before - after);
 	hs_conn_feed(s, wire + n - 100, 100);
 	got += read_all(s, out + got, sizeof(out) - got, 1000, &err);
 	ok(got == sizeof(big) && memcmp(out, big, sizeof(big)) == 0, "%s: ... and then the rest, intact", v);
@@ -188,9 +195,9 @@ static void records(struct hs_ctx *ctx, int version)
 	while (got < 65536 && (n = SSL_read(cli, big, sizeof(big))) > 0)
 		got += memcmp(big, out + got, (size_t)n) ? 0 : (size_t)n;
 	is(got, (size_t)65536, "%s: ... and the client reads it intact", v);
-	size_t before = heap_in_use();
-	hs_conn_release_buffers(s);
-	size_t after = heap_in_use();
+	before = heap_in_use();
+	hs_conn_shrink_bios(s);
+	after = heap_in_use();
 	ok(after + 60000 < before, "%s: idle, the output BIO's %zu bytes go back", v, before - after);
 	is(hs_conn_write(s, "still", 5), 0, "%s: a write after that", v);
 	to_client(s, cli);
